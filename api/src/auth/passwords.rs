@@ -1,0 +1,62 @@
+//! argon2id password hashes. Hashing runs on the blocking pool; a login for an
+//! unknown account verifies against a dummy hash so both take the same time.
+
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
+use argon2::{Algorithm, Argon2, Params, Version};
+use domain::Password;
+
+fn hasher() -> Argon2<'static> {
+    // OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a new password into a PHC string.
+pub async fn hash(password: &Password) -> anyhow::Result<String> {
+    let secret = password.expose().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        hasher()
+            .hash_password(secret.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+    })
+    .await
+    .context("password hashing task")?
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        hasher()
+            .hash_password(b"wallet-bff dummy password for timing", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Verifies a password against a stored hash; with no stored hash, verifies
+/// against a dummy one and returns false, taking the same time.
+pub async fn verify(password: &Password, stored: Option<String>) -> anyhow::Result<bool> {
+    let secret = password.expose().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let known = stored.is_some();
+        let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
+        let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+        let ok = hasher().verify_password(secret.as_bytes(), &parsed).is_ok();
+        Ok(known && ok)
+    })
+    .await
+    .context("password verification task")?
+}
+
+/// Computes the dummy hash ahead of the first login.
+pub fn warm_up() {
+    let _ = dummy_hash();
+}

@@ -1,0 +1,94 @@
+//! The one error policy for GraphQL: refusals carry their contract code and
+//! message; everything else is logged once, here, and masked.
+
+use async_graphql::{ErrorExtensions, ServerError};
+use domain::{DomainError, ErrorCode};
+use entity::StoreError;
+
+/// An error leaving a resolver. It deliberately does not implement
+/// `Display`, so async-graphql's blanket `From<Display>` cannot turn it into
+/// a message that leaks internals: the only way out is [`From<ApiError>`].
+#[derive(Debug)]
+pub enum ApiError {
+    /// A refusal the caller can act on.
+    Refused(DomainError),
+    /// Anything unexpected; logged when converted.
+    Internal(anyhow::Error),
+}
+
+/// Result of resolver helpers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        if e.code == ErrorCode::InternalServerError {
+            ApiError::Internal(anyhow::anyhow!(e.message))
+        } else {
+            ApiError::Refused(e)
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Domain(d) => d.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+/// The message clients see for internal errors.
+pub const INTERNAL_MESSAGE: &str = "Internal server error";
+
+/// A GraphQL error with a contract code.
+pub fn coded(code: ErrorCode, message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code.as_str()))
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Refused(d) => coded(d.code, d.message),
+            ApiError::Internal(err) => {
+                tracing::error!(error = ?err, "internal error while resolving");
+                coded(ErrorCode::InternalServerError, INTERNAL_MESSAGE)
+            }
+        }
+    }
+}
+
+/// Safety net applied to every response: an error without a contract code
+/// is either a request error (parse, validation, bad argument: the message is
+/// about the query and safe, code `BAD_USER_INPUT`) or something that escaped
+/// the policy above (logged, then masked as `INTERNAL_SERVER_ERROR`).
+pub fn enforce_codes(errors: &mut [ServerError]) {
+    for err in errors.iter_mut() {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let is_request_error = err.path.is_empty()
+            || err.message.starts_with("Failed to parse")
+            || err.message.starts_with("Invalid value for argument");
+        let code = if is_request_error {
+            ErrorCode::BadUserInput
+        } else {
+            tracing::error!(error = %err.message, path = ?err.path, "uncoded error escaped a resolver");
+            err.message = INTERNAL_MESSAGE.to_owned();
+            ErrorCode::InternalServerError
+        };
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code.as_str());
+    }
+}

@@ -1,0 +1,188 @@
+//! Registration, login, sessions and `me`.
+
+use async_graphql::{Context, InputObject, Object, Result};
+use domain::{DisplayName, DomainError, Email, Password};
+use entity::store::records::UserRecord;
+use entity::store::sessions::{self, Rotation};
+use entity::store::users;
+use uuid::Uuid;
+
+use super::parts;
+use super::types::{AuthPayload, LoginResult, User};
+use crate::auth::{Viewer, passwords, tokens};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Input of `register`.
+#[derive(InputObject, Debug)]
+pub struct RegisterInput {
+    /// E-mail address; becomes the login.
+    pub email: String,
+    /// At least 10 characters.
+    pub password: String,
+    /// Name shown to others.
+    pub display_name: String,
+}
+
+/// Input of `login`.
+#[derive(InputObject, Debug)]
+pub struct LoginInput {
+    /// E-mail address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Queries about the signed-in user.
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// The signed-in user; null when no token is sent.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let (state, viewer) = parts(ctx)?;
+        if matches!(viewer, Viewer::Anonymous) {
+            return Ok(None);
+        }
+        let auth = viewer.require_user().map_err(ApiError::from)?;
+        let user = users::load(&state.db, auth.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(user.map(User::from))
+    }
+}
+
+/// Account mutations.
+#[derive(Default)]
+pub struct AccountMutation;
+
+/// Starts a new session (refresh token family) and issues its first tokens.
+async fn issue_session(state: &AppState, user: UserRecord) -> ApiResult<AuthPayload> {
+    let family = Uuid::now_v7();
+    let refresh = tokens::random_token();
+    sessions::issue(
+        &state.db,
+        user.id,
+        family,
+        tokens::hash_refresh_token(&refresh),
+        entity::store::now() + state.keys.refresh_ttl,
+    )
+    .await?;
+    finish_session(state, user, family, refresh)
+}
+
+fn finish_session(
+    state: &AppState,
+    user: UserRecord,
+    family: Uuid,
+    refresh: String,
+) -> ApiResult<AuthPayload> {
+    let (access_token, expires_at) = state.keys.issue_access(user.id, family, &user.roles)?;
+    Ok(AuthPayload {
+        access_token,
+        refresh_token: refresh,
+        expires_at,
+        user: user.into(),
+    })
+}
+
+#[Object]
+impl AccountMutation {
+    /// Creates an account and signs it in.
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
+        let (state, _) = parts(ctx)?;
+        let email = Email::parse(&input.email).map_err(ApiError::from)?;
+        let password = Password::parse_new(&input.password).map_err(ApiError::from)?;
+        let name = DisplayName::parse(&input.display_name).map_err(ApiError::from)?;
+        let hash = passwords::hash(&password).await.map_err(ApiError::from)?;
+        let user = users::create(&state.db, &email, &name, Some(hash))
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(user.id = %user.id, "registered");
+        Ok(issue_session(state, user).await?)
+    }
+
+    /// Signs in with e-mail and password.
+    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginResult> {
+        let (state, _) = parts(ctx)?;
+        let refused = || {
+            ApiError::from(DomainError::unauthenticated(
+                "email or password is incorrect",
+            ))
+        };
+        let password = Password::parse_existing(&input.password).map_err(|_| refused())?;
+        let row = match Email::parse(&input.email) {
+            Ok(email) => users::find_row_by_email(&state.db, &email)
+                .await
+                .map_err(ApiError::from)?,
+            Err(_) => None,
+        };
+        let stored = row.as_ref().and_then(|r| r.password_hash.clone());
+        // Unknown accounts verify against a dummy hash: same work, same answer.
+        let ok = passwords::verify(&password, stored)
+            .await
+            .map_err(ApiError::from)?;
+        let Some(row) = row.filter(|_| ok) else {
+            tracing::info!("login refused");
+            return Err(refused().into());
+        };
+        let user = users::load(&state.db, row.id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(refused)?;
+        tracing::info!(user.id = %user.id, "logged in");
+        Ok(LoginResult::AuthPayload(issue_session(state, user).await?))
+    }
+
+    /// Exchanges a refresh token for a new pair. Each refresh token works
+    /// once; presenting a used one revokes the whole session.
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> Result<AuthPayload> {
+        let (state, _) = parts(ctx)?;
+        let next = tokens::random_token();
+        let rotation = sessions::rotate(
+            &state.db,
+            &tokens::hash_refresh_token(&refresh_token),
+            tokens::hash_refresh_token(&next),
+            entity::store::now() + state.keys.refresh_ttl,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        match rotation {
+            Rotation::Rotated { user_id, family_id } => {
+                let user = users::load(&state.db, user_id)
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| {
+                        ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+                    })?;
+                Ok(finish_session(state, user, family_id, next)?)
+            }
+            Rotation::Reused { user_id } => {
+                tracing::warn!(user.id = %user_id, "refresh token reused; session revoked");
+                Err(ApiError::from(DomainError::unauthenticated(
+                    "this refresh token was already used; the session has been revoked, sign in again",
+                ))
+                .into())
+            }
+            Rotation::Invalid => Err(ApiError::from(DomainError::unauthenticated(
+                "the refresh token is invalid or expired",
+            ))
+            .into()),
+        }
+    }
+
+    /// Ends the current session: its refresh tokens stop working.
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
+        let (state, viewer) = parts(ctx)?;
+        let auth = viewer.require_user().map_err(ApiError::from)?;
+        sessions::revoke_family(&state.db, auth.session_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,292 @@
+//! GraphQL object types. They are built from store records, never from rows.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, Result, SimpleObject, Union};
+use chrono::{DateTime, Utc};
+use entity::store::records::{MoneyOutcome, TransactionRecord, UserRecord, WalletRecord};
+
+use super::scalars::Money;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A role.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(name = "Role")]
+pub enum RoleGql {
+    /// Every registered user.
+    User,
+    /// Customer support.
+    Support,
+    /// Compliance officers.
+    Compliance,
+    /// Administrators.
+    Admin,
+}
+
+impl From<domain::Role> for RoleGql {
+    fn from(r: domain::Role) -> Self {
+        match r {
+            domain::Role::User => RoleGql::User,
+            domain::Role::Support => RoleGql::Support,
+            domain::Role::Compliance => RoleGql::Compliance,
+            domain::Role::Admin => RoleGql::Admin,
+        }
+    }
+}
+
+/// Where a user is in identity verification.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KycStatus {
+    /// Nothing submitted.
+    NotStarted,
+    /// Submitted, waiting for the provider.
+    Pending,
+    /// With a compliance officer.
+    InReview,
+    /// Verified.
+    Approved,
+    /// Refused.
+    Rejected,
+}
+
+impl KycStatus {
+    fn from_stored(s: &str) -> Self {
+        match s {
+            "PENDING" => KycStatus::Pending,
+            "IN_REVIEW" => KycStatus::InReview,
+            "APPROVED" => KycStatus::Approved,
+            "REJECTED" => KycStatus::Rejected,
+            _ => KycStatus::NotStarted,
+        }
+    }
+}
+
+/// A user account.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
+pub struct User {
+    /// Id.
+    pub id: ID,
+    /// E-mail address.
+    pub email: String,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Roles, always including USER.
+    pub roles: Vec<RoleGql>,
+    /// KYC status.
+    pub kyc_status: KycStatus,
+    /// KYC level reached.
+    pub kyc_level: i32,
+    /// Whether a WebAuthn second factor is registered.
+    pub two_factor_enabled: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub user_id: uuid::Uuid,
+}
+
+#[ComplexObject]
+impl User {
+    /// The user's wallets, oldest first.
+    async fn wallets(&self, ctx: &Context<'_>) -> Result<Vec<Wallet>> {
+        let state = ctx.data::<AppState>()?;
+        let list = entity::store::wallets::list_for_user(&state.db, self.user_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(list.into_iter().map(Wallet::from).collect())
+    }
+}
+
+impl From<UserRecord> for User {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            id: ID(u.id.to_string()),
+            email: u.email,
+            display_name: u.display_name,
+            roles: u.roles.into_iter().map(RoleGql::from).collect(),
+            kyc_status: KycStatus::from_stored(&u.kyc_status),
+            kyc_level: u.kyc_level,
+            two_factor_enabled: u.two_factor_enabled,
+            created_at: u.created_at,
+            user_id: u.id,
+        }
+    }
+}
+
+/// Whether a wallet may move money.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WalletStatus {
+    /// Normal.
+    Active,
+    /// Frozen by an administrator.
+    Frozen,
+}
+
+/// A wallet in one currency.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Wallet {
+    /// Id.
+    pub id: ID,
+    /// Currency code, e.g. "USD".
+    pub currency: String,
+    /// Total: available plus frozen.
+    pub balance: Money,
+    /// Spendable now.
+    pub available_balance: Money,
+    /// Held for pending withdrawals.
+    pub frozen_balance: Money,
+    /// Status.
+    pub status: WalletStatus,
+    /// Incremented by every change; newer is larger.
+    pub version: i64,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<WalletRecord> for Wallet {
+    fn from(w: WalletRecord) -> Self {
+        Self {
+            id: ID(w.id.to_string()),
+            currency: w.currency.code().to_owned(),
+            balance: Money(w.balance()),
+            available_balance: Money(w.available),
+            frozen_balance: Money(w.frozen),
+            status: match w.status {
+                domain::WalletStatus::Active => WalletStatus::Active,
+                domain::WalletStatus::Frozen => WalletStatus::Frozen,
+            },
+            version: w.version,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// What moved the money.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TransactionKind {
+    /// Funding from the payment rail.
+    Deposit,
+    /// Pay-out to the payment rail.
+    Withdrawal,
+    /// Between wallets.
+    Transfer,
+}
+
+/// Where a transaction is in its life.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// Waiting for the payment rail.
+    Pending,
+    /// Done.
+    Completed,
+    /// Refused; holds released.
+    Failed,
+    /// Undone.
+    Reversed,
+}
+
+/// A deposit, withdrawal or transfer.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Transaction {
+    /// Id.
+    pub id: ID,
+    /// Kind.
+    pub kind: TransactionKind,
+    /// Status.
+    pub status: TransactionStatus,
+    /// Positive amount.
+    pub amount: Money,
+    /// Currency code.
+    pub currency: String,
+    /// Debited wallet (none for deposits).
+    pub from_wallet_id: Option<ID>,
+    /// Credited wallet (none for withdrawals).
+    pub to_wallet_id: Option<ID>,
+    /// The sender's note.
+    pub memo: Option<String>,
+    /// Withdrawal destination.
+    pub destination: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last status change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<TransactionRecord> for Transaction {
+    fn from(t: TransactionRecord) -> Self {
+        Self {
+            id: ID(t.id.to_string()),
+            kind: match t.kind {
+                domain::TransactionKind::Deposit => TransactionKind::Deposit,
+                domain::TransactionKind::Withdrawal => TransactionKind::Withdrawal,
+                domain::TransactionKind::Transfer => TransactionKind::Transfer,
+            },
+            status: match t.status {
+                domain::TransactionStatus::Pending => TransactionStatus::Pending,
+                domain::TransactionStatus::Completed => TransactionStatus::Completed,
+                domain::TransactionStatus::Failed => TransactionStatus::Failed,
+                domain::TransactionStatus::Reversed => TransactionStatus::Reversed,
+            },
+            amount: Money(t.amount),
+            currency: t.currency.code().to_owned(),
+            from_wallet_id: t.from_wallet_id.map(|id| ID(id.to_string())),
+            to_wallet_id: t.to_wallet_id.map(|id| ID(id.to_string())),
+            memo: t.memo,
+            destination: t.destination,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// The result of a money mutation.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TransactionPayload {
+    /// The transaction.
+    pub transaction: Transaction,
+    /// The caller's wallet after the change.
+    pub wallet: Wallet,
+    /// True when this result was replayed for a repeated idempotency key.
+    pub replayed: bool,
+}
+
+impl TransactionPayload {
+    /// From a store outcome.
+    pub fn new(outcome: MoneyOutcome, replayed: bool) -> Self {
+        Self {
+            transaction: outcome.transaction.into(),
+            wallet: outcome.wallet.into(),
+            replayed,
+        }
+    }
+}
+
+/// A signed-in session.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AuthPayload {
+    /// Short-lived JWT for the `Authorization: Bearer` header.
+    pub access_token: String,
+    /// Opaque token for `refreshSession`; rotates on every use.
+    pub refresh_token: String,
+    /// When the access token expires.
+    pub expires_at: DateTime<Utc>,
+    /// The user.
+    pub user: User,
+}
+
+/// A login that needs a WebAuthn assertion to finish.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct MfaChallenge {
+    /// Token to pass to `finishWebauthnLogin`.
+    pub mfa_token: String,
+    /// `PublicKeyCredentialRequestOptions` for `navigator.credentials.get`.
+    pub webauthn_options: async_graphql::Json<serde_json::Value>,
+}
+
+/// The outcome of a login.
+#[derive(Union, Debug, Clone)]
+pub enum LoginResult {
+    /// Signed in.
+    AuthPayload(AuthPayload),
+    /// A second factor is needed.
+    MfaChallenge(MfaChallenge),
+}

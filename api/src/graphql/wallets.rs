@@ -1,0 +1,284 @@
+//! Wallets, history and the money mutations.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, ID, InputObject, Object, Result};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use domain::{Currency, DomainError, Email, IdempotencyKey};
+use entity::store::history::{self, HistoryQuery, Position};
+use entity::store::payments::{self, MoneyCommand, Recipient};
+use entity::store::wallets;
+
+use super::scalars::Money;
+use super::types::{Transaction, TransactionPayload, Wallet};
+use super::{parse_id, parts};
+use crate::error::{ApiError, ApiResult};
+
+/// Largest page of `transactions`.
+pub const MAX_PAGE: i32 = 100;
+/// Page size when `first` is not given.
+pub const DEFAULT_PAGE: i32 = 20;
+
+/// Input of `deposit`.
+#[derive(InputObject, Debug)]
+pub struct DepositInput {
+    /// One of the caller's wallets.
+    pub wallet_id: ID,
+    /// Positive amount, no finer than the currency allows.
+    pub amount: Money,
+}
+
+/// Input of `withdraw`.
+#[derive(InputObject, Debug)]
+pub struct WithdrawInput {
+    /// One of the caller's wallets.
+    pub wallet_id: ID,
+    /// Positive amount, no finer than the currency allows.
+    pub amount: Money,
+    /// Where the payment rail pays to (e.g. an IBAN or account reference).
+    pub destination: String,
+}
+
+/// Input of `transfer`: exactly one of `toEmail` and `toWalletId`.
+#[derive(InputObject, Debug)]
+pub struct TransferInput {
+    /// One of the caller's wallets.
+    pub from_wallet_id: ID,
+    /// The recipient's e-mail: their wallet in the same currency receives.
+    pub to_email: Option<String>,
+    /// The receiving wallet.
+    pub to_wallet_id: Option<ID>,
+    /// Positive amount, no finer than the currency allows.
+    pub amount: Money,
+    /// A note for the recipient (up to 280 characters).
+    pub memo: Option<String>,
+}
+
+/// Wallet queries.
+#[derive(Default)]
+pub struct WalletQuery;
+
+fn encode_cursor(created_at: DateTime<Utc>, id: uuid::Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", created_at.timestamp_micros(), id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<Position, DomainError> {
+    let bad = || DomainError::bad_input("after is not a cursor from this connection");
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let mut parts = text.split('|');
+    let (Some("v1"), Some(micros), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    Ok(Position {
+        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
+        id: uuid::Uuid::parse_str(id).map_err(|_| bad())?,
+    })
+}
+
+#[Object]
+impl WalletQuery {
+    /// One of the caller's wallets; `NOT_FOUND` for anyone else's.
+    async fn wallet(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Wallet>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let wallet = wallets::get_owned(&state.db, user.id, id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Some(wallet.into()))
+    }
+
+    /// The caller's transactions, newest first (Relay connection).
+    async fn transactions(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Option<ID>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let limit = first.unwrap_or(DEFAULT_PAGE);
+        if !(0..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::from(DomainError::bad_input(format!(
+                "first must be between 0 and {MAX_PAGE}"
+            )))
+            .into());
+        }
+        let wallet_id = match wallet_id {
+            Some(id) => {
+                let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
+                Some(
+                    wallets::get_owned(&state.db, user.id, id)
+                        .await
+                        .map_err(ApiError::from)?
+                        .id,
+                )
+            }
+            None => None,
+        };
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(ApiError::from(DomainError::bad_input("from must not be after to")).into());
+        }
+        let after = after
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()
+            .map_err(ApiError::from)?;
+        let page = history::list(
+            &state.db,
+            &HistoryQuery {
+                user_id: user.id,
+                wallet_id,
+                from,
+                to,
+                after,
+                limit: u64::try_from(limit).unwrap_or(0),
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|t| Edge::new(encode_cursor(t.created_at, t.id), Transaction::from(t))),
+        );
+        Ok(connection)
+    }
+}
+
+/// Wallet mutations.
+#[derive(Default)]
+pub struct WalletMutation;
+
+async fn run_money(
+    ctx: &Context<'_>,
+    idempotency_key: &str,
+    command: MoneyCommand,
+) -> ApiResult<TransactionPayload> {
+    let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let user = viewer.require_user()?;
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    let executed = payments::execute(&state.db, user.id, &key, &command, state.key_policy).await?;
+    let t = &executed.outcome.transaction;
+    tracing::info!(
+        user.id = %user.id,
+        tx.id = %t.id,
+        tx.kind = t.kind.as_str(),
+        replayed = executed.replayed,
+        "money mutation"
+    );
+    Ok(TransactionPayload::new(executed.outcome, executed.replayed))
+}
+
+fn bounded_text(value: &str, field: &str, max: usize) -> Result<String, DomainError> {
+    let trimmed = value.trim();
+    if trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
+        return Err(DomainError::bad_input(format!(
+            "{field} must have at most {max} characters and no control characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[Object]
+impl WalletMutation {
+    /// Opens a wallet in a currency (USD, EUR, BTC, ETH, USDC), or returns
+    /// the one already open.
+    async fn open_wallet(&self, ctx: &Context<'_>, currency: String) -> Result<Wallet> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let currency = Currency::parse(&currency).map_err(ApiError::from)?;
+        let wallet = wallets::open(&state.db, user.id, currency)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(wallet.into())
+    }
+
+    /// Funds a wallet through the sandbox payment rail.
+    async fn deposit(
+        &self,
+        ctx: &Context<'_>,
+        input: DepositInput,
+        idempotency_key: String,
+    ) -> Result<TransactionPayload> {
+        let wallet_id = parse_id(&input.wallet_id, "walletId").map_err(ApiError::from)?;
+        let command = MoneyCommand::Deposit {
+            wallet_id,
+            amount: input.amount.0,
+        };
+        Ok(run_money(ctx, &idempotency_key, command).await?)
+    }
+
+    /// Holds an amount for pay-out; the transaction stays PENDING until the
+    /// payment rail or an admin settles it.
+    async fn withdraw(
+        &self,
+        ctx: &Context<'_>,
+        input: WithdrawInput,
+        idempotency_key: String,
+    ) -> Result<TransactionPayload> {
+        let wallet_id = parse_id(&input.wallet_id, "walletId").map_err(ApiError::from)?;
+        let destination =
+            bounded_text(&input.destination, "destination", 255).map_err(ApiError::from)?;
+        if destination.is_empty() {
+            return Err(
+                ApiError::from(DomainError::bad_input("destination must not be empty")).into(),
+            );
+        }
+        let command = MoneyCommand::Withdraw {
+            wallet_id,
+            amount: input.amount.0,
+            destination,
+        };
+        Ok(run_money(ctx, &idempotency_key, command).await?)
+    }
+
+    /// Sends money to another wallet of the same currency, by the
+    /// recipient's e-mail or wallet id.
+    async fn transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: TransferInput,
+        idempotency_key: String,
+    ) -> Result<TransactionPayload> {
+        let from_wallet_id =
+            parse_id(&input.from_wallet_id, "fromWalletId").map_err(ApiError::from)?;
+        let to = match (&input.to_email, &input.to_wallet_id) {
+            (Some(email), None) => Recipient::Email(Email::parse(email).map_err(ApiError::from)?),
+            (None, Some(id)) => {
+                Recipient::Wallet(parse_id(id, "toWalletId").map_err(ApiError::from)?)
+            }
+            _ => {
+                return Err(ApiError::from(DomainError::bad_input(
+                    "give exactly one of toEmail and toWalletId",
+                ))
+                .into());
+            }
+        };
+        let memo = input
+            .memo
+            .as_deref()
+            .map(|m| bounded_text(m, "memo", 280))
+            .transpose()
+            .map_err(ApiError::from)?
+            .filter(|m| !m.is_empty());
+        let command = MoneyCommand::Transfer {
+            from_wallet_id,
+            to,
+            amount: input.amount.0,
+            memo,
+        };
+        Ok(run_money(ctx, &idempotency_key, command).await?)
+    }
+}

@@ -1,0 +1,219 @@
+//! HTTP routes: GraphQL over HTTP (GraphQL-over-HTTP spec), GraphiQL, health.
+
+pub mod graphiql;
+
+use async_graphql::http::parse_query_string;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::ErrorCode;
+use serde_json::json;
+
+use crate::auth::Viewer;
+use crate::error::enforce_codes;
+use crate::graphql::AppSchema;
+use crate::state::AppState;
+
+/// Path of the GraphQL endpoint.
+pub const GRAPHQL_PATH: &str = "/graphql";
+/// Path of the GraphQL WebSocket endpoint.
+pub const GRAPHQL_WS_PATH: &str = "/graphql/ws";
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// State of the HTTP layer.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The executable schema.
+    pub schema: AppSchema,
+    /// Shared application state.
+    pub app: AppState,
+}
+
+/// The routes of the HTTP API.
+pub fn routes(state: HttpState) -> Router {
+    Router::new()
+        .route(GRAPHQL_PATH, get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .merge(graphiql::routes())
+}
+
+fn viewer_from(headers: &HeaderMap, app: &AppState) -> Viewer {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Viewer::Anonymous;
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match token.and_then(|t| app.keys.verify_access(t)) {
+        Some(user) => Viewer::User(user),
+        None => Viewer::InvalidToken,
+    }
+}
+
+/// Whether the client accepts `application/graphql-response+json`.
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(GRAPHQL_RESPONSE_JSON))
+}
+
+fn request_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({
+        "errors": [{ "message": message, "extensions": { "code": ErrorCode::BadUserInput.as_str() } }]
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn execute(state: &HttpState, headers: &HeaderMap, batch: BatchRequest) -> Response {
+    let viewer = viewer_from(headers, &state.app);
+    let mut response = state.schema.execute_batch(batch.data(viewer)).await;
+    let single_request_error = match &mut response {
+        BatchResponse::Single(r) => {
+            enforce_codes(&mut r.errors);
+            r.data == async_graphql::Value::Null
+                && !r.errors.is_empty()
+                && r.errors.iter().all(|e| e.path.is_empty())
+        }
+        BatchResponse::Batch(items) => {
+            for r in items.iter_mut() {
+                enforce_codes(&mut r.errors);
+            }
+            false
+        }
+    };
+    let graphql_response = wants_graphql_response(headers);
+    let status = if graphql_response && single_request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let content_type = if graphql_response {
+        GRAPHQL_RESPONSE_JSON
+    } else {
+        "application/json"
+    };
+    match serde_json::to_vec(&response) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            body,
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "serializing GraphQL response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json_body {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /graphql needs content-type: application/json",
+        );
+    }
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(_) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "the body is not a GraphQL request: expected JSON with a \"query\" string",
+            );
+        }
+    };
+    execute(&state, &headers, batch).await
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The operation a GET request would run is a mutation.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let op = match &request.operation_name {
+        Some(name) => doc
+            .operations
+            .iter()
+            .find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str()))
+            .map(|(_, op)| op.node.ty),
+        None => doc.operations.iter().next().map(|(_, op)| op.node.ty),
+    };
+    op == Some(OperationType::Mutation)
+}
+
+async fn graphql_get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    if !query.contains("query=") && accepts_html(&headers) {
+        if state.app.settings.graphiql_enabled {
+            return graphiql::page(GRAPHQL_PATH, GRAPHQL_WS_PATH).into_response();
+        }
+        return (StatusCode::NOT_FOUND, "GraphiQL is disabled").into_response();
+    }
+    let request = match parse_query_string(&query) {
+        Ok(r) => r,
+        Err(_) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "GET /graphql needs a query parameter (and JSON-encoded variables)",
+            );
+        }
+    };
+    if is_mutation(&request) {
+        let mut resp = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations are not allowed over GET; use POST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    execute(&state, &headers, BatchRequest::Single(request)).await
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    match state.app.db.ping().await {
+        Ok(()) => Json(json!({ "status": "ready", "database": "ok" })).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+            )
+                .into_response()
+        }
+    }
+}

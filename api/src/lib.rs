@@ -1,0 +1,127 @@
+//! The wallet-bff server: GraphQL over HTTP on axum, authentication and the
+//! command line. The only crate that knows axum and async-graphql.
+//!
+//! # Layout
+//! - [`config`]: [`config::Settings::from_env`], every variable with its default.
+//! - [`state`]: the [`state::AppState`] shared by requests.
+//! - [`auth`]: passwords, access and refresh tokens, the request's viewer.
+//! - [`graphql`]: the schema, one module per area; GraphQL types are not rows.
+//! - [`http`]: GraphQL over HTTP, GraphiQL, health and readiness.
+//! - [`error`]: the error policy (codes for refusals, masking for the rest).
+//!
+//! The caller owns the listener and the shutdown signal: [`serve`] runs until
+//! the signal resolves, then finishes in-flight requests.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod state;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{LogFormat, Settings};
+use crate::state::AppState;
+
+/// Installs the global tracing subscriber (`RUST_LOG`, text or JSON).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens the database named by the settings (creating the embedded data
+/// directory) and applies pending migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    if settings.embedded {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    }
+    let db =
+        entity::store::connect::connect(&settings.database_url, settings.database_max_connections)
+            .await
+            .context("connecting to the database")?;
+    migration::Migrator::up(&db, None)
+        .await
+        .context("applying database migrations")?;
+    Ok(db)
+}
+
+/// Builds the application state: database (migrated) and keys.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let db = open_database(&settings).await?;
+    let secret = settings.resolve_jwt_secret()?;
+    auth::passwords::warm_up();
+    Ok(AppState::new(settings, db, &secret))
+}
+
+/// The full router with limits and tracing.
+pub fn build_router(state: AppState) -> Router {
+    let schema = graphql::build_schema(state.clone());
+    let body_limit = state.settings.body_limit_bytes;
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    http::routes(http::HttpState { schema, app: state })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains requests.
+/// Also runs the purge of expired idempotency keys.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let purge = tokio::spawn(purge_idempotency_keys(state.db.clone(), stop_rx));
+    let router = build_router(state);
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+    let _ = stop_tx.send(true);
+    let _ = purge.await;
+    result
+}
+
+async fn purge_idempotency_keys(
+    db: DatabaseConnection,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        loop {
+            match entity::store::idempotency::purge_expired(&db, 1_000).await {
+                Ok(0) => break,
+                Ok(n) => tracing::info!(purged = n, "purged expired idempotency keys"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "purging idempotency keys failed");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `wallet-bff`: `serve`, `migrate`, `export-schema`, `grant-role`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// The wallet-bff server. Configuration comes from environment variables
+/// (see README.md and `.env.sample`).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL SDL that schema.graphql must equal.
+    ExportSchema,
+    /// Grant a role to the account with this e-mail.
+    GrantRole {
+        /// The account's e-mail.
+        #[arg(long)]
+        email: String,
+        /// user, support, compliance or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::ExportSchema) = cli.command {
+        print!("{}", api::graphql::sdl());
+        return Ok(());
+    }
+    let settings = api::config::Settings::from_env()?;
+    api::init_tracing(settings.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            if settings.embedded {
+                tracing::info!(data_dir = %settings.data_dir.display(), "no DATABASE_URL: using the embedded SQLite database");
+            }
+            let state = api::build_state(settings.clone()).await?;
+            let listener = tokio::net::TcpListener::bind(settings.bind_addr)
+                .await
+                .with_context(|| format!("binding {}", settings.bind_addr))?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            tracing::info!("listening on http://{addr}");
+            if settings.graphiql_enabled {
+                tracing::info!("GraphiQL: open http://{addr}/graphql in a browser");
+            }
+            api::serve(listener, state, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            api::open_database(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::GrantRole { email, role } => {
+            let email = domain::Email::parse(&email).map_err(|e| anyhow::anyhow!(e.message))?;
+            let role = domain::Role::parse(&role).map_err(|e| anyhow::anyhow!(e.message))?;
+            let db = api::open_database(&settings).await?;
+            let user = entity::store::users::grant_role(&db, None, &email, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(user.id = %user.id, role = role.as_str(), "role granted");
+            Ok(())
+        }
+        Command::ExportSchema => Ok(()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

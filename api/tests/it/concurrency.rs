@@ -1,0 +1,197 @@
+//! Many concurrent transfers, withdrawals, settlements and duplicate retries on
+//! PostgreSQL: money is conserved, balances equal their ledgers, and each
+//! idempotency key moves money once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use domain::{TransactionKind, TransactionStatus};
+use entity::entities::{ledger_entries, transactions, wallets};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::support::{Backend, Session, TestApp, error_code};
+
+const USERS: usize = 4;
+const TASKS: usize = 60;
+const OPS_PER_TASK: usize = 6;
+
+#[derive(Default)]
+struct Seen {
+    /// key -> transaction ids returned for it
+    by_key: HashMap<String, HashSet<String>>,
+    /// pending withdrawals to settle
+    pending: Vec<String>,
+}
+
+fn record(seen: &mut Seen, key: &str, body: &Value, field: &str) -> bool {
+    if let Some(id) = body["data"][field]["transaction"]["id"].as_str() {
+        seen.by_key
+            .entry(key.to_owned())
+            .or_default()
+            .insert(id.to_owned());
+        return true;
+    }
+    let code = error_code(body);
+    assert!(
+        ["INSUFFICIENT_FUNDS", "IDEMPOTENCY_KEY_IN_USE"].contains(&code.as_str()),
+        "unexpected refusal {code}: {body}"
+    );
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transfers_with_retries_conserve_money_and_move_each_key_once() {
+    let app = Arc::new(TestApp::spawn(Backend::Postgres).await);
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("concurrency seed: {seed} (rerun with SEED={seed})");
+    let admin = app.admin("settler@example.com").await;
+    let mut users: Vec<(Session, String)> = Vec::new();
+    for i in 0..USERS {
+        let s = app.register(&format!("user{i}@example.com")).await;
+        let w = app.open_wallet(&s, "USD").await;
+        let body = app.deposit(&s, &w, "500.00", &format!("seed-{i}")).await;
+        assert!(body["data"]["deposit"].is_object(), "{body}");
+        users.push((s, w));
+    }
+    let users = Arc::new(users);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (app, users, seen, admin) = (app.clone(), users.clone(), seen.clone(), admin.clone());
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(t as u64));
+        tasks.push(tokio::spawn(async move {
+            for op in 0..OPS_PER_TASK {
+                let from = rng.random_range(0..USERS);
+                let mut to = rng.random_range(0..USERS - 1);
+                if to >= from {
+                    to += 1;
+                }
+                let cents: i64 = rng.random_range(1..=4_000);
+                let amount = Decimal::new(cents, 2).to_string();
+                let key = format!("t{t}-op{op}");
+                let (sender, from_wallet) = &users[from];
+                let roll: u8 = rng.random_range(0..10);
+                if roll == 0 {
+                    // A withdrawal, settled later by the admin.
+                    let body = app.withdraw(sender, from_wallet, &amount, &key).await;
+                    let mut s = seen.lock().await;
+                    if record(&mut s, &key, &body, "withdraw")
+                        && let Some(id) = body["data"]["withdraw"]["transaction"]["id"].as_str()
+                    {
+                        s.pending.push(id.to_owned());
+                    }
+                    continue;
+                }
+                let input = if roll.is_multiple_of(2) {
+                    json!({ "fromWalletId": from_wallet, "toWalletId": users[to].1, "amount": amount })
+                } else {
+                    json!({ "fromWalletId": from_wallet, "toEmail": users[to].0.email, "amount": amount })
+                };
+                if roll < 4 {
+                    // The client retries at once, racing its own first attempt.
+                    let (a, b) = tokio::join!(
+                        app.transfer(sender, input.clone(), &key),
+                        app.transfer(sender, input.clone(), &key)
+                    );
+                    let mut s = seen.lock().await;
+                    record(&mut s, &key, &a, "transfer");
+                    record(&mut s, &key, &b, "transfer");
+                } else {
+                    let body = app.transfer(sender, input.clone(), &key).await;
+                    let ok = record(&mut *seen.lock().await, &key, &body, "transfer");
+                    if ok && roll == 9 {
+                        // A later retry replays the stored result.
+                        let again = app.transfer(sender, input, &key).await;
+                        assert_eq!(again["data"]["transfer"]["replayed"], true, "{again}");
+                        record(&mut *seen.lock().await, &key, &again, "transfer");
+                    }
+                }
+                if op % 3 == 2 {
+                    let pending = seen.lock().await.pending.pop();
+                    if let Some(id) = pending {
+                        let outcome = if rng.random_bool(0.5) { "COMPLETED" } else { "FAILED" };
+                        let body = app.settle(&admin, &id, outcome).await;
+                        assert!(body["data"]["settleWithdrawal"].is_object(), "{body}");
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task panicked");
+    }
+
+    // Each key moved money once: one transaction id per key, one row per key.
+    let seen = seen.lock().await;
+    for (key, ids) in &seen.by_key {
+        assert_eq!(ids.len(), 1, "key {key} produced {ids:?}");
+    }
+    let txs = transactions::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("transactions");
+    let by_kind = |k: TransactionKind| txs.iter().filter(|t| t.kind == k.as_str()).count();
+    let keyed = seen.by_key.len();
+    assert_eq!(
+        by_kind(TransactionKind::Transfer) + by_kind(TransactionKind::Withdrawal),
+        keyed,
+        "one transaction per successful key"
+    );
+    assert!(
+        by_kind(TransactionKind::Transfer) > 100,
+        "the test must actually move money"
+    );
+
+    // Conservation: balances = deposits - settled withdrawals.
+    let deposits: Decimal = txs
+        .iter()
+        .filter(|t| t.kind == TransactionKind::Deposit.as_str())
+        .map(|t| t.amount.0)
+        .sum();
+    let paid_out: Decimal = txs
+        .iter()
+        .filter(|t| {
+            t.kind == TransactionKind::Withdrawal.as_str()
+                && t.status == TransactionStatus::Completed.as_str()
+        })
+        .map(|t| t.amount.0)
+        .sum();
+    let all_wallets = wallets::Entity::find().all(&app.db).await.expect("wallets");
+    let total: Decimal = all_wallets.iter().map(|w| w.balance.0).sum();
+    assert_eq!(total, deposits - paid_out);
+    assert_eq!(deposits, Decimal::from(500 * USERS as i64));
+
+    // Every wallet equals its ledger; no available balance is negative.
+    for w in &all_wallets {
+        let (available, held) = entity::store::payments::ledger_balances(&app.db, w.id)
+            .await
+            .expect("ledger");
+        assert_eq!(available, w.available.0.normalize(), "wallet {}", w.id);
+        assert_eq!(held, w.frozen.0.normalize(), "wallet {}", w.id);
+        assert!(w.available.0 >= Decimal::ZERO);
+        assert_eq!(w.balance.0, w.available.0 + w.frozen.0);
+    }
+    // Every posting balances, so the whole ledger sums to zero.
+    let lines = ledger_entries::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("ledger lines");
+    let mut per_tx: HashMap<uuid::Uuid, Decimal> = HashMap::new();
+    for l in &lines {
+        *per_tx.entry(l.transaction_id).or_default() += l.amount.0;
+    }
+    assert!(
+        per_tx.values().all(Decimal::is_zero),
+        "an unbalanced posting"
+    );
+    assert_eq!(per_tx.len(), txs.len());
+}

@@ -1,0 +1,158 @@
+//! GraphQL over HTTP as the spec and Apollo Client expect it, GraphiQL served
+//! offline, health and readiness, and masking of internal errors.
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestApp, error_code};
+
+#[tokio::test]
+async fn graphiql_and_all_its_assets_are_served_by_the_binary() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .header(ACCEPT, "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("graphiql"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "no asset may come from the internet"
+    );
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|s| s.starts_with("/graphiql/assets/"))
+        .collect();
+    assert!(
+        assets.len() >= 4,
+        "expected script and style links in {html}"
+    );
+    for asset in assets {
+        let resp = app.client.get(app.url(asset)).send().await.expect("asset");
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        assert!(
+            resp.bytes().await.expect("bytes").len() > 1_000,
+            "{asset} is too small"
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_follow_the_graphql_over_http_spec() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let post = |body: &'static str, content_type: &'static str, accept: &'static str| {
+        app.client
+            .post(app.url("/graphql"))
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, accept)
+            .body(body)
+            .send()
+    };
+    // A simple (CSRF-prone) content type is refused.
+    let r = post("{\"query\":\"{ me { id } }\"}", "text/plain", "*/*")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Not a GraphQL request body.
+    let r = post("{not json", "application/json", "application/json")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A syntax error: 400 with application/graphql-response+json ...
+    let r = post(
+        "{\"query\":\"{ me { \"}",
+        "application/json",
+        "application/graphql-response+json",
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.headers()[CONTENT_TYPE].to_str().expect("ct"),
+        "application/graphql-response+json"
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+    // ... and 200 with application/json.
+    let r = post(
+        "{\"query\":\"{ me { \"}",
+        "application/json; charset=utf-8",
+        "application/json",
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()[CONTENT_TYPE].to_str().expect("ct"),
+        "application/json"
+    );
+
+    // GET runs queries ...
+    let r = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ __typename }")])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["data"]["__typename"], "Query");
+    // ... never mutations.
+    let r = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "mutation { logout }")])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "POST");
+}
+
+#[tokio::test]
+async fn health_and_readiness_report_the_database() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let health = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+    app.db.clone().close().await.expect("close pool");
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn database_errors_are_masked_for_clients() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.register("masked@example.com").await;
+    app.db.clone().close().await.expect("close pool");
+    let body = app
+        .gql(Some(&s.token), "{ me { wallets { id } } }", json!({}))
+        .await;
+    assert_eq!(error_code(&body), "INTERNAL_SERVER_ERROR");
+    let text = body.to_string().to_lowercase();
+    for leak in ["pool", "sqlx", "database", "connection", "closed"] {
+        assert!(!text.contains(leak), "leaked `{leak}`: {body}");
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: a real server on port 0 per test, each with its own
+//! database (PostgreSQL cloned from a migrated template, or a fresh SQLite
+//! file), driven over HTTP like the apps drive it.
+
+mod authz;
+mod concurrency;
+mod flows;
+mod http;
+mod idempotency;
+mod precision;
+mod schema;
+mod sessions;
+mod support;

@@ -1,0 +1,16 @@
+//! SeaORM entities of wallet-bff and the store functions that turn rows into
+//! records and run the database transactions.
+//!
+//! # Layout
+//! - [`money`]: the exact [`Money`] column type (NUMERIC on PostgreSQL, text on SQLite).
+//! - [`entities`]: one module per table.
+//! - [`store`]: connecting, and the operations the API calls, each in one
+//!   database transaction: users and sessions, wallets, money movements with
+//!   idempotency, history, outbox events and audit records.
+
+pub mod entities;
+pub mod money;
+pub mod store;
+
+pub use money::Money;
+pub use store::{StoreError, StoreResult};

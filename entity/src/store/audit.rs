@@ -1,0 +1,38 @@
+//! The audit trail: who did what, written in the transaction of the action.
+
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use uuid::Uuid;
+
+use crate::entities::audit_log;
+use crate::store::{StoreResult, now};
+
+/// One audit record to write.
+#[derive(Debug, Clone)]
+pub struct AuditRecord<'a> {
+    /// The acting user, if any.
+    pub actor_id: Option<Uuid>,
+    /// Dotted action name such as `wallet.transfer`.
+    pub action: &'a str,
+    /// Kind of object, such as `transaction`.
+    pub subject_type: &'a str,
+    /// The object.
+    pub subject_id: Option<Uuid>,
+    /// Non-sensitive details (never secrets, never full PII).
+    pub details: serde_json::Value,
+}
+
+/// Writes an audit record.
+pub async fn record(db: &impl ConnectionTrait, rec: AuditRecord<'_>) -> StoreResult<()> {
+    audit_log::Entity::insert(audit_log::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        actor_id: Set(rec.actor_id),
+        action: Set(rec.action.to_owned()),
+        subject_type: Set(rec.subject_type.to_owned()),
+        subject_id: Set(rec.subject_id),
+        details: Set(rec.details),
+        created_at: Set(now()),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Transaction history: keyset pagination, newest first, stable under inserts.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use crate::entities::transactions;
+use crate::store::records::TransactionRecord;
+use crate::store::{StoreResult, wallets};
+
+/// Position after which a page starts: the last item seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Its creation time.
+    pub created_at: DateTime<Utc>,
+    /// Its id (breaks ties).
+    pub id: Uuid,
+}
+
+/// Which transactions to list.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// The viewer: only transactions touching their wallets are listed.
+    pub user_id: Uuid,
+    /// One of the viewer's wallets (already checked to be theirs).
+    pub wallet_id: Option<Uuid>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+    /// Start after this position.
+    pub after: Option<Position>,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// One page.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub items: Vec<TransactionRecord>,
+    /// Whether more items follow.
+    pub has_next: bool,
+}
+
+/// Lists a page of the viewer's transactions.
+pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<HistoryPage> {
+    let wallet_ids: Vec<Uuid> = match q.wallet_id {
+        Some(id) => vec![id],
+        None => wallets::list_for_user(db, q.user_id)
+            .await?
+            .into_iter()
+            .map(|w| w.id)
+            .collect(),
+    };
+    if wallet_ids.is_empty() {
+        return Ok(HistoryPage {
+            items: Vec::new(),
+            has_next: false,
+        });
+    }
+    let mut select = transactions::Entity::find().filter(
+        Condition::any()
+            .add(transactions::Column::FromWalletId.is_in(wallet_ids.clone()))
+            .add(transactions::Column::ToWalletId.is_in(wallet_ids)),
+    );
+    if let Some(from) = q.from {
+        select = select.filter(transactions::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = q.to {
+        select = select.filter(transactions::Column::CreatedAt.lt(to));
+    }
+    if let Some(after) = q.after {
+        select = select.filter(
+            Condition::any()
+                .add(transactions::Column::CreatedAt.lt(after.created_at))
+                .add(
+                    Condition::all()
+                        .add(transactions::Column::CreatedAt.eq(after.created_at))
+                        .add(transactions::Column::Id.lt(after.id)),
+                ),
+        );
+    }
+    let rows = select
+        .order_by_desc(transactions::Column::CreatedAt)
+        .order_by_desc(transactions::Column::Id)
+        .limit(q.limit + 1)
+        .all(db)
+        .await?;
+    let has_next = rows.len() as u64 > q.limit;
+    let items = rows
+        .into_iter()
+        .take(q.limit as usize)
+        .map(TransactionRecord::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HistoryPage { items, has_next })
+}
+
+/// A transaction if it touches one of the viewer's wallets.
+pub async fn get_visible(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<TransactionRecord>> {
+    let Some(row) = transactions::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    let tx = TransactionRecord::try_from(row)?;
+    for wallet_id in [tx.from_wallet_id, tx.to_wallet_id].into_iter().flatten() {
+        if let Some(w) = wallets::get(db, wallet_id).await?
+            && w.user_id == user_id
+        {
+            return Ok(Some(tx));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,45 @@
+//! Operations on the database. Every function that changes money or identity
+//! state runs in one transaction and writes its outbox events and audit
+//! records in that same transaction.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::DomainError;
+use sea_orm::DbErr;
+
+pub mod audit;
+pub mod connect;
+pub mod events;
+pub mod history;
+pub mod idempotency;
+pub mod payments;
+pub mod records;
+pub mod sessions;
+pub mod users;
+pub mod wallets;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The business rules refused; the message is safe for the caller.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The database failed; details are for the logs only.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// Stored data broke an invariant; details are for the logs only.
+    #[error("inconsistent data: {0}")]
+    Inconsistent(String),
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The current time, truncated to microseconds so that it round-trips through
+/// PostgreSQL and SQLite unchanged (cursors compare stored times).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+pub(crate) fn inconsistent(what: impl Into<String>) -> StoreError {
+    StoreError::Inconsistent(what.into())
+}

@@ -1,0 +1,550 @@
+//! Money movements: deposits, withdrawals, transfers and settlement. Each runs
+//! in one database transaction that claims nothing twice, locks the wallets
+//! in a fixed order, lets the domain decide, writes balanced ledger lines, the
+//! new balances (version-checked), the transaction, outbox events and an
+//! audit record, and stores the idempotent result.
+
+use domain::{
+    Amount, DomainError, Email, EntryAccount, ErrorCode, Fingerprint, IdempotencyKey, Posting,
+    TransactionKind, TransactionStatus, WithdrawalOutcome, transaction::ensure_settleable,
+};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::entities::{ledger_entries, transactions};
+use crate::money::Money;
+use crate::store::audit::{self, AuditRecord};
+use crate::store::idempotency::{self, Claim, KeyPolicy};
+use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
+use crate::store::{StoreError, StoreResult, events, inconsistent, now, users, wallets};
+
+/// Who receives a transfer.
+#[derive(Debug, Clone)]
+pub enum Recipient {
+    /// A wallet by id.
+    Wallet(Uuid),
+    /// The recipient's wallet in the sender's currency, found by e-mail.
+    Email(Email),
+}
+
+/// A money mutation as the API validated it. Amounts are exact decimals;
+/// their scale is checked against the wallet's currency once it is loaded.
+#[derive(Debug, Clone)]
+pub enum MoneyCommand {
+    /// Funding through the sandbox payment rail.
+    Deposit {
+        /// The caller's wallet.
+        wallet_id: Uuid,
+        /// Positive amount.
+        amount: Decimal,
+    },
+    /// A pay-out, held until the rail settles it.
+    Withdraw {
+        /// The caller's wallet.
+        wallet_id: Uuid,
+        /// Positive amount.
+        amount: Decimal,
+        /// Where the rail pays to (account reference).
+        destination: String,
+    },
+    /// Between two wallets of the same currency.
+    Transfer {
+        /// The caller's wallet.
+        from_wallet_id: Uuid,
+        /// The receiver.
+        to: Recipient,
+        /// Positive amount.
+        amount: Decimal,
+        /// Note for the receiver.
+        memo: Option<String>,
+    },
+}
+
+impl MoneyCommand {
+    /// The operation name stored with the idempotency key.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            MoneyCommand::Deposit { .. } => "deposit",
+            MoneyCommand::Withdraw { .. } => "withdraw",
+            MoneyCommand::Transfer { .. } => "transfer",
+        }
+    }
+
+    /// The fingerprint of the normalized input.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let canonical = |d: &Decimal| domain::money::to_canonical(*d);
+        let input = match self {
+            MoneyCommand::Deposit { wallet_id, amount } => {
+                json!({ "walletId": wallet_id, "amount": canonical(amount) })
+            }
+            MoneyCommand::Withdraw {
+                wallet_id,
+                amount,
+                destination,
+            } => json!({
+                "walletId": wallet_id,
+                "amount": canonical(amount),
+                "destination": destination,
+            }),
+            MoneyCommand::Transfer {
+                from_wallet_id,
+                to,
+                amount,
+                memo,
+            } => json!({
+                "fromWalletId": from_wallet_id,
+                "toWalletId": match to { Recipient::Wallet(id) => Some(id), Recipient::Email(_) => None },
+                "toEmail": match to { Recipient::Email(e) => Some(e.as_str()), Recipient::Wallet(_) => None },
+                "amount": canonical(amount),
+                "memo": memo,
+            }),
+        };
+        Fingerprint::of(self.operation(), &input)
+    }
+}
+
+/// The outcome of a money mutation and whether it was replayed from its key.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// The result (first result, when replayed).
+    pub outcome: MoneyOutcome,
+    /// True when the idempotency key replayed an earlier result.
+    pub replayed: bool,
+}
+
+/// Runs a money mutation under an idempotency key.
+pub async fn execute(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    command: &MoneyCommand,
+    policy: KeyPolicy,
+) -> StoreResult<Executed> {
+    let fingerprint = command.fingerprint();
+    let lease =
+        match idempotency::claim(db, user_id, key, command.operation(), &fingerprint, policy)
+            .await?
+        {
+            Claim::Replay(stored) => {
+                let outcome: MoneyOutcome = serde_json::from_value(stored)
+                    .map_err(|e| inconsistent(format!("stored idempotent result: {e}")))?;
+                return Ok(Executed {
+                    outcome,
+                    replayed: true,
+                });
+            }
+            Claim::Fresh(lease) => lease,
+        };
+    let attempt = async {
+        let txn = db.begin().await?;
+        idempotency::take(&txn, &lease).await?;
+        let outcome = apply(&txn, user_id, command).await?;
+        let stored = serde_json::to_value(&outcome)
+            .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
+        idempotency::complete(&txn, &lease, stored).await?;
+        txn.commit().await?;
+        Ok::<_, StoreError>(outcome)
+    }
+    .await;
+    match attempt {
+        Ok(outcome) => Ok(Executed {
+            outcome,
+            replayed: false,
+        }),
+        Err(err) => {
+            // Nothing moved: forget the claim so the client may retry the key.
+            if let Err(release_err) = idempotency::release(db, &lease).await {
+                tracing::warn!(error = %release_err, "could not release idempotency key; its lease will expire");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn apply(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    command: &MoneyCommand,
+) -> StoreResult<MoneyOutcome> {
+    match command {
+        MoneyCommand::Deposit { wallet_id, amount } => {
+            let owned = wallets::get_owned(txn, user_id, *wallet_id).await?;
+            let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
+            let amount = Amount::new(*amount, wallet.currency)?;
+            let posting = Posting::deposit(wallet.id, amount);
+            let next =
+                wallet
+                    .balances()
+                    .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
+            let tx = insert_transaction(
+                txn,
+                NewTransaction {
+                    kind: TransactionKind::Deposit,
+                    status: TransactionStatus::Completed,
+                    amount,
+                    from_wallet_id: None,
+                    to_wallet_id: Some(wallet.id),
+                    memo: None,
+                    destination: None,
+                    initiated_by: user_id,
+                },
+            )
+            .await?;
+            write_posting(txn, tx.id, &posting).await?;
+            let wallet = wallets::store_balances(txn, &wallet, next).await?;
+            events::balance_updated(txn, &wallet, amount.value(), tx.id).await?;
+            audit_money(txn, user_id, "wallet.deposit", &tx).await?;
+            Ok(MoneyOutcome {
+                transaction: tx,
+                wallet,
+            })
+        }
+        MoneyCommand::Withdraw {
+            wallet_id,
+            amount,
+            destination,
+        } => {
+            let owned = wallets::get_owned(txn, user_id, *wallet_id).await?;
+            let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
+            let amount = Amount::new(*amount, wallet.currency)?;
+            let posting = Posting::hold(wallet.id, amount);
+            let next =
+                wallet
+                    .balances()
+                    .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
+            let tx = insert_transaction(
+                txn,
+                NewTransaction {
+                    kind: TransactionKind::Withdrawal,
+                    status: TransactionStatus::Pending,
+                    amount,
+                    from_wallet_id: Some(wallet.id),
+                    to_wallet_id: None,
+                    memo: None,
+                    destination: Some(destination.clone()),
+                    initiated_by: user_id,
+                },
+            )
+            .await?;
+            write_posting(txn, tx.id, &posting).await?;
+            let wallet = wallets::store_balances(txn, &wallet, next).await?;
+            events::balance_updated(txn, &wallet, Decimal::ZERO, tx.id).await?;
+            audit_money(txn, user_id, "wallet.withdraw", &tx).await?;
+            Ok(MoneyOutcome {
+                transaction: tx,
+                wallet,
+            })
+        }
+        MoneyCommand::Transfer {
+            from_wallet_id,
+            to,
+            amount,
+            memo,
+        } => {
+            let from = wallets::get_owned(txn, user_id, *from_wallet_id).await?;
+            let to_id = resolve_recipient(txn, &from, to).await?;
+            if to_id == from.id {
+                return Err(DomainError::bad_input("cannot transfer to the same wallet").into());
+            }
+            let [from, to] = lock_exact::<2>(txn, [from.id, to_id]).await?;
+            let amount = Amount::new(*amount, from.currency)?;
+            let posting = Posting::transfer(from.id, to.id, amount);
+            let from_next = from
+                .balances()
+                .apply(from.id, from.currency, from.status, &posting)?;
+            let to_next = to
+                .balances()
+                .apply(to.id, to.currency, to.status, &posting)
+                .map_err(|e| match e.code {
+                    ErrorCode::WalletFrozen => {
+                        DomainError::new(ErrorCode::WalletFrozen, "the receiving wallet is frozen")
+                    }
+                    ErrorCode::CurrencyMismatch => DomainError::new(
+                        ErrorCode::CurrencyMismatch,
+                        format!(
+                            "the receiving wallet holds {}, not {}",
+                            to.currency, from.currency
+                        ),
+                    ),
+                    _ => e,
+                })?;
+            let tx = insert_transaction(
+                txn,
+                NewTransaction {
+                    kind: TransactionKind::Transfer,
+                    status: TransactionStatus::Completed,
+                    amount,
+                    from_wallet_id: Some(from.id),
+                    to_wallet_id: Some(to.id),
+                    memo: memo.clone(),
+                    destination: None,
+                    initiated_by: user_id,
+                },
+            )
+            .await?;
+            write_posting(txn, tx.id, &posting).await?;
+            let from = wallets::store_balances(txn, &from, from_next).await?;
+            let to = wallets::store_balances(txn, &to, to_next).await?;
+            // Sequences are taken in user-id order so concurrent transfers in
+            // other currencies cannot deadlock on the users' rows.
+            let (first, second) = if from.user_id <= to.user_id {
+                (&from, &to)
+            } else {
+                (&to, &from)
+            };
+            for w in [first, second] {
+                let delta = if w.id == from.id {
+                    -amount.value()
+                } else {
+                    amount.value()
+                };
+                events::balance_updated(txn, w, delta, tx.id).await?;
+                if w.id == to.id && to.user_id != from.user_id {
+                    events::transaction_received(txn, to.user_id, &tx).await?;
+                }
+            }
+            audit_money(txn, user_id, "wallet.transfer", &tx).await?;
+            Ok(MoneyOutcome {
+                transaction: tx,
+                wallet: from,
+            })
+        }
+    }
+}
+
+async fn resolve_recipient(
+    txn: &impl ConnectionTrait,
+    from: &WalletRecord,
+    to: &Recipient,
+) -> StoreResult<Uuid> {
+    match to {
+        Recipient::Wallet(id) => Ok(wallets::get(txn, *id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("recipient wallet"))?
+            .id),
+        Recipient::Email(email) => {
+            let user = users::find_row_by_email(txn, email)
+                .await?
+                .ok_or_else(|| DomainError::not_found("recipient"))?;
+            let wallet = wallets::find_by_currency(txn, user.id, from.currency)
+                .await?
+                .ok_or_else(|| {
+                    DomainError::new(
+                        ErrorCode::NotFound,
+                        format!("the recipient has no {} wallet", from.currency),
+                    )
+                })?;
+            Ok(wallet.id)
+        }
+    }
+}
+
+async fn lock_exact<const N: usize>(
+    txn: &impl ConnectionTrait,
+    ids: [Uuid; N],
+) -> StoreResult<[WalletRecord; N]> {
+    let locked = wallets::lock_in_order(txn, &ids).await?;
+    locked
+        .try_into()
+        .map_err(|_| inconsistent("locked a different number of wallets"))
+}
+
+struct NewTransaction {
+    kind: TransactionKind,
+    status: TransactionStatus,
+    amount: Amount,
+    from_wallet_id: Option<Uuid>,
+    to_wallet_id: Option<Uuid>,
+    memo: Option<String>,
+    destination: Option<String>,
+    initiated_by: Uuid,
+}
+
+async fn insert_transaction(
+    txn: &impl ConnectionTrait,
+    new: NewTransaction,
+) -> StoreResult<TransactionRecord> {
+    let at = now();
+    let row = transactions::Model {
+        id: Uuid::now_v7(),
+        kind: new.kind.as_str().to_owned(),
+        status: new.status.as_str().to_owned(),
+        amount: Money(new.amount.value()),
+        currency: new.amount.currency().code().to_owned(),
+        from_wallet_id: new.from_wallet_id,
+        to_wallet_id: new.to_wallet_id,
+        memo: new.memo,
+        destination: new.destination,
+        initiated_by: new.initiated_by,
+        created_at: at,
+        updated_at: at,
+    };
+    transactions::Entity::insert(transactions::ActiveModel::from(row.clone()))
+        .exec_without_returning(txn)
+        .await?;
+    TransactionRecord::try_from(row)
+}
+
+async fn write_posting(
+    txn: &impl ConnectionTrait,
+    transaction_id: Uuid,
+    posting: &Posting,
+) -> StoreResult<()> {
+    let at = now();
+    let rows = posting.lines().iter().map(|line| {
+        let (wallet_id, account) = match &line.account {
+            EntryAccount::Wallet { wallet_id, bucket } => {
+                (Some(*wallet_id), bucket.as_str().to_owned())
+            }
+            EntryAccount::External(name) => (None, (*name).to_owned()),
+        };
+        ledger_entries::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            transaction_id: Set(transaction_id),
+            wallet_id: Set(wallet_id),
+            account: Set(account),
+            currency: Set(posting.currency().code().to_owned()),
+            amount: Set(Money(line.amount)),
+            created_at: Set(at),
+        }
+    });
+    ledger_entries::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+async fn audit_money(
+    txn: &impl ConnectionTrait,
+    actor: Uuid,
+    action: &str,
+    tx: &TransactionRecord,
+) -> StoreResult<()> {
+    audit::record(
+        txn,
+        AuditRecord {
+            actor_id: Some(actor),
+            action,
+            subject_type: "transaction",
+            subject_id: Some(tx.id),
+            details: json!({
+                "kind": tx.kind,
+                "status": tx.status,
+                "amount": domain::money::to_canonical(tx.amount),
+                "currency": tx.currency,
+                "fromWalletId": tx.from_wallet_id,
+                "toWalletId": tx.to_wallet_id,
+            }),
+        },
+    )
+    .await
+}
+
+/// Completes or fails a pending withdrawal (admin or payment rail), releasing
+/// the hold. Returns the transaction and the owner's wallet.
+pub async fn settle_withdrawal(
+    db: &DatabaseConnection,
+    actor: Option<Uuid>,
+    transaction_id: Uuid,
+    outcome: WithdrawalOutcome,
+) -> StoreResult<MoneyOutcome> {
+    let txn = db.begin().await?;
+    let first_look = transactions::Entity::find_by_id(transaction_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DomainError::not_found("transaction"))?;
+    let wallet_id = first_look
+        .from_wallet_id
+        .ok_or_else(|| DomainError::bad_input("only withdrawals can be settled"))?;
+    let [wallet] = lock_exact::<1>(&txn, [wallet_id]).await?;
+    // Re-read under the wallet lock: every settlement takes it first.
+    let tx = TransactionRecord::try_from(
+        transactions::Entity::find_by_id(transaction_id)
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| inconsistent("transaction vanished"))?,
+    )?;
+    ensure_settleable(tx.kind, tx.status)?;
+    let amount = Amount::new(tx.amount, tx.currency)?;
+    let posting = match outcome {
+        WithdrawalOutcome::Completed => Posting::settle_hold(wallet.id, amount),
+        WithdrawalOutcome::Failed => Posting::release_hold(wallet.id, amount),
+    };
+    // Settlement proceeds on a frozen wallet: the money already left the
+    // available balance when it was held.
+    let next = wallet.balances().apply(
+        wallet.id,
+        wallet.currency,
+        domain::WalletStatus::Active,
+        &posting,
+    )?;
+    write_posting(&txn, tx.id, &posting).await?;
+    let status = outcome.final_status();
+    let at = now();
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(status.as_str()))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(at))
+        .filter(transactions::Column::Id.eq(tx.id))
+        .exec(&txn)
+        .await?;
+    let tx = TransactionRecord {
+        status,
+        updated_at: at,
+        ..tx
+    };
+    let wallet = wallets::store_balances(&txn, &wallet, next).await?;
+    let delta = match outcome {
+        WithdrawalOutcome::Completed => -amount.value(),
+        WithdrawalOutcome::Failed => Decimal::ZERO,
+    };
+    events::balance_updated(&txn, &wallet, delta, tx.id).await?;
+    audit_money(
+        &txn,
+        actor.unwrap_or(wallet.user_id),
+        "withdrawal.settle",
+        &tx,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(MoneyOutcome {
+        transaction: tx,
+        wallet,
+    })
+}
+
+/// The sum of a wallet's ledger lines per bucket (available, held): the
+/// balances the wallet row must equal.
+pub async fn ledger_balances(
+    db: &impl ConnectionTrait,
+    wallet_id: Uuid,
+) -> StoreResult<(Decimal, Decimal)> {
+    let lines: Vec<(String, Money)> = ledger_entries::Entity::find()
+        .select_only()
+        .column(ledger_entries::Column::Account)
+        .column(ledger_entries::Column::Amount)
+        .filter(ledger_entries::Column::WalletId.eq(wallet_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut available = Decimal::ZERO;
+    let mut held = Decimal::ZERO;
+    for (account, amount) in lines {
+        match account.as_str() {
+            "AVAILABLE" => available += amount.0,
+            "HELD" => held += amount.0,
+            other => {
+                return Err(inconsistent(format!(
+                    "wallet ledger line on account {other}"
+                )));
+            }
+        }
+    }
+    Ok((available.normalize(), held.normalize()))
+}

@@ -1,0 +1,177 @@
+//! Records: rows turned into typed values the API can rely on.
+
+use chrono::{DateTime, Utc};
+use domain::{Balances, Currency, Role, TransactionKind, TransactionStatus, WalletStatus};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::entities::{transactions, users, wallets};
+use crate::store::{StoreError, inconsistent};
+
+/// A user account as the API sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Normalized e-mail.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Granted roles, sorted; always contains `User`.
+    pub roles: Vec<Role>,
+    /// KYC status text.
+    pub kyc_status: String,
+    /// KYC level.
+    pub kyc_level: i32,
+    /// Whether a second factor is registered.
+    pub two_factor_enabled: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserRecord {
+    /// Builds the record from the row and its role rows.
+    pub fn from_row(row: users::Model, role_names: &[String]) -> Result<Self, StoreError> {
+        let mut roles = vec![Role::User];
+        for name in role_names {
+            let role =
+                Role::parse(name).map_err(|_| inconsistent(format!("unknown role {name}")))?;
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        roles.sort();
+        Ok(Self {
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            roles,
+            kyc_status: row.kyc_status,
+            kyc_level: row.kyc_level,
+            two_factor_enabled: row.two_factor_enabled,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A wallet and its balances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Currency.
+    pub currency: Currency,
+    /// Spendable balance.
+    pub available: Decimal,
+    /// Held balance.
+    pub frozen: Decimal,
+    /// Status.
+    pub status: WalletStatus,
+    /// Version, bumped on every change.
+    pub version: i64,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl WalletRecord {
+    /// available + frozen.
+    pub fn balance(&self) -> Decimal {
+        self.available + self.frozen
+    }
+
+    /// The balances for the rules.
+    pub fn balances(&self) -> Balances {
+        Balances {
+            available: self.available,
+            frozen: self.frozen,
+        }
+    }
+}
+
+impl TryFrom<wallets::Model> for WalletRecord {
+    type Error = StoreError;
+
+    fn try_from(row: wallets::Model) -> Result<Self, Self::Error> {
+        if row.balance.0 != row.available.0 + row.frozen.0 {
+            return Err(inconsistent(format!(
+                "wallet {} balance != available + frozen",
+                row.id
+            )));
+        }
+        Ok(Self {
+            id: row.id,
+            user_id: row.user_id,
+            currency: Currency::parse(&row.currency)
+                .map_err(|_| inconsistent(format!("wallet {} currency", row.id)))?,
+            available: row.available.0.normalize(),
+            frozen: row.frozen.0.normalize(),
+            status: WalletStatus::parse(&row.status)
+                .map_err(|_| inconsistent(format!("wallet {} status", row.id)))?,
+            version: row.version,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A money movement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Kind.
+    pub kind: TransactionKind,
+    /// Status.
+    pub status: TransactionStatus,
+    /// Positive amount.
+    pub amount: Decimal,
+    /// Currency.
+    pub currency: Currency,
+    /// Debited wallet.
+    pub from_wallet_id: Option<Uuid>,
+    /// Credited wallet.
+    pub to_wallet_id: Option<Uuid>,
+    /// Memo.
+    pub memo: Option<String>,
+    /// Withdrawal destination.
+    pub destination: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last status change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<transactions::Model> for TransactionRecord {
+    type Error = StoreError;
+
+    fn try_from(row: transactions::Model) -> Result<Self, Self::Error> {
+        let bad = |what: &str| inconsistent(format!("transaction {} {what}", row.id));
+        Ok(Self {
+            id: row.id,
+            kind: TransactionKind::parse(&row.kind).map_err(|_| bad("kind"))?,
+            status: TransactionStatus::parse(&row.status).map_err(|_| bad("status"))?,
+            amount: row.amount.0.normalize(),
+            currency: Currency::parse(&row.currency).map_err(|_| bad("currency"))?,
+            from_wallet_id: row.from_wallet_id,
+            to_wallet_id: row.to_wallet_id,
+            memo: row.memo,
+            destination: row.destination,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// What a money mutation returns, and what an idempotency key replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoneyOutcome {
+    /// The transaction created or changed.
+    pub transaction: TransactionRecord,
+    /// The caller's wallet right after the change.
+    pub wallet: WalletRecord,
+}

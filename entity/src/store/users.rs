@@ -1,0 +1,139 @@
+//! Users and their roles.
+
+use domain::{DisplayName, DomainError, Email, Role};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, SqlErr, TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::entities::{user_roles, users};
+use crate::store::audit::{self, AuditRecord};
+use crate::store::records::UserRecord;
+use crate::store::{StoreError, StoreResult, now};
+
+/// Creates an account with the `user` role; refuses a taken e-mail.
+pub async fn create(
+    db: &DatabaseConnection,
+    email: &Email,
+    display_name: &DisplayName,
+    password_hash: Option<String>,
+) -> StoreResult<UserRecord> {
+    let txn = db.begin().await?;
+    let at = now();
+    let id = Uuid::now_v7();
+    let row = users::ActiveModel {
+        id: Set(id),
+        email: Set(email.as_str().to_owned()),
+        display_name: Set(display_name.as_str().to_owned()),
+        password_hash: Set(password_hash),
+        kyc_status: Set("NOT_STARTED".to_owned()),
+        kyc_level: Set(0),
+        two_factor_enabled: Set(false),
+        event_seq: Set(0),
+        created_at: Set(at),
+        updated_at: Set(at),
+    };
+    if let Err(err) = users::Entity::insert(row)
+        .exec_without_returning(&txn)
+        .await
+    {
+        if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            return Err(DomainError::bad_input("an account with this email already exists").into());
+        }
+        return Err(err.into());
+    }
+    user_roles::Entity::insert(user_roles::ActiveModel {
+        user_id: Set(id),
+        role: Set(Role::User.as_str().to_owned()),
+        granted_at: Set(at),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id: Some(id),
+            action: "user.register",
+            subject_type: "user",
+            subject_id: Some(id),
+            details: json!({ "email": email.masked() }),
+        },
+    )
+    .await?;
+    let user = load(&txn, id)
+        .await?
+        .ok_or_else(|| super::inconsistent("user vanished"))?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// The row of the account with this e-mail, with its password hash.
+pub async fn find_row_by_email(
+    db: &impl ConnectionTrait,
+    email: &Email,
+) -> StoreResult<Option<users::Model>> {
+    Ok(users::Entity::find()
+        .filter(users::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await?)
+}
+
+/// A user with roles, if it exists.
+pub async fn load(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<UserRecord>> {
+    let Some(row) = users::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    let roles: Vec<String> = user_roles::Entity::find()
+        .filter(user_roles::Column::UserId.eq(id))
+        .order_by_asc(user_roles::Column::Role)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| r.role)
+        .collect();
+    UserRecord::from_row(row, &roles).map(Some)
+}
+
+/// Grants a role to the account with this e-mail (idempotent) and audits it.
+pub async fn grant_role(
+    db: &DatabaseConnection,
+    actor_id: Option<Uuid>,
+    email: &Email,
+    role: Role,
+) -> StoreResult<UserRecord> {
+    let txn = db.begin().await?;
+    let row = find_row_by_email(&txn, email)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    user_roles::Entity::insert(user_roles::ActiveModel {
+        user_id: Set(row.id),
+        role: Set(role.as_str().to_owned()),
+        granted_at: Set(now()),
+    })
+    .on_conflict(
+        OnConflict::columns([user_roles::Column::UserId, user_roles::Column::Role])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id,
+            action: "user.role_granted",
+            subject_type: "user",
+            subject_id: Some(row.id),
+            details: json!({ "role": role.as_str() }),
+        },
+    )
+    .await?;
+    let user = load(&txn, row.id)
+        .await?
+        .ok_or_else(|| super::inconsistent("user vanished"))?;
+    txn.commit().await?;
+    Ok(user)
+}

@@ -1,0 +1,23 @@
+//! SeaORM migrations of wallet-bff, for PostgreSQL and SQLite.
+//!
+//! # Layout
+//! - [`m20261121_000001_initial`]: users, roles, refresh tokens, wallets, the
+//!   double-entry ledger, transactions, idempotency keys, the outbox and the
+//!   audit log.
+//!
+//! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
+//! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod m20261121_000001_initial;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_initial::Migration)]
+    }
+}

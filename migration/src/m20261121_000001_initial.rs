@@ -1,0 +1,611 @@
+//! The first schema: identity, wallets, ledger, transactions, idempotency,
+//! outbox and audit.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseBackend;
+
+/// Creates every table of the first release.
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261121_000001_initial"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    Email,
+    DisplayName,
+    PasswordHash,
+    KycStatus,
+    KycLevel,
+    TwoFactorEnabled,
+    EventSeq,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum UserRoles {
+    Table,
+    UserId,
+    Role,
+    GrantedAt,
+}
+
+#[derive(DeriveIden)]
+enum RefreshTokens {
+    Table,
+    Id,
+    UserId,
+    FamilyId,
+    TokenHash,
+    CreatedAt,
+    ExpiresAt,
+    UsedAt,
+    RevokedAt,
+}
+
+#[derive(DeriveIden)]
+enum Wallets {
+    Table,
+    Id,
+    UserId,
+    Currency,
+    Balance,
+    Available,
+    Frozen,
+    Status,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Transactions {
+    Table,
+    Id,
+    Kind,
+    Status,
+    Amount,
+    Currency,
+    FromWalletId,
+    ToWalletId,
+    Memo,
+    Destination,
+    InitiatedBy,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum LedgerEntries {
+    Table,
+    Id,
+    TransactionId,
+    WalletId,
+    Account,
+    Currency,
+    Amount,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    Id,
+    UserId,
+    Key,
+    Operation,
+    Fingerprint,
+    Status,
+    LockedUntil,
+    Response,
+    CreatedAt,
+    ExpiresAt,
+}
+
+#[derive(DeriveIden)]
+enum OutboxEvents {
+    Table,
+    Id,
+    UserId,
+    Sequence,
+    Topic,
+    Payload,
+    CreatedAt,
+    PublishedAt,
+}
+
+#[derive(DeriveIden)]
+enum AuditLog {
+    Table,
+    Id,
+    ActorId,
+    Action,
+    SubjectType,
+    SubjectId,
+    Details,
+    CreatedAt,
+}
+
+/// An exact amount column: `NUMERIC(28,18)` on PostgreSQL, canonical decimal
+/// text on SQLite.
+fn money(backend: DatabaseBackend, name: impl IntoIden) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    match backend {
+        DatabaseBackend::Sqlite => col.text(),
+        _ => col.decimal_len(28, 18),
+    };
+    col.not_null();
+    col
+}
+
+fn uuid_pk(name: impl IntoIden) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    col.uuid().not_null().primary_key();
+    col
+}
+
+fn timestamp(name: impl IntoIden) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    col.timestamp_with_time_zone().not_null();
+    col
+}
+
+fn fk(
+    from_table: impl IntoIden,
+    from_col: impl IntoIden,
+    to_table: impl IntoIden,
+    to_col: impl IntoIden,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .from(from_table, from_col)
+        .to(to_table, to_col)
+        .on_delete(ForeignKeyAction::Restrict)
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let backend = manager.get_database_backend();
+        let pg = backend == DatabaseBackend::Postgres;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Users::Table)
+                    .col(uuid_pk(Users::Id))
+                    .col(
+                        ColumnDef::new(Users::Email)
+                            .string_len(254)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(ColumnDef::new(Users::DisplayName).string_len(80).not_null())
+                    .col(ColumnDef::new(Users::PasswordHash).text().null())
+                    .col(
+                        ColumnDef::new(Users::KycStatus)
+                            .string_len(16)
+                            .not_null()
+                            .default("NOT_STARTED"),
+                    )
+                    .col(
+                        ColumnDef::new(Users::KycLevel)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(Users::TwoFactorEnabled)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(Users::EventSeq)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(timestamp(Users::CreatedAt))
+                    .col(timestamp(Users::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(UserRoles::Table)
+                    .col(ColumnDef::new(UserRoles::UserId).uuid().not_null())
+                    .col(ColumnDef::new(UserRoles::Role).string_len(16).not_null())
+                    .col(timestamp(UserRoles::GrantedAt))
+                    .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::Role))
+                    .foreign_key(&mut fk(
+                        UserRoles::Table,
+                        UserRoles::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(RefreshTokens::Table)
+                    .col(uuid_pk(RefreshTokens::Id))
+                    .col(ColumnDef::new(RefreshTokens::UserId).uuid().not_null())
+                    .col(ColumnDef::new(RefreshTokens::FamilyId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::TokenHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(timestamp(RefreshTokens::CreatedAt))
+                    .col(timestamp(RefreshTokens::ExpiresAt))
+                    .col(
+                        ColumnDef::new(RefreshTokens::UsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .foreign_key(&mut fk(
+                        RefreshTokens::Table,
+                        RefreshTokens::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_refresh_tokens_family")
+                    .table(RefreshTokens::Table)
+                    .col(RefreshTokens::FamilyId)
+                    .to_owned(),
+            )
+            .await?;
+
+        let mut wallets = Table::create();
+        wallets
+            .table(Wallets::Table)
+            .col(uuid_pk(Wallets::Id))
+            .col(ColumnDef::new(Wallets::UserId).uuid().not_null())
+            .col(ColumnDef::new(Wallets::Currency).string_len(8).not_null())
+            .col(money(backend, Wallets::Balance))
+            .col(money(backend, Wallets::Available))
+            .col(money(backend, Wallets::Frozen))
+            .col(
+                ColumnDef::new(Wallets::Status)
+                    .string_len(16)
+                    .not_null()
+                    .default("ACTIVE"),
+            )
+            .col(
+                ColumnDef::new(Wallets::Version)
+                    .big_integer()
+                    .not_null()
+                    .default(0),
+            )
+            .col(timestamp(Wallets::CreatedAt))
+            .col(timestamp(Wallets::UpdatedAt))
+            .foreign_key(&mut fk(
+                Wallets::Table,
+                Wallets::UserId,
+                Users::Table,
+                Users::Id,
+            ));
+        if pg {
+            // The database refuses what the rules must never produce.
+            wallets
+                .check(Expr::cust("available >= 0"))
+                .check(Expr::cust("frozen >= 0"))
+                .check(Expr::cust("balance = available + frozen"));
+        }
+        manager.create_table(wallets.to_owned()).await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_wallets_user_currency")
+                    .table(Wallets::Table)
+                    .col(Wallets::UserId)
+                    .col(Wallets::Currency)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Transactions::Table)
+                    .col(uuid_pk(Transactions::Id))
+                    .col(ColumnDef::new(Transactions::Kind).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(Transactions::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(money(backend, Transactions::Amount))
+                    .col(
+                        ColumnDef::new(Transactions::Currency)
+                            .string_len(8)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Transactions::FromWalletId).uuid().null())
+                    .col(ColumnDef::new(Transactions::ToWalletId).uuid().null())
+                    .col(ColumnDef::new(Transactions::Memo).string_len(280).null())
+                    .col(
+                        ColumnDef::new(Transactions::Destination)
+                            .string_len(255)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Transactions::InitiatedBy).uuid().not_null())
+                    .col(timestamp(Transactions::CreatedAt))
+                    .col(timestamp(Transactions::UpdatedAt))
+                    .foreign_key(&mut fk(
+                        Transactions::Table,
+                        Transactions::FromWalletId,
+                        Wallets::Table,
+                        Wallets::Id,
+                    ))
+                    .foreign_key(&mut fk(
+                        Transactions::Table,
+                        Transactions::ToWalletId,
+                        Wallets::Table,
+                        Wallets::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, col) in [
+            ("idx_transactions_from_wallet", Transactions::FromWalletId),
+            ("idx_transactions_to_wallet", Transactions::ToWalletId),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(Transactions::Table)
+                        .col(col)
+                        .col(Transactions::CreatedAt)
+                        .col(Transactions::Id)
+                        .to_owned(),
+                )
+                .await?;
+        }
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerEntries::Table)
+                    .col(uuid_pk(LedgerEntries::Id))
+                    .col(
+                        ColumnDef::new(LedgerEntries::TransactionId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(LedgerEntries::WalletId).uuid().null())
+                    .col(
+                        ColumnDef::new(LedgerEntries::Account)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(LedgerEntries::Currency)
+                            .string_len(8)
+                            .not_null(),
+                    )
+                    .col(money(backend, LedgerEntries::Amount))
+                    .col(timestamp(LedgerEntries::CreatedAt))
+                    .foreign_key(&mut fk(
+                        LedgerEntries::Table,
+                        LedgerEntries::TransactionId,
+                        Transactions::Table,
+                        Transactions::Id,
+                    ))
+                    .foreign_key(&mut fk(
+                        LedgerEntries::Table,
+                        LedgerEntries::WalletId,
+                        Wallets::Table,
+                        Wallets::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, col) in [
+            ("idx_ledger_entries_wallet", LedgerEntries::WalletId),
+            (
+                "idx_ledger_entries_transaction",
+                LedgerEntries::TransactionId,
+            ),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(LedgerEntries::Table)
+                        .col(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(IdempotencyKeys::Table)
+                    .col(uuid_pk(IdempotencyKeys::Id))
+                    .col(ColumnDef::new(IdempotencyKeys::UserId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Key)
+                            .string_len(255)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Operation)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Fingerprint)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(timestamp(IdempotencyKeys::LockedUntil))
+                    .col(ColumnDef::new(IdempotencyKeys::Response).json().null())
+                    .col(timestamp(IdempotencyKeys::CreatedAt))
+                    .col(timestamp(IdempotencyKeys::ExpiresAt))
+                    .foreign_key(&mut fk(
+                        IdempotencyKeys::Table,
+                        IdempotencyKeys::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_idempotency_keys_user_key")
+                    .table(IdempotencyKeys::Table)
+                    .col(IdempotencyKeys::UserId)
+                    .col(IdempotencyKeys::Key)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_idempotency_keys_expires_at")
+                    .table(IdempotencyKeys::Table)
+                    .col(IdempotencyKeys::ExpiresAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(OutboxEvents::Table)
+                    .col(uuid_pk(OutboxEvents::Id))
+                    .col(ColumnDef::new(OutboxEvents::UserId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(OutboxEvents::Sequence)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEvents::Topic)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(OutboxEvents::Payload).json().not_null())
+                    .col(timestamp(OutboxEvents::CreatedAt))
+                    .col(
+                        ColumnDef::new(OutboxEvents::PublishedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .foreign_key(&mut fk(
+                        OutboxEvents::Table,
+                        OutboxEvents::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_outbox_events_user_sequence")
+                    .table(OutboxEvents::Table)
+                    .col(OutboxEvents::UserId)
+                    .col(OutboxEvents::Sequence)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_outbox_events_unpublished")
+                    .table(OutboxEvents::Table)
+                    .col(OutboxEvents::PublishedAt)
+                    .col(OutboxEvents::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(AuditLog::Table)
+                    .col(uuid_pk(AuditLog::Id))
+                    .col(ColumnDef::new(AuditLog::ActorId).uuid().null())
+                    .col(ColumnDef::new(AuditLog::Action).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(AuditLog::SubjectType)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(AuditLog::SubjectId).uuid().null())
+                    .col(ColumnDef::new(AuditLog::Details).json().not_null())
+                    .col(timestamp(AuditLog::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_audit_log_created_at")
+                    .table(AuditLog::Table)
+                    .col(AuditLog::CreatedAt)
+                    .col(AuditLog::Id)
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            AuditLog::Table.into_iden(),
+            OutboxEvents::Table.into_iden(),
+            IdempotencyKeys::Table.into_iden(),
+            LedgerEntries::Table.into_iden(),
+            Transactions::Table.into_iden(),
+            Wallets::Table.into_iden(),
+            RefreshTokens::Table.into_iden(),
+            UserRoles::Table.into_iden(),
+            Users::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
