@@ -135,10 +135,12 @@ pub fn page(graphql_path: &str, ws_path: &str) -> Html<String> {
 
 /// `s` as a JavaScript string literal that is safe inside an HTML `<script>` element.
 fn js_string(s: &str) -> String {
-    // JSON string syntax is JavaScript string syntax; `<`, `>` and `&` can only occur inside the
-    // string, where `\u00XX` escapes are equivalent and cannot close the `<script>` element.
+    // JSON string syntax is JavaScript string syntax; `<`, `>`, `&` and `{` can only occur inside
+    // the string, where `\u00XX` escapes are equivalent. They cannot close the `<script>`
+    // element, nor form a `{{...}}` placeholder that a later `replace` in `page` would fill.
     serde_json::Value::from(s)
         .to_string()
+        .replace('{', "\\u007b")
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
@@ -257,6 +259,9 @@ mod tests {
         assert!(!html.contains("</script><script>alert"));
         assert!(html.contains(r#""/x\u003c/script\u003e\u003cscript\u003ealert(1)//""#));
         assert!(html.contains(r#""/\"'\u0026""#));
+
+        let Html(html) = page("{{WS_PATH}}", "/ws");
+        assert!(html.contains(r#"new URL("\u007b\u007bWS_PATH}}", window.location.href)"#));
     }
 
     #[test]

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs every check of the project: formatting, clippy, unit tests and the
+# integration tests against a real PostgreSQL and Redis on 127.0.0.1.
+#
+# Starts PostgreSQL and Redis when they are installed but stopped, installs
+# them (and the build tools) with apt on a fresh Debian machine when missing,
+# and fails loudly when a service still cannot be reached. Tests never skip a
+# missing service.
+#
+# Environment:
+#   TEST_POSTGRES_URL  server URL without database (default postgres://postgres@127.0.0.1:5432)
+#   REDIS_URL          Redis for the tests (default redis://127.0.0.1:6379)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+wait_port() {
+  local host=$1 port=$2 name=$3
+  for _ in $(seq 1 60); do
+    port_open "$host" "$port" && return 0
+    sleep 0.5
+  done
+  die "$name is not reachable on $host:$port"
+}
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || die "cannot install $*: no apt-get on this machine; install it yourself"
+  [ "$(id -u)" = 0 ] || die "cannot install $*: run as root or install it yourself"
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_build_tools() {
+  command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
+  command -v cc >/dev/null || apt_install build-essential
+  command -v npm >/dev/null || apt_install nodejs npm
+  cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+  cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+}
+
+ensure_postgres() {
+  export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+  if port_open 127.0.0.1 5432; then return 0; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    fresh_install=1
+  fi
+  log "starting PostgreSQL"
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_port 127.0.0.1 5432 PostgreSQL
+  if [ "${fresh_install:-0}" = 1 ] && [ "$TEST_POSTGRES_URL" = "postgres://postgres@127.0.0.1:5432" ]; then
+    # Debian's default is password auth over TCP: give the test user one.
+    su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\""
+    export TEST_POSTGRES_URL="postgres://postgres:postgres@127.0.0.1:5432"
+  fi
+}
+
+ensure_redis() {
+  export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+  if port_open 127.0.0.1 6379; then return 0; fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /tmp --logfile /tmp/wallet-bff-redis.log
+  wait_port 127.0.0.1 6379 Redis
+}
+
+ensure_build_tools
+ensure_postgres
+ensure_redis
+log "PostgreSQL at ${TEST_POSTGRES_URL%%@*}@..., Redis at $REDIS_URL"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --workspace --locked
