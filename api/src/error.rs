@@ -77,10 +77,16 @@ pub fn enforce_codes(errors: &mut [ServerError]) {
         if has_code {
             continue;
         }
+        let too_complex = err.path.is_empty()
+            && (err.message.starts_with("Query is nested too deep")
+                || err.message.starts_with("Query is too complex")
+                || err.message.starts_with("The recursion depth of the query"));
         let is_request_error = err.path.is_empty()
             || err.message.starts_with("Failed to parse")
             || err.message.starts_with("Invalid value for argument");
-        let code = if is_request_error {
+        let code = if too_complex {
+            ErrorCode::QueryTooComplex
+        } else if is_request_error {
             ErrorCode::BadUserInput
         } else {
             tracing::error!(error = %err.message, path = ?err.path, "uncoded error escaped a resolver");

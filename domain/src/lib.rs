@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`error`]: the stable error codes of the API contract and the domain error type.
+//! - [`events`]: the topics of the live events.
 //! - [`money`]: currencies with their scales and validated, exact amounts.
 //! - [`identity`]: validated e-mail addresses, passwords, display names and roles.
 //! - [`idempotency`]: idempotency keys and request fingerprints.
@@ -10,6 +11,7 @@
 //! - [`transaction`]: kinds and states of money movements.
 
 pub mod error;
+pub mod events;
 pub mod idempotency;
 pub mod identity;
 pub mod ledger;
@@ -17,6 +19,7 @@ pub mod money;
 pub mod transaction;
 
 pub use error::{DomainError, ErrorCode};
+pub use events::Topic;
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use identity::{DisplayName, Email, Password, Role};
 pub use ledger::{Balances, Bucket, EntryAccount, Posting, PostingLine};

@@ -31,8 +31,9 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(12)
-        .limit_complexity(2_000)
+        // GraphiQL's introspection query nests `ofType` about 13 levels deep.
+        .limit_depth(20)
+        .limit_complexity(5_000)
         .limit_recursive_depth(32)
 }
 

@@ -156,3 +156,46 @@ async fn database_errors_are_masked_for_clients() {
         assert!(!text.contains(leak), "leaked `{leak}`: {body}");
     }
 }
+
+/// The introspection query GraphiQL sends to load docs and autocompletion
+/// (same shape and `ofType` depth as graphql-js's `getIntrospectionQuery`).
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}"#;
+
+#[tokio::test]
+async fn graphiql_can_introspect_but_abusive_depth_is_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let body = app.gql(None, INTROSPECTION, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+
+    // Valid, but nested far deeper than any client needs.
+    let mut deep = String::from("{ __schema { types ");
+    for _ in 0..30 {
+        deep.push_str("{ ofType ");
+    }
+    deep.push_str("{ name }");
+    deep.push_str(&"}".repeat(32));
+    let body = app.gql(None, &deep, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+}

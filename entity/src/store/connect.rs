@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
-/// Opens a pool. SQLite gets a single connection (writes are serialized by
-/// SQLite anyway, and one connection makes every transaction see the last
-/// commit without `SQLITE_BUSY`), WAL journaling and enforced foreign keys.
+/// Opens a pool. SQLite gets a single connection (SQLite serializes writes
+/// anyway, and one connection means no `SQLITE_BUSY` between transactions),
+/// WAL journaling and enforced foreign keys on every connection it opens.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
     let mut opts = ConnectOptions::new(url.to_owned());
@@ -16,17 +15,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .min_connections(if sqlite { 1 } else { 0 })
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(opts).await?;
-    if db.get_database_backend() == DatabaseBackend::Sqlite {
-        for pragma in [
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA foreign_keys = ON",
-            "PRAGMA busy_timeout = 5000",
-            "PRAGMA synchronous = NORMAL",
-        ] {
-            db.execute_unprepared(pragma).await?;
-        }
-    }
-    Ok(db)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+        });
+    Database::connect(opts).await
 }

@@ -1,6 +1,7 @@
 //! The transactional outbox: events written in the transaction of the change
 //! they describe, each with a per-user, strictly increasing sequence.
 
+use domain::Topic;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::json;
@@ -9,18 +10,6 @@ use uuid::Uuid;
 use crate::entities::{outbox_events, users};
 use crate::store::records::{TransactionRecord, WalletRecord};
 use crate::store::{StoreResult, inconsistent, now};
-
-/// Channel names, as in the API contract.
-pub mod topics {
-    /// A wallet's balances changed.
-    pub const BALANCE_UPDATED: &str = "balance.updated";
-    /// Money arrived from another user.
-    pub const TRANSACTION_RECEIVED: &str = "transaction.received";
-    /// The KYC status changed.
-    pub const KYC_STATUS: &str = "kyc.status";
-    /// A notification was created.
-    pub const NOTIFICATION_CREATED: &str = "notification.created";
-}
 
 /// Takes the user's next event sequence. The row lock this update takes is
 /// held until commit, so a user's sequences commit in order.
@@ -42,7 +31,7 @@ pub async fn next_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> StoreRes
 pub async fn append(
     db: &impl ConnectionTrait,
     user_id: Uuid,
-    topic: &str,
+    topic: Topic,
     body: serde_json::Value,
 ) -> StoreResult<(Uuid, i64)> {
     let id = Uuid::now_v7();
@@ -59,7 +48,7 @@ pub async fn append(
         id: Set(id),
         user_id: Set(user_id),
         sequence: Set(sequence),
-        topic: Set(topic.to_owned()),
+        topic: Set(topic.as_str().to_owned()),
         payload: Set(payload),
         created_at: Set(created_at),
         published_at: Set(None),
@@ -85,7 +74,7 @@ pub async fn balance_updated(
         "delta": delta.normalize(),
         "transactionId": transaction_id,
     });
-    append(db, wallet.user_id, topics::BALANCE_UPDATED, body).await?;
+    append(db, wallet.user_id, Topic::BalanceUpdated, body).await?;
     Ok(())
 }
 
@@ -96,6 +85,6 @@ pub async fn transaction_received(
     transaction: &TransactionRecord,
 ) -> StoreResult<()> {
     let body = json!({ "transaction": transaction });
-    append(db, receiver, topics::TRANSACTION_RECEIVED, body).await?;
+    append(db, receiver, Topic::TransactionReceived, body).await?;
     Ok(())
 }

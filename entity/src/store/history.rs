@@ -96,23 +96,3 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HistoryPage { items, has_next })
 }
-
-/// A transaction if it touches one of the viewer's wallets.
-pub async fn get_visible(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    id: Uuid,
-) -> StoreResult<Option<TransactionRecord>> {
-    let Some(row) = transactions::Entity::find_by_id(id).one(db).await? else {
-        return Ok(None);
-    };
-    let tx = TransactionRecord::try_from(row)?;
-    for wallet_id in [tx.from_wallet_id, tx.to_wallet_id].into_iter().flatten() {
-        if let Some(w) = wallets::get(db, wallet_id).await?
-            && w.user_id == user_id
-        {
-            return Ok(Some(tx));
-        }
-    }
-    Ok(None)
-}

@@ -134,13 +134,3 @@ async fn revoke_family_in(db: &impl sea_orm::ConnectionTrait, family_id: Uuid) -
 pub async fn revoke_family(db: &DatabaseConnection, family_id: Uuid) -> StoreResult<()> {
     revoke_family_in(db, family_id).await
 }
-
-/// Whether the family has been revoked (or does not exist).
-pub async fn family_revoked(db: &DatabaseConnection, family_id: Uuid) -> StoreResult<bool> {
-    let live = refresh_tokens::Entity::find()
-        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .one(db)
-        .await?;
-    Ok(live.is_none())
-}
