@@ -169,6 +169,24 @@ fn fk(
         .to_owned()
 }
 
+async fn index<T: IntoIden, C: IntoIden, const N: usize>(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    table: T,
+    cols: [C; N],
+    unique: bool,
+) -> Result<(), DbErr> {
+    let mut idx = Index::create();
+    idx.name(name).table(table);
+    for col in cols {
+        idx.col(col);
+    }
+    if unique {
+        idx.unique();
+    }
+    manager.create_index(idx.to_owned()).await
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -270,15 +288,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_family")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::FamilyId)
-                    .to_owned(),
-            )
-            .await?;
+        index(
+            manager,
+            "idx_refresh_tokens_family",
+            RefreshTokens::Table,
+            [RefreshTokens::FamilyId],
+            false,
+        )
+        .await?;
 
         let mut wallets = Table::create();
         wallets
@@ -317,17 +334,14 @@ impl MigrationTrait for Migration {
                 .check(Expr::cust("balance = available + frozen"));
         }
         manager.create_table(wallets.to_owned()).await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_wallets_user_currency")
-                    .table(Wallets::Table)
-                    .col(Wallets::UserId)
-                    .col(Wallets::Currency)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        index(
+            manager,
+            "uq_wallets_user_currency",
+            Wallets::Table,
+            [Wallets::UserId, Wallets::Currency],
+            true,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -376,17 +390,14 @@ impl MigrationTrait for Migration {
             ("idx_transactions_from_wallet", Transactions::FromWalletId),
             ("idx_transactions_to_wallet", Transactions::ToWalletId),
         ] {
-            manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table(Transactions::Table)
-                        .col(col)
-                        .col(Transactions::CreatedAt)
-                        .col(Transactions::Id)
-                        .to_owned(),
-                )
-                .await?;
+            index(
+                manager,
+                name,
+                Transactions::Table,
+                [col, Transactions::CreatedAt, Transactions::Id],
+                false,
+            )
+            .await?;
         }
 
         manager
@@ -434,15 +445,7 @@ impl MigrationTrait for Migration {
                 LedgerEntries::TransactionId,
             ),
         ] {
-            manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table(LedgerEntries::Table)
-                        .col(col)
-                        .to_owned(),
-                )
-                .await?;
+            index(manager, name, LedgerEntries::Table, [col], false).await?;
         }
 
         manager
@@ -484,26 +487,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_idempotency_keys_user_key")
-                    .table(IdempotencyKeys::Table)
-                    .col(IdempotencyKeys::UserId)
-                    .col(IdempotencyKeys::Key)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_idempotency_keys_expires_at")
-                    .table(IdempotencyKeys::Table)
-                    .col(IdempotencyKeys::ExpiresAt)
-                    .to_owned(),
-            )
-            .await?;
+        index(
+            manager,
+            "uq_idempotency_keys_user_key",
+            IdempotencyKeys::Table,
+            [IdempotencyKeys::UserId, IdempotencyKeys::Key],
+            true,
+        )
+        .await?;
+        index(
+            manager,
+            "idx_idempotency_keys_expires_at",
+            IdempotencyKeys::Table,
+            [IdempotencyKeys::ExpiresAt],
+            false,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -537,27 +536,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_outbox_events_user_sequence")
-                    .table(OutboxEvents::Table)
-                    .col(OutboxEvents::UserId)
-                    .col(OutboxEvents::Sequence)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_outbox_events_unpublished")
-                    .table(OutboxEvents::Table)
-                    .col(OutboxEvents::PublishedAt)
-                    .col(OutboxEvents::CreatedAt)
-                    .to_owned(),
-            )
-            .await?;
+        index(
+            manager,
+            "uq_outbox_events_user_sequence",
+            OutboxEvents::Table,
+            [OutboxEvents::UserId, OutboxEvents::Sequence],
+            true,
+        )
+        .await?;
+        index(
+            manager,
+            "idx_outbox_events_unpublished",
+            OutboxEvents::Table,
+            [OutboxEvents::PublishedAt, OutboxEvents::CreatedAt],
+            false,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -577,16 +571,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_audit_log_created_at")
-                    .table(AuditLog::Table)
-                    .col(AuditLog::CreatedAt)
-                    .col(AuditLog::Id)
-                    .to_owned(),
-            )
-            .await?;
+        index(
+            manager,
+            "idx_audit_log_created_at",
+            AuditLog::Table,
+            [AuditLog::CreatedAt, AuditLog::Id],
+            false,
+        )
+        .await?;
         Ok(())
     }
 

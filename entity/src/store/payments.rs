@@ -174,72 +174,28 @@ async fn apply(
 ) -> StoreResult<MoneyOutcome> {
     match command {
         MoneyCommand::Deposit { wallet_id, amount } => {
-            let owned = wallets::get_owned(txn, user_id, *wallet_id).await?;
-            let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
-            let amount = Amount::new(*amount, wallet.currency)?;
-            let posting = Posting::deposit(wallet.id, amount);
-            let next =
-                wallet
-                    .balances()
-                    .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
-            let tx = insert_transaction(
-                txn,
-                NewTransaction {
-                    kind: TransactionKind::Deposit,
-                    status: TransactionStatus::Completed,
-                    amount,
-                    from_wallet_id: None,
-                    to_wallet_id: Some(wallet.id),
-                    memo: None,
-                    destination: None,
-                    initiated_by: user_id,
-                },
-            )
-            .await?;
-            write_posting(txn, tx.id, &posting).await?;
-            let wallet = wallets::store_balances(txn, &wallet, next).await?;
-            events::balance_updated(txn, &wallet, amount.value(), tx.id).await?;
-            audit_money(txn, user_id, "wallet.deposit", &tx).await?;
-            Ok(MoneyOutcome {
-                transaction: tx,
-                wallet,
-            })
+            let spec = SingleWallet {
+                kind: TransactionKind::Deposit,
+                status: TransactionStatus::Completed,
+                posting: Posting::deposit,
+                destination: None,
+                action: "wallet.deposit",
+            };
+            move_single(txn, user_id, *wallet_id, *amount, spec).await
         }
         MoneyCommand::Withdraw {
             wallet_id,
             amount,
             destination,
         } => {
-            let owned = wallets::get_owned(txn, user_id, *wallet_id).await?;
-            let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
-            let amount = Amount::new(*amount, wallet.currency)?;
-            let posting = Posting::hold(wallet.id, amount);
-            let next =
-                wallet
-                    .balances()
-                    .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
-            let tx = insert_transaction(
-                txn,
-                NewTransaction {
-                    kind: TransactionKind::Withdrawal,
-                    status: TransactionStatus::Pending,
-                    amount,
-                    from_wallet_id: Some(wallet.id),
-                    to_wallet_id: None,
-                    memo: None,
-                    destination: Some(destination.clone()),
-                    initiated_by: user_id,
-                },
-            )
-            .await?;
-            write_posting(txn, tx.id, &posting).await?;
-            let wallet = wallets::store_balances(txn, &wallet, next).await?;
-            events::balance_updated(txn, &wallet, Decimal::ZERO, tx.id).await?;
-            audit_money(txn, user_id, "wallet.withdraw", &tx).await?;
-            Ok(MoneyOutcome {
-                transaction: tx,
-                wallet,
-            })
+            let spec = SingleWallet {
+                kind: TransactionKind::Withdrawal,
+                status: TransactionStatus::Pending,
+                posting: Posting::hold,
+                destination: Some(destination.clone()),
+                action: "wallet.withdraw",
+            };
+            move_single(txn, user_id, *wallet_id, *amount, spec).await
         }
         MoneyCommand::Transfer {
             from_wallet_id,
@@ -316,6 +272,58 @@ async fn apply(
             })
         }
     }
+}
+
+/// A movement between one wallet of the caller and the payment rail.
+struct SingleWallet {
+    kind: TransactionKind,
+    status: TransactionStatus,
+    posting: fn(Uuid, Amount) -> Posting,
+    destination: Option<String>,
+    action: &'static str,
+}
+
+async fn move_single(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    wallet_id: Uuid,
+    amount: Decimal,
+    spec: SingleWallet,
+) -> StoreResult<MoneyOutcome> {
+    let owned = wallets::get_owned(txn, user_id, wallet_id).await?;
+    let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
+    let amount = Amount::new(amount, wallet.currency)?;
+    let posting = (spec.posting)(wallet.id, amount);
+    let next = wallet
+        .balances()
+        .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
+    let (from_wallet_id, to_wallet_id) = match spec.kind {
+        TransactionKind::Deposit => (None, Some(wallet.id)),
+        _ => (Some(wallet.id), None),
+    };
+    let tx = insert_transaction(
+        txn,
+        NewTransaction {
+            kind: spec.kind,
+            status: spec.status,
+            amount,
+            from_wallet_id,
+            to_wallet_id,
+            memo: None,
+            destination: spec.destination,
+            initiated_by: user_id,
+        },
+    )
+    .await?;
+    write_posting(txn, tx.id, &posting).await?;
+    let delta = next.total() - wallet.balance();
+    let wallet = wallets::store_balances(txn, &wallet, next).await?;
+    events::balance_updated(txn, &wallet, delta, tx.id).await?;
+    audit_money(txn, user_id, spec.action, &tx).await?;
+    Ok(MoneyOutcome {
+        transaction: tx,
+        wallet,
+    })
 }
 
 async fn resolve_recipient(
