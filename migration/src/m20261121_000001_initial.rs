@@ -37,6 +37,15 @@ enum UserRoles {
 }
 
 #[derive(DeriveIden)]
+enum Sessions {
+    Table,
+    Id,
+    UserId,
+    CreatedAt,
+    RevokedAt,
+}
+
+#[derive(DeriveIden)]
 enum RefreshTokens {
     Table,
     Id,
@@ -254,6 +263,37 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        // A login session; its row lock orders rotation against revocation.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Sessions::Table)
+                    .col(uuid_pk(Sessions::Id))
+                    .col(ColumnDef::new(Sessions::UserId).uuid().not_null())
+                    .col(timestamp(Sessions::CreatedAt))
+                    .col(
+                        ColumnDef::new(Sessions::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .foreign_key(&mut fk(
+                        Sessions::Table,
+                        Sessions::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        index(
+            manager,
+            "idx_sessions_user",
+            Sessions::Table,
+            [Sessions::UserId],
+            false,
+        )
+        .await?;
+
         manager
             .create_table(
                 Table::create()
@@ -284,6 +324,12 @@ impl MigrationTrait for Migration {
                         RefreshTokens::UserId,
                         Users::Table,
                         Users::Id,
+                    ))
+                    .foreign_key(&mut fk(
+                        RefreshTokens::Table,
+                        RefreshTokens::FamilyId,
+                        Sessions::Table,
+                        Sessions::Id,
                     ))
                     .to_owned(),
             )
@@ -371,6 +417,12 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Transactions::InitiatedBy).uuid().not_null())
                     .col(timestamp(Transactions::CreatedAt))
                     .col(timestamp(Transactions::UpdatedAt))
+                    .foreign_key(&mut fk(
+                        Transactions::Table,
+                        Transactions::InitiatedBy,
+                        Users::Table,
+                        Users::Id,
+                    ))
                     .foreign_key(&mut fk(
                         Transactions::Table,
                         Transactions::FromWalletId,
@@ -591,6 +643,7 @@ impl MigrationTrait for Migration {
             Transactions::Table.into_iden(),
             Wallets::Table.into_iden(),
             RefreshTokens::Table.into_iden(),
+            Sessions::Table.into_iden(),
             UserRoles::Table.into_iden(),
             Users::Table.into_iden(),
         ] {

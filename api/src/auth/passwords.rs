@@ -1,7 +1,7 @@
 //! argon2id password hashes. Hashing runs on the blocking pool; a login for an
 //! unknown account verifies against a dummy hash so both take the same time.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use argon2::password_hash::{
@@ -9,6 +9,19 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Params, Version};
 use domain::Password;
+
+/// At most one hash per core at a time: each takes 19 MiB and a core for
+/// tens of milliseconds, so a burst of logins queues here instead of
+/// exhausting memory on the blocking pool.
+fn hashing_slots() -> Arc<tokio::sync::Semaphore> {
+    static SLOTS: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            Arc::new(tokio::sync::Semaphore::new(cores))
+        })
+        .clone()
+}
 
 fn hasher() -> Argon2<'static> {
     // OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
@@ -19,7 +32,12 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a new password into a PHC string.
 pub async fn hash(password: &Password) -> anyhow::Result<String> {
     let secret = password.expose().to_owned();
+    let slot = hashing_slots()
+        .acquire_owned()
+        .await
+        .context("hashing slots closed")?;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let salt = SaltString::generate(&mut OsRng);
         hasher()
             .hash_password(secret.as_bytes(), &salt)
@@ -45,7 +63,12 @@ fn dummy_hash() -> &'static str {
 /// against a dummy one and returns false, taking the same time.
 pub async fn verify(password: &Password, stored: Option<String>) -> anyhow::Result<bool> {
     let secret = password.expose().to_owned();
+    let slot = hashing_slots()
+        .acquire_owned()
+        .await
+        .context("hashing slots closed")?;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;

@@ -59,12 +59,10 @@ pub struct AccountMutation;
 
 /// Starts a new session (refresh token family) and issues its first tokens.
 async fn issue_session(state: &AppState, user: UserRecord) -> ApiResult<AuthPayload> {
-    let family = Uuid::now_v7();
     let refresh = tokens::random_token();
-    sessions::issue(
+    let family = sessions::start(
         &state.db,
         user.id,
-        family,
         tokens::hash_refresh_token(&refresh),
         entity::store::now() + state.keys.refresh_ttl,
     )
@@ -180,7 +178,7 @@ impl AccountMutation {
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
         let auth = viewer.require_user().map_err(ApiError::from)?;
-        sessions::revoke_family(&state.db, auth.session_id)
+        sessions::revoke(&state.db, auth.session_id)
             .await
             .map_err(ApiError::from)?;
         Ok(true)

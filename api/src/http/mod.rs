@@ -25,6 +25,8 @@ pub const GRAPHQL_PATH: &str = "/graphql";
 pub const GRAPHQL_WS_PATH: &str = "/graphql/ws";
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+/// Most operations one batched request may carry.
+pub const MAX_BATCH: usize = 10;
 
 /// State of the HTTP layer.
 #[derive(Clone)]
@@ -141,6 +143,14 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
             );
         }
     };
+    if let BatchRequest::Batch(items) = &batch
+        && items.len() > MAX_BATCH
+    {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            &format!("a batch may carry at most {MAX_BATCH} operations"),
+        );
+    }
     execute(&state, &headers, batch).await
 }
 

@@ -199,3 +199,21 @@ async fn graphiql_can_introspect_but_abusive_depth_is_refused() {
     let body = app.gql(None, &deep, json!({})).await;
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
 }
+
+#[tokio::test]
+async fn batches_are_capped() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let op = json!({ "query": "{ __typename }" });
+    let send = |n: usize| {
+        app.client
+            .post(app.url("/graphql"))
+            .json(&Value::Array(vec![op.clone(); n]))
+            .send()
+    };
+    let ok = send(2).await.expect("send");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body: Value = ok.json().await.expect("json");
+    assert_eq!(body.as_array().map(Vec::len), Some(2));
+    let too_many = send(api::http::MAX_BATCH + 1).await.expect("send");
+    assert_eq!(too_many.status(), StatusCode::BAD_REQUEST);
+}

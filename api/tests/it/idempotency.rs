@@ -179,10 +179,24 @@ async fn keys_are_kept_for_their_retention_and_purged_after() {
     )
     .await
     .expect("execute");
+    // A claim abandoned by a cancelled request, past retention and lease.
+    idempotency::claim(
+        &app.db,
+        user,
+        &IdempotencyKey::parse("abandoned").expect("key"),
+        cmd.operation(),
+        &cmd.fingerprint(),
+        KeyPolicy {
+            retention: Duration::seconds(-1),
+            lease: Duration::seconds(-1),
+        },
+    )
+    .await
+    .expect("claim");
     let purged = idempotency::purge_expired(&app.db, 100)
         .await
         .expect("purge");
-    assert_eq!(purged, 1);
+    assert_eq!(purged, 2);
     let left: Vec<String> = idempotency_keys::Entity::find()
         .all(&app.db)
         .await

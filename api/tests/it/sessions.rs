@@ -93,3 +93,24 @@ async fn logout_ends_the_session_and_me_is_null_without_a_token() {
         "{anon}"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_racing_a_logout_never_leaves_a_live_token() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.register("racer@example.com").await;
+    for _ in 0..15 {
+        let s = app.login("racer@example.com").await;
+        let (refreshed, _) = tokio::join!(
+            app.gql(None, REFRESH, json!({ "t": s.refresh })),
+            app.gql(Some(&s.token), "mutation { logout }", json!({})),
+        );
+        if let Some(next) = refreshed["data"]["refreshSession"]["refreshToken"].as_str() {
+            let after = app.gql(None, REFRESH, json!({ "t": next })).await;
+            assert_eq!(
+                error_code(&after),
+                "UNAUTHENTICATED",
+                "token survived logout: {after}"
+            );
+        }
+    }
+}

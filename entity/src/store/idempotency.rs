@@ -199,6 +199,8 @@ pub async fn complete(
 ) -> StoreResult<()> {
     let done = keys::Entity::update_many()
         .col_expr(keys::Column::Status, Expr::value(COMPLETED))
+        // The lease ends with the request, so retention alone governs the purge.
+        .col_expr(keys::Column::LockedUntil, Expr::value(now()))
         .col_expr(keys::Column::Response, Expr::value(Some(response)))
         .filter(keys::Column::Id.eq(lease.id))
         .filter(keys::Column::LockedUntil.eq(lease.token))
@@ -223,13 +225,15 @@ pub async fn release(db: &impl ConnectionTrait, lease: &Lease) -> StoreResult<()
     Ok(())
 }
 
-/// Deletes keys past their retention; returns how many.
+/// Deletes keys past their retention whose lease has ended (completed keys,
+/// and claims abandoned by requests that were cancelled); returns how many.
 pub async fn purge_expired(db: &impl ConnectionTrait, limit: u64) -> StoreResult<u64> {
+    let at = now();
     let expired: Vec<Uuid> = keys::Entity::find()
         .select_only()
         .column(keys::Column::Id)
-        .filter(keys::Column::ExpiresAt.lt(now()))
-        .filter(keys::Column::Status.eq(COMPLETED))
+        .filter(keys::Column::ExpiresAt.lt(at))
+        .filter(keys::Column::LockedUntil.lt(at))
         .limit(limit)
         .into_tuple()
         .all(db)
@@ -239,7 +243,8 @@ pub async fn purge_expired(db: &impl ConnectionTrait, limit: u64) -> StoreResult
     }
     let res = keys::Entity::delete_many()
         .filter(keys::Column::Id.is_in(expired))
-        .filter(keys::Column::ExpiresAt.lt(now()))
+        .filter(keys::Column::ExpiresAt.lt(at))
+        .filter(keys::Column::LockedUntil.lt(at))
         .exec(db)
         .await?;
     Ok(res.rows_affected)

@@ -218,8 +218,10 @@ async fn apply(
                 .balances()
                 .apply(to.id, to.currency, to.status, &posting)
                 .map_err(|e| match e.code {
+                    // Whether someone else's wallet is frozen is not the sender's business.
                     ErrorCode::WalletFrozen => {
-                        DomainError::new(ErrorCode::WalletFrozen, "the receiving wallet is frozen")
+                        tracing::info!(wallet.id = %to.id, "transfer refused: receiving wallet is frozen");
+                        DomainError::forbidden("the recipient cannot receive this transfer")
                     }
                     ErrorCode::CurrencyMismatch => DomainError::new(
                         ErrorCode::CurrencyMismatch,

@@ -1,14 +1,20 @@
-//! Refresh tokens: rotation within a family, and revocation of the whole
-//! family when a used token is presented again.
+//! Login sessions and their refresh tokens: rotation within a session, and
+//! revocation of the whole session when a used token is presented again.
+//!
+//! Rotation and revocation both lock the session row first, so a token
+//! issued by a rotation that races a logout is either revoked with the rest
+//! or never issued.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::entities::refresh_tokens;
+use crate::entities::{refresh_tokens, sessions};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::{StoreResult, now};
 
@@ -19,21 +25,21 @@ pub enum Rotation {
     Rotated {
         /// Owner.
         user_id: Uuid,
-        /// The session family, unchanged.
+        /// The session, unchanged.
         family_id: Uuid,
     },
     /// Unknown or expired token.
     Invalid,
-    /// A token that was already used or revoked: the family is now revoked.
+    /// A token that was already used, or of a revoked session: the session
+    /// is (now) revoked.
     Reused {
-        /// Owner of the family.
+        /// Owner of the session.
         user_id: Uuid,
     },
 }
 
-/// Stores a new refresh token (by hash) for a family.
-pub async fn issue(
-    db: &impl sea_orm::ConnectionTrait,
+async fn insert_token(
+    db: &impl ConnectionTrait,
     user_id: Uuid,
     family_id: Uuid,
     token_hash: String,
@@ -54,6 +60,29 @@ pub async fn issue(
     Ok(())
 }
 
+/// Starts a session with its first refresh token (stored by hash); returns
+/// the session id.
+pub async fn start(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    token_hash: String,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<Uuid> {
+    let txn = db.begin().await?;
+    let id = Uuid::now_v7();
+    sessions::Entity::insert(sessions::ActiveModel {
+        id: Set(id),
+        user_id: Set(user_id),
+        created_at: Set(now()),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    insert_token(&txn, user_id, id, token_hash, expires_at).await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
 /// Exchanges the token with `presented_hash` for the one with `next_hash`.
 pub async fn rotate(
     db: &DatabaseConnection,
@@ -62,75 +91,97 @@ pub async fn rotate(
     next_expires_at: DateTime<Utc>,
 ) -> StoreResult<Rotation> {
     let txn = db.begin().await?;
-    let Some(row) = refresh_tokens::Entity::find()
+    let Some(token) = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::TokenHash.eq(presented_hash))
         .one(&txn)
         .await?
     else {
         return Ok(Rotation::Invalid);
     };
+    let Some(session) = sessions::Entity::find_by_id(token.family_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+    else {
+        return Ok(Rotation::Invalid);
+    };
+    // Re-read under the session lock: a racing rotation may have used it.
+    let Some(token) = refresh_tokens::Entity::find_by_id(token.id)
+        .one(&txn)
+        .await?
+    else {
+        return Ok(Rotation::Invalid);
+    };
     let at = now();
-    if row.used_at.is_some() || row.revoked_at.is_some() {
-        revoke_family_in(&txn, row.family_id).await?;
+    if session.revoked_at.is_some() {
+        return Ok(Rotation::Reused {
+            user_id: session.user_id,
+        });
+    }
+    if token.used_at.is_some() || token.revoked_at.is_some() {
+        revoke_in(&txn, session.id).await?;
         audit::record(
             &txn,
             AuditRecord {
-                actor_id: Some(row.user_id),
+                actor_id: Some(session.user_id),
                 action: "auth.refresh_token_reused",
                 subject_type: "session",
-                subject_id: Some(row.family_id),
+                subject_id: Some(session.id),
                 details: json!({}),
             },
         )
         .await?;
         txn.commit().await?;
         return Ok(Rotation::Reused {
-            user_id: row.user_id,
+            user_id: session.user_id,
         });
     }
-    if row.expires_at <= at {
+    if token.expires_at <= at {
         return Ok(Rotation::Invalid);
     }
-    // Only one of two concurrent rotations of the same token can win.
-    let claimed = refresh_tokens::Entity::update_many()
-        .col_expr(
-            refresh_tokens::Column::UsedAt,
-            sea_orm::sea_query::Expr::value(Some(at)),
-        )
-        .filter(refresh_tokens::Column::Id.eq(row.id))
-        .filter(refresh_tokens::Column::UsedAt.is_null())
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
+    refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(Some(at)))
+        .filter(refresh_tokens::Column::Id.eq(token.id))
         .exec(&txn)
         .await?;
-    if claimed.rows_affected != 1 {
-        txn.rollback().await?;
-        revoke_family(db, row.family_id).await?;
-        return Ok(Rotation::Reused {
-            user_id: row.user_id,
-        });
-    }
-    issue(&txn, row.user_id, row.family_id, next_hash, next_expires_at).await?;
+    insert_token(
+        &txn,
+        session.user_id,
+        session.id,
+        next_hash,
+        next_expires_at,
+    )
+    .await?;
     txn.commit().await?;
     Ok(Rotation::Rotated {
-        user_id: row.user_id,
-        family_id: row.family_id,
+        user_id: session.user_id,
+        family_id: session.id,
     })
 }
 
-async fn revoke_family_in(db: &impl sea_orm::ConnectionTrait, family_id: Uuid) -> StoreResult<()> {
+async fn revoke_in(db: &impl ConnectionTrait, session_id: Uuid) -> StoreResult<()> {
+    let at = now();
+    // The session row first: it waits for a rotation in flight to commit,
+    // so the token update below sees the token that rotation issued.
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(Some(at)))
+        .filter(sessions::Column::Id.eq(session_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
     refresh_tokens::Entity::update_many()
-        .col_expr(
-            refresh_tokens::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(Some(now())),
-        )
-        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(Some(at)))
+        .filter(refresh_tokens::Column::FamilyId.eq(session_id))
         .filter(refresh_tokens::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
     Ok(())
 }
 
-/// Revokes every token of a session family (logout, reuse detection).
-pub async fn revoke_family(db: &DatabaseConnection, family_id: Uuid) -> StoreResult<()> {
-    revoke_family_in(db, family_id).await
+/// Revokes a session and every refresh token of it (logout).
+pub async fn revoke(db: &DatabaseConnection, session_id: Uuid) -> StoreResult<()> {
+    let txn = db.begin().await?;
+    revoke_in(&txn, session_id).await?;
+    txn.commit().await?;
+    Ok(())
 }
