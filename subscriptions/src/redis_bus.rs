@@ -1,0 +1,182 @@
+//! Redis pub/sub backend: one subscriber connection per process, feeding the
+//! local [`Hub`], and a multiplexed publisher connection.
+//!
+//! Redis pub/sub does not keep messages for a subscriber that is away. When
+//! the subscriber connection comes back after a failure, every local
+//! subscription is therefore cut off like a lagging one: clients resubscribe
+//! with the last sequence they saw and the gap is replayed from storage.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use domain::Topic;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+
+use crate::event::Event;
+use crate::hub::Hub;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+struct Inner {
+    hub: Hub,
+    publisher: ConnectionManager,
+    connected: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+}
+
+/// The Redis-backed bus; cheap to clone.
+#[derive(Clone)]
+pub struct RedisBus {
+    inner: Arc<Inner>,
+}
+
+impl RedisBus {
+    /// Connects the publisher and starts the subscriber task; waits up to
+    /// `ready_within` for the subscription to be in place.
+    pub async fn connect(url: &str, hub: Hub, ready_within: Duration) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("parsing REDIS_URL")?;
+        let publisher = ConnectionManager::new(client.clone())
+            .await
+            .context("connecting to Redis")?;
+        let connected = Arc::new(AtomicBool::new(false));
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(subscriber_loop(
+            client,
+            hub.clone(),
+            connected.clone(),
+            stop_rx,
+        ));
+        let bus = Self {
+            inner: Arc::new(Inner {
+                hub,
+                publisher,
+                connected,
+                stop,
+            }),
+        };
+        let deadline = tokio::time::Instant::now() + ready_within;
+        while !bus.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("the Redis subscription was not established within {ready_within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(bus)
+    }
+
+    /// The local hub.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Whether the subscriber connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Publishes an event on its topic's channel.
+    pub async fn publish(&self, event: &Event) -> anyhow::Result<()> {
+        let mut conn = self.inner.publisher.clone();
+        let _receivers: i64 = conn
+            .publish(event.topic.as_str(), event.to_wire()?)
+            .await
+            .context("publishing to Redis")?;
+        Ok(())
+    }
+
+    /// Stops the subscriber task.
+    pub fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+    }
+}
+
+async fn subscriber_loop(
+    client: redis::Client,
+    hub: Hub,
+    connected: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut first = true;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match run_subscription(&client, &hub, &connected, &mut stop, first, &mut backoff).await {
+            Ok(()) => return,
+            Err(err) => {
+                connected.store(false, Ordering::Release);
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis subscriber disconnected");
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn run_subscription(
+    client: &redis::Client,
+    hub: &Hub,
+    connected: &AtomicBool,
+    stop: &mut watch::Receiver<bool>,
+    first: bool,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
+    let mut pubsub = client
+        .get_async_pubsub()
+        .await
+        .context("opening the subscriber connection")?;
+    for topic in Topic::ALL {
+        pubsub
+            .subscribe(topic.as_str())
+            .await
+            .context("subscribing")?;
+    }
+    if !first {
+        // Events published while we were away never reach us: let every
+        // subscriber resubscribe and replay the gap from storage.
+        let cut = hub.cut_off_all();
+        tracing::info!(
+            subscriptions = cut,
+            "Redis subscriber reconnected; subscribers asked to resync"
+        );
+    }
+    connected.store(true, Ordering::Release);
+    *backoff = MIN_BACKOFF;
+    tracing::info!("Redis subscriber connected");
+    let mut messages = pubsub.into_on_message();
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else {
+                    anyhow::bail!("the Redis subscriber connection closed");
+                };
+                let text: String = match msg.get_payload() {
+                    Ok(t) => t,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "undecodable Redis message");
+                        continue;
+                    }
+                };
+                match Event::from_wire(&text) {
+                    Ok(event) => hub.dispatch(&event),
+                    Err(err) => tracing::warn!(error = %err, channel = msg.get_channel_name(), "malformed event"),
+                }
+            }
+            _ = stop.changed() => {
+                connected.store(false, Ordering::Release);
+                return Ok(());
+            }
+        }
+    }
+}
