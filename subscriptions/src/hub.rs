@@ -8,7 +8,7 @@
 //! replayed from storage.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use domain::Topic;
@@ -35,15 +35,25 @@ pub struct Filter {
     pub audience: Audience,
 }
 
-/// The subscriber fell behind its buffer and was cut off; resubscribe from
-/// the last sequence seen.
+/// Why a subscription stopped receiving live events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lagged;
+pub enum Interrupted {
+    /// It fell behind its buffer and was cut off: the client must resubscribe
+    /// from the last sequence it saw.
+    Lagged,
+    /// Events may have been missed upstream (the bus reconnected): read the
+    /// gap from storage and subscribe again.
+    Resync,
+}
+
+const LIVE: u8 = 0;
+const LAGGED: u8 = 1;
+const RESYNC: u8 = 2;
 
 struct Subscriber {
     id: u64,
     tx: mpsc::Sender<Event>,
-    lagged: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
 }
 
 #[derive(Default)]
@@ -101,7 +111,7 @@ impl Hub {
     /// Registers a subscriber.
     pub fn subscribe(&self, filter: Filter) -> Subscription {
         let (tx, rx) = mpsc::channel(self.inner.buffer);
-        let lagged = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(AtomicU8::new(LIVE));
         let mut routes = self.routes();
         routes.next_id += 1;
         let id = routes.next_id;
@@ -112,11 +122,11 @@ impl Hub {
             .push(Subscriber {
                 id,
                 tx,
-                lagged: lagged.clone(),
+                state: state.clone(),
             });
         Subscription {
             rx,
-            lagged,
+            state,
             done: false,
             hub: self.clone(),
             filter,
@@ -140,7 +150,7 @@ impl Hub {
             subs.retain(|s| match s.tx.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.lagged.store(true, Ordering::Release);
+                    s.state.store(LAGGED, Ordering::Release);
                     self.inner.dropped_for_lag.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         subscription = s.id,
@@ -167,21 +177,18 @@ impl Hub {
         }
     }
 
-    /// Cuts off every subscriber as if it had lagged (used when events may
-    /// have been missed, e.g. after a Redis reconnect); returns how many.
-    pub fn cut_off_all(&self) -> usize {
+    /// Ends every subscription with [`Interrupted::Resync`] (events may
+    /// have been missed, e.g. while the bus reconnected); returns how many.
+    pub fn resync_all(&self) -> usize {
         let mut routes = self.routes();
         let mut count = 0;
         for subs in routes.by_filter.values() {
             for s in subs {
-                s.lagged.store(true, Ordering::Release);
+                s.state.store(RESYNC, Ordering::Release);
                 count += 1;
             }
         }
         routes.by_filter.clear();
-        self.inner
-            .dropped_for_lag
-            .fetch_add(count as u64, Ordering::Relaxed);
         count
     }
 
@@ -199,7 +206,7 @@ impl Hub {
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
     rx: mpsc::Receiver<Event>,
-    lagged: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     done: bool,
     hub: Hub,
     filter: Filter,
@@ -207,9 +214,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next event; `Some(Err(Lagged))` once if the subscriber was cut
-    /// off, then `None`.
-    pub async fn next(&mut self) -> Option<Result<Event, Lagged>> {
+    /// The next event; once interrupted, `Some(Err(..))` once (after the
+    /// buffered events), then `None`.
+    pub async fn next(&mut self) -> Option<Result<Event, Interrupted>> {
         if self.done {
             return None;
         }
@@ -217,7 +224,11 @@ impl Subscription {
             Some(event) => Some(Ok(event)),
             None => {
                 self.done = true;
-                self.lagged.load(Ordering::Acquire).then_some(Err(Lagged))
+                match self.state.load(Ordering::Acquire) {
+                    LAGGED => Some(Err(Interrupted::Lagged)),
+                    RESYNC => Some(Err(Interrupted::Resync)),
+                    _ => None,
+                }
             }
         }
     }
@@ -285,7 +296,7 @@ mod tests {
         // The slow one gets what fit in its buffer, then the lag signal, then the end.
         assert_eq!(slow.next().await.expect("1").expect("ok").sequence, 1);
         assert_eq!(slow.next().await.expect("2").expect("ok").sequence, 2);
-        assert_eq!(slow.next().await, Some(Err(Lagged)));
+        assert_eq!(slow.next().await, Some(Err(Interrupted::Lagged)));
         assert_eq!(slow.next().await, None);
         let stats = hub.stats();
         assert_eq!(stats.dropped_for_lag, 1);

@@ -5,7 +5,7 @@
 //! - [`event`]: the [`Event`] envelope and its wire form (the JSON published
 //!   on the Redis channel named by the event's [`Topic`]).
 //! - [`hub`]: the process-local fan-out. Each subscriber has a bounded buffer;
-//!   one that falls behind is cut off with [`Lagged`] instead of slowing the
+//!   one that falls behind is cut off with [`Interrupted::Lagged`] instead of slowing the
 //!   others or growing memory, and must resubscribe from its last sequence.
 //! - [`redis_bus`]: one Redis subscriber connection per process (reconnecting
 //!   with backoff) feeding the hub, and a publisher.
@@ -18,7 +18,7 @@ pub mod redis_bus;
 
 pub use domain::Topic;
 pub use event::Event;
-pub use hub::{Audience, Filter, Hub, HubStats, Lagged, Subscription};
+pub use hub::{Audience, Filter, Hub, HubStats, Interrupted, Subscription};
 
 /// Publishes events and hands out subscriptions.
 #[derive(Clone)]

@@ -3,8 +3,8 @@
 //!
 //! Redis pub/sub does not keep messages for a subscriber that is away. When
 //! the subscriber connection comes back after a failure, every local
-//! subscription is therefore cut off like a lagging one: clients resubscribe
-//! with the last sequence they saw and the gap is replayed from storage.
+//! subscription is therefore interrupted with `Resync`: its owner reads the
+//! gap from storage and subscribes again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,7 +145,7 @@ async fn run_subscription(
     if !first {
         // Events published while we were away never reach us: let every
         // subscriber resubscribe and replay the gap from storage.
-        let cut = hub.cut_off_all();
+        let cut = hub.resync_all();
         tracing::info!(
             subscriptions = cut,
             "Redis subscriber reconnected; subscribers asked to resync"

@@ -3,7 +3,10 @@
 
 use domain::Topic;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -55,6 +58,7 @@ pub async fn append(
     })
     .exec_without_returning(db)
     .await?;
+    notify_relay(db).await?;
     Ok((id, sequence))
 }
 
@@ -71,6 +75,9 @@ pub async fn balance_updated(
         "balance": wallet.balance().normalize(),
         "availableBalance": wallet.available,
         "frozenBalance": wallet.frozen,
+        "status": wallet.status,
+        "version": wallet.version,
+        "updatedAt": wallet.updated_at,
         "delta": delta.normalize(),
         "transactionId": transaction_id,
     });
@@ -87,4 +94,121 @@ pub async fn transaction_received(
     let body = json!({ "transaction": transaction });
     append(db, receiver, Topic::TransactionReceived, body).await?;
     Ok(())
+}
+
+/// The channel PostgreSQL relays `LISTEN` on; every outbox append notifies
+/// it inside the writing transaction, so the notification fires at commit.
+pub const OUTBOX_CHANNEL: &str = "wallet_bff_outbox";
+
+async fn notify_relay(db: &impl ConnectionTrait) -> StoreResult<()> {
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_unprepared(&format!("SELECT pg_notify('{OUTBOX_CHANNEL}', '')"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// A stored event, as the relay and replays read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Event id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Per-user sequence.
+    pub sequence: i64,
+    /// Topic.
+    pub topic: Topic,
+    /// Body (includes id, sequence, userId and occurredAt).
+    pub payload: serde_json::Value,
+}
+
+impl TryFrom<outbox_events::Model> for StoredEvent {
+    type Error = crate::StoreError;
+
+    fn try_from(row: outbox_events::Model) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: row.id,
+            user_id: row.user_id,
+            sequence: row.sequence,
+            topic: Topic::parse(&row.topic)
+                .map_err(|_| inconsistent(format!("outbox topic {}", row.topic)))?,
+            payload: row.payload,
+        })
+    }
+}
+
+/// Events of one user and topic after a sequence, in order (replay).
+pub async fn after_sequence(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    topic: Topic,
+    after: i64,
+    limit: u64,
+) -> StoreResult<Vec<StoredEvent>> {
+    outbox_events::Entity::find()
+        .filter(outbox_events::Column::UserId.eq(user_id))
+        .filter(outbox_events::Column::Topic.eq(topic.as_str()))
+        .filter(outbox_events::Column::Sequence.gt(after))
+        .order_by_asc(outbox_events::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
+}
+
+/// The last sequence handed out to a user (0 before the first event).
+pub async fn current_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<i64> {
+    Ok(users::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .map_or(0, |u| u.event_seq))
+}
+
+/// Unpublished events, oldest first per user, for the relay.
+pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<StoredEvent>> {
+    outbox_events::Entity::find()
+        .filter(outbox_events::Column::PublishedAt.is_null())
+        .order_by_asc(outbox_events::Column::CreatedAt)
+        .order_by_asc(outbox_events::Column::UserId)
+        .order_by_asc(outbox_events::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
+}
+
+/// Marks events as published.
+pub async fn mark_published(db: &impl ConnectionTrait, ids: &[Uuid]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    outbox_events::Entity::update_many()
+        .col_expr(outbox_events::Column::PublishedAt, Expr::value(Some(now())))
+        .filter(outbox_events::Column::Id.is_in(ids.to_vec()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// How far the relay is behind: unpublished events and the age in seconds of
+/// the oldest one.
+pub async fn backlog(db: &impl ConnectionTrait) -> StoreResult<(u64, f64)> {
+    let pending = outbox_events::Entity::find()
+        .filter(outbox_events::Column::PublishedAt.is_null())
+        .count(db)
+        .await?;
+    let oldest = outbox_events::Entity::find()
+        .filter(outbox_events::Column::PublishedAt.is_null())
+        .order_by_asc(outbox_events::Column::CreatedAt)
+        .one(db)
+        .await?;
+    let age = oldest.map_or(0.0, |e| {
+        Ord::max((now() - e.created_at).num_milliseconds(), 0i64) as f64 / 1000.0
+    });
+    Ok((pending, age))
 }
