@@ -20,7 +20,7 @@ use subscriptions::{Bus, Event};
 use tokio::sync::{Notify, watch};
 
 /// Advisory lock key of the relay leader ("wbffrly").
-const RELAY_LOCK_KEY: i64 = 0x7762_6666_726c_79;
+const RELAY_LOCK_KEY: i64 = 0x0077_6266_6672_6c79;
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
