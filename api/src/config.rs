@@ -19,6 +19,13 @@
 //! | `GRAPHQL_INTROSPECTION` | `true` in development, `false` in production | allow schema introspection |
 //! | `REQUEST_BODY_LIMIT_BYTES` | `1048576` | largest accepted request body |
 //! | `REQUEST_TIMEOUT_SECS` | `30` | longest request execution |
+//! | `OUTBOX_RELAY_ENABLED` | `true` | run the outbox relay in this process |
+//! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling when no `NOTIFY` arrives |
+//! | `SUBSCRIPTION_BUFFER` | `256` | events buffered per subscriber before it is cut off |
+//! | `WS_INIT_TIMEOUT_SECS` | `10` | time a WebSocket client has to send `connection_init` |
+//! | `WS_KEEPALIVE_SECS` | `15` | server ping interval; two missed pongs close the socket |
+//! | `WS_MAX_SUBSCRIPTIONS` | `25` | subscriptions per WebSocket connection |
+//! | `WS_MAX_MESSAGE_BYTES` | `65536` | largest WebSocket message accepted |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +87,20 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Request timeout, seconds.
     pub request_timeout_secs: u64,
+    /// Whether this process runs the outbox relay.
+    pub outbox_relay_enabled: bool,
+    /// Relay poll interval, milliseconds.
+    pub outbox_poll_interval_ms: u64,
+    /// Events buffered per subscriber.
+    pub subscription_buffer: usize,
+    /// Seconds a WebSocket client has to initialise.
+    pub ws_init_timeout_secs: u64,
+    /// WebSocket keep-alive interval, seconds.
+    pub ws_keepalive_secs: u64,
+    /// Subscriptions per WebSocket connection.
+    pub ws_max_subscriptions: usize,
+    /// Largest WebSocket message, bytes.
+    pub ws_max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -177,6 +198,13 @@ impl Settings {
             introspection_enabled: flag("GRAPHQL_INTROSPECTION", dev)?,
             body_limit_bytes: parsed("REQUEST_BODY_LIMIT_BYTES", 1_048_576usize)?,
             request_timeout_secs: parsed("REQUEST_TIMEOUT_SECS", 30u64)?,
+            outbox_relay_enabled: flag("OUTBOX_RELAY_ENABLED", true)?,
+            outbox_poll_interval_ms: parsed("OUTBOX_POLL_INTERVAL_MS", 500u64)?,
+            subscription_buffer: parsed("SUBSCRIPTION_BUFFER", 256usize)?,
+            ws_init_timeout_secs: parsed("WS_INIT_TIMEOUT_SECS", 10u64)?,
+            ws_keepalive_secs: parsed("WS_KEEPALIVE_SECS", 15u64)?,
+            ws_max_subscriptions: parsed("WS_MAX_SUBSCRIPTIONS", 25usize)?,
+            ws_max_message_bytes: parsed("WS_MAX_MESSAGE_BYTES", 65_536usize)?,
         };
         if settings.access_token_ttl_secs <= 0 || settings.refresh_token_ttl_secs <= 0 {
             bail!("token lifetimes must be positive");

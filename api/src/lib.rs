@@ -62,12 +62,33 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnec
     Ok(db)
 }
 
-/// Builds the application state: database (migrated) and keys.
+/// Opens the event bus: Redis when `REDIS_URL` is set, else in-process.
+pub async fn open_bus(settings: &Settings) -> anyhow::Result<subscriptions::Bus> {
+    let hub = subscriptions::Hub::new(settings.subscription_buffer);
+    match &settings.redis_url {
+        Some(url) => {
+            let bus =
+                subscriptions::redis_bus::RedisBus::connect(url, hub, Duration::from_secs(10))
+                    .await
+                    .context("connecting the event bus to Redis")?;
+            Ok(subscriptions::Bus::Redis(bus))
+        }
+        None => {
+            tracing::info!(
+                "no REDIS_URL: events go through the in-process bus (one instance only)"
+            );
+            Ok(subscriptions::Bus::InProcess(hub))
+        }
+    }
+}
+
+/// Builds the application state: database (migrated), event bus and keys.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = open_database(&settings).await?;
+    let bus = open_bus(&settings).await?;
     let secret = settings.resolve_jwt_secret()?;
     auth::passwords::warm_up();
-    Ok(AppState::new(settings, db, &secret))
+    Ok(AppState::new(settings, db, bus, &secret))
 }
 
 /// The full router with limits and tracing.
@@ -84,8 +105,10 @@ pub fn build_router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains requests.
-/// Also runs the purge of expired idempotency keys.
+/// Serves on `listener` until `shutdown` resolves, then completes the
+/// subscription streams, drains requests and stops the relay after its
+/// batch. Also runs the outbox relay (unless disabled) and the purge of
+/// expired idempotency keys.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -93,13 +116,41 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let purge = tokio::spawn(purge_idempotency_keys(state.db.clone(), stop_rx));
+    let relay = state.settings.outbox_relay_enabled.then(|| {
+        let listen_url = (state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
+            .then(|| state.settings.database_url.clone());
+        let relay = notifier::Relay::start(
+            state.db.clone(),
+            state.bus.clone(),
+            notifier::RelayConfig {
+                poll_interval: Duration::from_millis(state.settings.outbox_poll_interval_ms),
+                batch_size: 500,
+                listen_url,
+            },
+        );
+        let _ = state.live.relay.set(relay.stats.clone());
+        relay
+    });
+    let live = state.live.clone();
+    let bus = state.bus.clone();
     let router = build_router(state);
     let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Subscription streams complete and WebSockets close before the
+            // HTTP connections drain.
+            let _ = live.shutdown.send(true);
+        })
         .await
         .context("serving HTTP");
     let _ = stop_tx.send(true);
     let _ = purge.await;
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
+    if let subscriptions::Bus::Redis(redis) = &bus {
+        redis.shutdown();
+    }
     result
 }
 

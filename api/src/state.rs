@@ -1,10 +1,13 @@
 //! Shared application state handed to every request.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, OnceLock};
 
 use chrono::Duration;
 use entity::store::idempotency::KeyPolicy;
 use sea_orm::DatabaseConnection;
+use subscriptions::Bus;
+use tokio::sync::watch;
 
 use crate::auth::tokens::TokenKeys;
 use crate::config::Settings;
@@ -20,11 +23,25 @@ pub struct AppState {
     pub key_policy: KeyPolicy,
     /// All settings.
     pub settings: Arc<Settings>,
+    /// The event bus (Redis, or in-process on the embedded default).
+    pub bus: Bus,
+    /// Process-wide live state: shutdown signal and gauges.
+    pub live: Arc<LiveState>,
+}
+
+/// Shutdown signal and gauges shared by the hub, relay and WebSockets.
+pub struct LiveState {
+    /// Set to true when the server begins shutting down.
+    pub shutdown: watch::Sender<bool>,
+    /// Open WebSocket connections.
+    pub ws_connections: AtomicI64,
+    /// The relay's counters, once it runs.
+    pub relay: OnceLock<Arc<notifier::RelayStats>>,
 }
 
 impl AppState {
     /// Builds the state from settings and an open, migrated database.
-    pub fn new(settings: Settings, db: DatabaseConnection, jwt_secret: &[u8]) -> Self {
+    pub fn new(settings: Settings, db: DatabaseConnection, bus: Bus, jwt_secret: &[u8]) -> Self {
         let keys = TokenKeys::new(
             jwt_secret,
             Duration::seconds(settings.access_token_ttl_secs),
@@ -38,6 +55,12 @@ impl AppState {
                 lease: Duration::seconds(settings.idempotency_lease_secs),
             },
             settings: Arc::new(settings),
+            bus,
+            live: Arc::new(LiveState {
+                shutdown: watch::channel(false).0,
+                ws_connections: AtomicI64::new(0),
+                relay: OnceLock::new(),
+            }),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct AuthUser {
     pub session_id: Uuid,
     /// Roles at the time the token was issued.
     pub roles: Vec<Role>,
+    /// When the access token expires.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl AuthUser {

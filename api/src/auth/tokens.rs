@@ -106,6 +106,7 @@ impl TokenKeys {
             id: data.claims.sub,
             session_id: data.claims.sid,
             roles,
+            expires_at: DateTime::from_timestamp(data.claims.exp, 0)?,
         })
     }
 }

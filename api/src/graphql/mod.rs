@@ -2,13 +2,12 @@
 
 pub mod account;
 pub mod admin;
+pub mod live;
 pub mod scalars;
 pub mod types;
 pub mod wallets;
 
-use async_graphql::{
-    Context, EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
-};
+use async_graphql::{Context, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 use uuid::Uuid;
 
 use crate::auth::Viewer;
@@ -27,14 +26,18 @@ pub struct Mutation(
 );
 
 /// The schema type.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, live::LiveSubscription>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        // GraphiQL's introspection query nests `ofType` about 13 levels deep.
-        .limit_depth(20)
-        .limit_complexity(5_000)
-        .limit_recursive_depth(32)
+fn builder() -> SchemaBuilder<Query, Mutation, live::LiveSubscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        live::LiveSubscription,
+    )
+    // GraphiQL's introspection query nests `ofType` about 13 levels deep.
+    .limit_depth(20)
+    .limit_complexity(5_000)
+    .limit_recursive_depth(32)
 }
 
 /// The schema with its state.

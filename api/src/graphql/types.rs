@@ -49,7 +49,7 @@ pub enum KycStatus {
 }
 
 impl KycStatus {
-    fn from_stored(s: &str) -> Self {
+    pub(crate) fn from_stored(s: &str) -> Self {
         match s {
             "PENDING" => KycStatus::Pending,
             "IN_REVIEW" => KycStatus::InReview,

@@ -1,6 +1,8 @@
 //! HTTP routes: GraphQL over HTTP (GraphQL-over-HTTP spec), GraphiQL, health.
 
 pub mod graphiql;
+pub mod metrics;
+pub mod ws;
 
 use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::OperationType;
@@ -41,6 +43,8 @@ pub struct HttpState {
 pub fn routes(state: HttpState) -> Router {
     Router::new()
         .route(GRAPHQL_PATH, get(graphql_get).post(graphql_post))
+        .route(GRAPHQL_WS_PATH, get(ws::graphql_ws))
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -214,14 +218,28 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// Ready when the database answers. The bus and relay are reported but do
+/// not fail readiness: queries and mutations keep working without Redis, and
+/// held-back events are delivered when it returns.
 async fn readyz(State(state): State<HttpState>) -> Response {
+    let bus = match &state.app.bus {
+        subscriptions::Bus::InProcess(_) => "in-process",
+        subscriptions::Bus::Redis(r) if r.is_connected() => "ok",
+        subscriptions::Bus::Redis(_) => "reconnecting",
+    };
+    let relay = match state.app.live.relay.get() {
+        None => "disabled",
+        Some(r) if r.healthy.load(std::sync::atomic::Ordering::Relaxed) => "ok",
+        Some(_) => "retrying",
+    };
     match state.app.db.ping().await {
-        Ok(()) => Json(json!({ "status": "ready", "database": "ok" })).into_response(),
+        Ok(()) => Json(json!({ "status": "ready", "database": "ok", "bus": bus, "relay": relay }))
+            .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+                Json(json!({ "status": "unavailable", "database": "unreachable", "bus": bus, "relay": relay })),
             )
                 .into_response()
         }

@@ -8,6 +8,7 @@ mod flows;
 mod http;
 mod idempotency;
 mod precision;
+mod realtime;
 mod schema;
 mod sessions;
 mod support;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use api::config::{AppEnv, LogFormat, Settings};
 
@@ -112,7 +113,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
     pub backend: Backend,
-    _stop: oneshot::Sender<()>,
+    _stop: Option<oneshot::Sender<()>>,
     _dir: Option<TempDir>,
 }
 
@@ -144,7 +145,24 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         introspection_enabled: true,
         body_limit_bytes: 1_048_576,
         request_timeout_secs: 30,
+        outbox_relay_enabled: true,
+        outbox_poll_interval_ms: 100,
+        subscription_buffer: 256,
+        ws_init_timeout_secs: 10,
+        ws_keepalive_secs: 15,
+        ws_max_subscriptions: 25,
+        ws_max_message_bytes: 65_536,
     }
+}
+
+/// The Redis the tests use.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A fresh PostgreSQL database (cloned from the migrated template); its URL.
+pub async fn fresh_database() -> String {
+    fresh_postgres().await
 }
 
 impl TestApp {
@@ -153,12 +171,27 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let url = match backend {
+            Backend::Postgres => Some(fresh_postgres().await),
+            Backend::Sqlite => None,
+        };
+        Self::spawn_on(url, tweak).await
+    }
+
+    /// Spawns a server on an existing PostgreSQL database (`Some`) or a fresh
+    /// SQLite file (`None`).
+    pub async fn spawn_on(pg_url: Option<String>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         if std::env::var("TEST_LOG").is_ok() {
             api::init_tracing(LogFormat::Text);
         }
-        let (url, embedded, dir) = match backend {
-            Backend::Postgres => (fresh_postgres().await, false, None),
-            Backend::Sqlite => {
+        let backend = if pg_url.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let (url, embedded, dir) = match pg_url {
+            Some(url) => (url, false, None),
+            None => {
                 let dir = std::env::temp_dir()
                     .join(format!("wallet-bff-test-{}", Uuid::new_v4().simple()));
                 std::fs::create_dir_all(&dir).expect("temp dir");
@@ -187,8 +220,23 @@ impl TestApp {
             db: state.db.clone(),
 
             backend,
-            _stop: stop,
+            _stop: Some(stop),
             _dir: dir,
+        }
+    }
+
+    /// A client for a server that runs elsewhere (e.g. a [`ServerProcess`]),
+    /// with its own pool on the same database for assertions.
+    pub async fn attach(addr: SocketAddr, database_url: &str) -> TestApp {
+        TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            db: entity::store::connect::connect(database_url, 2)
+                .await
+                .expect("connect"),
+            backend: Backend::Postgres,
+            _stop: None,
+            _dir: None,
         }
     }
 
@@ -359,5 +407,262 @@ where
     for backend in [Backend::Postgres, Backend::Sqlite] {
         let app = Arc::new(TestApp::spawn(backend).await);
         f(app).await;
+    }
+}
+
+/// A GraphQL WebSocket client speaking either subprotocol.
+pub struct WsClient {
+    pub socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    pub protocol: &'static str,
+}
+
+/// How a socket ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsEnd {
+    Closed(u16),
+    Gone,
+}
+
+impl WsClient {
+    /// Connects with the subprotocol (no `connection_init` yet).
+    pub async fn connect(addr: SocketAddr, protocol: &'static str) -> WsClient {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+        let (socket, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket connect");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(protocol)
+        );
+        WsClient { socket, protocol }
+    }
+
+    /// Connects and completes `connection_init` with the token.
+    pub async fn authed(addr: SocketAddr, protocol: &'static str, token: &str) -> WsClient {
+        let mut ws = Self::connect(addr, protocol).await;
+        ws.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        let ack = ws.next_message(Duration::from_secs(5)).await.expect("ack");
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws
+    }
+
+    pub async fn send(&mut self, msg: Value) {
+        use futures_util::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                msg.to_string(),
+            ))
+            .await
+            .expect("ws send");
+    }
+
+    /// Starts an operation with this protocol's message type.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = if self.protocol == "graphql-transport-ws" {
+            "subscribe"
+        } else {
+            "start"
+        };
+        self.send(json!({ "id": id, "type": kind, "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The next JSON message, skipping keep-alives; `Err` when the socket ended.
+    pub async fn next_message(&mut self, within: Duration) -> Result<Value, WsEnd> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no WebSocket message within {within:?}"));
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("json message");
+                    if v["type"] == "ka" || v["type"] == "ping" || v["type"] == "pong" {
+                        continue;
+                    }
+                    return Ok(v);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(frame.map_or(WsEnd::Gone, |f| WsEnd::Closed(u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(WsEnd::Gone),
+            }
+        }
+    }
+
+    /// The payload of the next `next`/`data` message for `id`.
+    pub async fn next_data(&mut self, id: &str, within: Duration) -> Value {
+        let msg = self.next_message(within).await.expect("socket open");
+        assert_eq!(msg["id"], id, "{msg}");
+        assert!(msg["type"] == "next" || msg["type"] == "data", "{msg}");
+        msg["payload"].clone()
+    }
+
+    /// Whether no message arrives within the time.
+    pub async fn silent_for(&mut self, within: Duration) -> bool {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                    if v["type"] == "ka" {
+                        continue;
+                    }
+                    return false;
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(_) => return false,
+            }
+        }
+    }
+}
+
+/// A server run as a separate OS process of the real binary.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `wallet-bff serve` with the given extra environment and waits
+    /// for its `listening on` line.
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wallet-bff"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("REDIS_URL", redis_url())
+            .env("OUTBOX_POLL_INTERVAL_MS", "100")
+            .env("LOG_FORMAT", "text")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn wallet-bff");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server process printed its address");
+        ServerProcess {
+            child,
+            addr: addr.parse().expect("socket address"),
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis server of the test's own, which the test may stop and restart.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut r = PrivateRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and waits until it accepts.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test (scripts/test.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -1,0 +1,339 @@
+//! Subscriptions: replay from storage after `afterSequence`, then live events
+//! from the bus, with no gap and no duplicate.
+//!
+//! The stream subscribes to the bus *before* it reads storage, and drops any
+//! live event whose sequence it has already passed. Every event committed
+//! before the storage read is in the replay; every later one is published
+//! after the bus subscription exists. A user's sequences commit in order (the
+//! sequence comes from a row lock held to commit), so a live event never
+//! overtakes a missing earlier one. When the bus reconnects after a failure
+//! the stream reads the gap from storage itself; a subscriber too slow for
+//! its buffer is ended with `LIMIT_EXCEEDED` and `afterSequence` to resume.
+
+use async_graphql::{Context, ErrorExtensions, ID, Result, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use domain::{DomainError, ErrorCode, Role, Topic};
+use entity::store::events::{self, StoredEvent};
+use futures_util::Stream;
+use serde_json::Value;
+use subscriptions::{Audience, Filter, Interrupted};
+use uuid::Uuid;
+
+use super::scalars::Money;
+use super::types::{Transaction, Wallet};
+use super::{parse_id, parts};
+use crate::error::{ApiError, coded};
+use crate::state::AppState;
+
+/// Events replayed per storage read.
+const REPLAY_PAGE: u64 = 500;
+
+/// A change of a wallet's balances.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct BalanceUpdate {
+    /// Event id (dedupe by it).
+    pub id: ID,
+    /// Per-user, strictly increasing.
+    pub sequence: i64,
+    /// The wallet after the change.
+    pub wallet: Wallet,
+    /// Change of the total balance (negative for money out; 0 for holds).
+    pub delta: Money,
+    /// The transaction that caused it.
+    pub transaction_id: ID,
+    /// Commit time.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Money received from another user.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TransactionEvent {
+    /// Event id.
+    pub id: ID,
+    /// Per-user, strictly increasing.
+    pub sequence: i64,
+    /// The transfer.
+    pub transaction: Transaction,
+    /// Commit time.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A change of the user's KYC status.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct KycStatusEvent {
+    /// Event id.
+    pub id: ID,
+    /// Per-user, strictly increasing.
+    pub sequence: i64,
+    /// New status.
+    pub status: super::types::KycStatus,
+    /// KYC level reached.
+    pub level: i32,
+    /// Reviewer's reason (rejections).
+    pub reason: Option<String>,
+    /// Commit time.
+    pub occurred_at: DateTime<Utc>,
+}
+
+fn malformed(e: impl std::fmt::Display) -> async_graphql::Error {
+    ApiError::Internal(anyhow::anyhow!("malformed stored event: {e}")).into()
+}
+
+fn field<T: serde::de::DeserializeOwned>(v: &Value, name: &str) -> Result<T> {
+    serde_json::from_value(v.get(name).cloned().unwrap_or(Value::Null))
+        .map_err(|e| malformed(format!("{name}: {e}")))
+}
+
+fn balance_update(e: &StoredEvent) -> Result<BalanceUpdate> {
+    let p = &e.payload;
+    let record = entity::store::records::WalletRecord {
+        id: field(p, "walletId")?,
+        user_id: e.user_id,
+        currency: field(p, "currency")?,
+        available: field(p, "availableBalance")?,
+        frozen: field(p, "frozenBalance")?,
+        status: field(p, "status")?,
+        version: field(p, "version")?,
+        updated_at: field(p, "updatedAt")?,
+    };
+    Ok(BalanceUpdate {
+        id: ID(e.id.to_string()),
+        sequence: e.sequence,
+        wallet: record.into(),
+        delta: Money(field(p, "delta")?),
+        transaction_id: ID(field::<Uuid>(p, "transactionId")?.to_string()),
+        occurred_at: field(p, "occurredAt")?,
+    })
+}
+
+fn transaction_event(e: &StoredEvent) -> Result<TransactionEvent> {
+    let tx: entity::store::records::TransactionRecord = field(&e.payload, "transaction")?;
+    Ok(TransactionEvent {
+        id: ID(e.id.to_string()),
+        sequence: e.sequence,
+        transaction: tx.into(),
+        occurred_at: field(&e.payload, "occurredAt")?,
+    })
+}
+
+fn kyc_event(e: &StoredEvent) -> Result<KycStatusEvent> {
+    let status: String = field(&e.payload, "status")?;
+    Ok(KycStatusEvent {
+        id: ID(e.id.to_string()),
+        sequence: e.sequence,
+        status: super::types::KycStatus::from_stored(&status),
+        level: field(&e.payload, "level")?,
+        reason: field(&e.payload, "reason")?,
+        occurred_at: field(&e.payload, "occurredAt")?,
+    })
+}
+
+fn stored(e: subscriptions::Event) -> StoredEvent {
+    StoredEvent {
+        id: e.id,
+        user_id: e.user_id,
+        sequence: e.sequence,
+        topic: e.topic,
+        payload: e.payload,
+    }
+}
+
+/// Replay-then-live stream of one user's events of one topic.
+fn user_events(
+    state: AppState,
+    user_id: Uuid,
+    topic: Topic,
+    after: Option<i64>,
+) -> impl Stream<Item = Result<StoredEvent>> {
+    async_stream::stream! {
+        let filter = Filter { topic, audience: Audience::User(user_id) };
+        let mut shutdown = state.live.shutdown.subscribe();
+        let mut live = state.bus.subscribe(filter);
+        let mut last = match after {
+            Some(a) => a,
+            None => match events::current_sequence(&state.db, user_id).await {
+                Ok(seq) => seq,
+                Err(e) => { yield Err(ApiError::from(e).into()); return; }
+            },
+        };
+        let mut replay = after.is_some();
+        loop {
+            if replay {
+                loop {
+                    let page = match events::after_sequence(&state.db, user_id, topic, last, REPLAY_PAGE).await {
+                        Ok(p) => p,
+                        Err(e) => { yield Err(ApiError::from(e).into()); return; }
+                    };
+                    let full = page.len() as u64 == REPLAY_PAGE;
+                    for e in page {
+                        last = e.sequence;
+                        yield Ok(e);
+                    }
+                    if !full { break; }
+                }
+                replay = false;
+            }
+            let next = tokio::select! {
+                n = live.next() => n,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match next {
+                Some(Ok(event)) => {
+                    if event.sequence <= last {
+                        continue; // already replayed, or delivered twice
+                    }
+                    last = event.sequence;
+                    yield Ok(stored(event));
+                }
+                Some(Err(Interrupted::Resync)) => {
+                    live = state.bus.subscribe(filter);
+                    replay = true;
+                }
+                Some(Err(Interrupted::Lagged)) => {
+                    yield Err(coded(ErrorCode::LimitExceeded, format!(
+                        "this subscription fell behind and was ended; resubscribe with afterSequence: {last}"
+                    )).extend_with(|_, ext| ext.set("afterSequence", last)));
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+/// Everyone's events of one topic (staff dashboards): live only.
+fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<StoredEvent>> {
+    async_stream::stream! {
+        let mut shutdown = state.live.shutdown.subscribe();
+        let mut live = state.bus.subscribe(Filter { topic, audience: Audience::All });
+        let mut seen: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+        loop {
+            let next = tokio::select! {
+                n = live.next() => n,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match next {
+                Some(Ok(event)) => {
+                    let last = seen.entry(event.user_id).or_insert(0);
+                    if event.sequence <= *last { continue; }
+                    *last = event.sequence;
+                    yield Ok(stored(event));
+                }
+                Some(Err(Interrupted::Resync)) => {
+                    live = state.bus.subscribe(Filter { topic, audience: Audience::All });
+                }
+                Some(Err(Interrupted::Lagged)) => {
+                    yield Err(coded(ErrorCode::LimitExceeded, "this subscription fell behind and was ended; resubscribe"));
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn check_after(after: Option<i64>) -> Result<(), DomainError> {
+    match after {
+        Some(a) if a < 0 => Err(DomainError::bad_input("afterSequence must not be negative")),
+        _ => Ok(()),
+    }
+}
+
+/// Live events.
+#[derive(Default)]
+pub struct LiveSubscription;
+
+#[Subscription]
+impl LiveSubscription {
+    /// Balance changes of the caller's wallets (or one wallet). With
+    /// `afterSequence`, the events after it are replayed first. Staff with the
+    /// admin role may pass `allUsers: true` to watch every wallet (live only).
+    async fn balance_updated(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Option<ID>,
+        after_sequence: Option<i64>,
+        all_users: Option<bool>,
+    ) -> Result<impl Stream<Item = Result<BalanceUpdate>> + use<>> {
+        let (state, viewer) = parts(ctx)?;
+        let state = state.clone();
+        check_after(after_sequence).map_err(ApiError::from)?;
+        let events: std::pin::Pin<Box<dyn Stream<Item = Result<StoredEvent>> + Send>> =
+            if all_users == Some(true) {
+                viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+                Box::pin(all_events(state.clone(), Topic::BalanceUpdated))
+            } else {
+                let user = viewer.require_user().map_err(ApiError::from)?;
+                Box::pin(user_events(
+                    state.clone(),
+                    user.id,
+                    Topic::BalanceUpdated,
+                    after_sequence,
+                ))
+            };
+        let wallet = match wallet_id {
+            Some(id) => {
+                let user = viewer.require_user().map_err(ApiError::from)?;
+                let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
+                Some(
+                    entity::store::wallets::get_owned(&state.db, user.id, id)
+                        .await
+                        .map_err(ApiError::from)?
+                        .id,
+                )
+            }
+            None => None,
+        };
+        Ok(async_stream::stream! {
+            futures_util::pin_mut!(events);
+            while let Some(item) = futures_util::StreamExt::next(&mut events).await {
+                match item {
+                    Ok(e) => {
+                        if let Some(w) = wallet
+                            && e.payload.get("walletId").and_then(Value::as_str) != Some(w.to_string().as_str())
+                        {
+                            continue;
+                        }
+                        yield balance_update(&e);
+                    }
+                    Err(err) => { yield Err(err); return; }
+                }
+            }
+        })
+    }
+
+    /// Money received from other users.
+    async fn transaction_received(
+        &self,
+        ctx: &Context<'_>,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<TransactionEvent>> + use<>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        check_after(after_sequence).map_err(ApiError::from)?;
+        let events = user_events(
+            state.clone(),
+            user.id,
+            Topic::TransactionReceived,
+            after_sequence,
+        );
+        Ok(futures_util::StreamExt::map(events, |e| {
+            e.and_then(|e| transaction_event(&e))
+        }))
+    }
+
+    /// Changes of the caller's KYC status.
+    async fn kyc_status(
+        &self,
+        ctx: &Context<'_>,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<KycStatusEvent>> + use<>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        check_after(after_sequence).map_err(ApiError::from)?;
+        let events = user_events(state.clone(), user.id, Topic::KycStatus, after_sequence);
+        Ok(futures_util::StreamExt::map(events, |e| {
+            e.and_then(|e| kyc_event(&e))
+        }))
+    }
+}

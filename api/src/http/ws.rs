@@ -1,0 +1,404 @@
+//! `GET /graphql/ws`: GraphQL over WebSocket, speaking `graphql-transport-ws`
+//! (the `graphql-ws` library, Apollo's `GraphQLWsLink`) and the legacy
+//! `graphql-ws` protocol (`subscriptions-transport-ws`).
+//!
+//! - Auth: `{"authorization": "Bearer <jwt>"}` in the `connection_init`
+//!   payload; a missing, forged or expired token closes with 4403.
+//! - The client has `WS_INIT_TIMEOUT_SECS` to initialise (else 4408).
+//! - Keep-alive: the server pings every `WS_KEEPALIVE_SECS` (WebSocket ping,
+//!   plus `ka` messages on the legacy protocol); two unanswered pings close
+//!   the socket.
+//! - When the access token expires the socket closes with 4403, so the
+//!   client reconnects with a fresh token (graphql-ws retries that code).
+//! - At most `WS_MAX_SUBSCRIPTIONS` operations per connection and
+//!   `WS_MAX_MESSAGE_BYTES` per message; small buffers keep idle sockets cheap.
+//! - On shutdown every operation is completed and the socket closes with 1001.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::ErrorCode;
+use futures_util::{Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio_stream::StreamMap;
+
+use super::HttpState;
+use crate::auth::{AuthUser, Viewer};
+use crate::error::enforce_codes;
+
+/// The two subprotocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws`.
+    Transport,
+    /// Legacy `graphql-ws` (subscriptions-transport-ws).
+    Legacy,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Transport => "graphql-transport-ws",
+            Protocol::Legacy => "graphql-ws",
+        }
+    }
+}
+
+/// Socket buffers: small, because most sockets sit idle between events.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+
+/// The upgrade handler.
+pub async fn graphql_ws(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let protocol = if offered.contains(&"graphql-transport-ws") {
+        Protocol::Transport
+    } else if offered.contains(&"graphql-ws") {
+        Protocol::Legacy
+    } else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "use the graphql-transport-ws (or legacy graphql-ws) WebSocket subprotocol",
+        )
+            .into_response();
+    };
+    let max_message = state.app.settings.ws_max_message_bytes;
+    ws.protocols([protocol.name()])
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER.max(max_message) * 4)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let live = state.app.live.clone();
+            live.ws_connections.fetch_add(1, Ordering::Relaxed);
+            Connection::new(socket, state, protocol).run().await;
+            live.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        })
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
+
+struct Connection {
+    socket: WebSocket,
+    state: HttpState,
+    protocol: Protocol,
+}
+
+/// How the connection ended, from our side.
+enum Ending {
+    /// The peer went away or closed.
+    Gone,
+    /// We close with this code and reason.
+    Close(u16, String),
+}
+
+fn bearer(payload: &Value) -> Option<&str> {
+    let obj = payload.as_object()?;
+    let raw = ["authorization", "Authorization", "authToken"]
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_str))?;
+    Some(
+        raw.strip_prefix("Bearer ")
+            .or_else(|| raw.strip_prefix("bearer "))
+            .unwrap_or(raw)
+            .trim(),
+    )
+}
+
+impl Connection {
+    fn new(socket: WebSocket, state: HttpState, protocol: Protocol) -> Self {
+        Self {
+            socket,
+            state,
+            protocol,
+        }
+    }
+
+    async fn send_json(&mut self, value: Value) -> bool {
+        self.socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .is_ok()
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.to_owned().into(),
+            })))
+            .await;
+    }
+
+    async fn run(mut self) {
+        let settings = self.state.app.settings.clone();
+        let init = tokio::time::timeout(
+            Duration::from_secs(settings.ws_init_timeout_secs),
+            self.wait_for_init(),
+        )
+        .await;
+        let user = match init {
+            Err(_) => return self.close(4408, "Connection initialisation timeout").await,
+            Ok(Err(Ending::Gone)) => return,
+            Ok(Err(Ending::Close(code, reason))) => return self.close(code, &reason).await,
+            Ok(Ok(user)) => user,
+        };
+        if !self.send_json(json!({ "type": "connection_ack" })).await {
+            return;
+        }
+        if self.protocol == Protocol::Legacy && !self.send_json(json!({ "type": "ka" })).await {
+            return;
+        }
+        let ending = self.serve(user).await;
+        if let Ending::Close(code, reason) = ending {
+            self.close(code, &reason).await;
+        }
+    }
+
+    /// Reads until `connection_init`; returns the authenticated user.
+    async fn wait_for_init(&mut self) -> Result<AuthUser, Ending> {
+        loop {
+            let text = match self.socket.recv().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    return Err(Ending::Close(
+                        4400,
+                        "Binary messages are not supported".into(),
+                    ));
+                }
+            };
+            let msg: Value = serde_json::from_str(text.as_str())
+                .map_err(|_| Ending::Close(4400, "Invalid message".into()))?;
+            match msg.get("type").and_then(Value::as_str) {
+                Some("connection_init") => {
+                    let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
+                    let user = bearer(&payload).and_then(|t| self.state.app.keys.verify_access(t));
+                    return match user {
+                        Some(user) => Ok(user),
+                        None => {
+                            tracing::info!("websocket init refused: missing or invalid token");
+                            if self.protocol == Protocol::Legacy {
+                                let _ = self
+                                    .send_json(json!({ "type": "connection_error", "payload": { "message": "Forbidden" } }))
+                                    .await;
+                            }
+                            Err(Ending::Close(4403, "Forbidden".into()))
+                        }
+                    };
+                }
+                Some("ping") if self.protocol == Protocol::Transport => {
+                    if !self.send_json(json!({ "type": "pong" })).await {
+                        return Err(Ending::Gone);
+                    }
+                }
+                _ => return Err(Ending::Close(4401, "Unauthorized".into())),
+            }
+        }
+    }
+
+    async fn serve(&mut self, user: AuthUser) -> Ending {
+        let settings = self.state.app.settings.clone();
+        let mut shutdown = self.state.app.live.shutdown.subscribe();
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopping);
+        let mut ops: StreamMap<String, ResponseStream> = StreamMap::new();
+        let mut started: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let until_expiry = (user.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let expiry = tokio::time::sleep(until_expiry);
+        tokio::pin!(expiry);
+        let keepalive = Duration::from_secs(settings.ws_keepalive_secs.max(1));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut unanswered = 0u8;
+        let viewer = Viewer::User(user);
+        loop {
+            tokio::select! {
+                incoming = self.socket.recv() => {
+                    let text = match incoming {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ending::Gone,
+                        Some(Ok(Message::Pong(_) | Message::Ping(_))) => { unanswered = 0; continue; }
+                        Some(Ok(Message::Binary(_))) => return Ending::Close(4400, "Binary messages are not supported".into()),
+                        Some(Ok(Message::Text(t))) => t,
+                    };
+                    unanswered = 0;
+                    let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else {
+                        return Ending::Close(4400, "Invalid message".into());
+                    };
+                    if let Some(ending) = self.on_message(msg, &viewer, &mut ops, &mut started).await {
+                        return ending;
+                    }
+                }
+                Some((id, item)) = ops.next(), if !ops.is_empty() => {
+                    let sent = match item {
+                        Some(mut response) => {
+                            enforce_codes(&mut response.errors);
+                            let first = started.insert(id.clone());
+                            let request_error = first
+                                && response.data == async_graphql::Value::Null
+                                && !response.errors.is_empty()
+                                && response.errors.iter().all(|e| e.path.is_empty());
+                            if request_error {
+                                // Refused before execution: one `error` message, nothing else.
+                                ops.remove(&id);
+                                started.remove(&id);
+                                let payload = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
+                                let payload = if self.protocol == Protocol::Transport { payload } else { payload.get(0).cloned().unwrap_or(Value::Null) };
+                                self.send_json(json!({ "id": id, "type": "error", "payload": payload })).await
+                            } else {
+                                let kind = if self.protocol == Protocol::Transport { "next" } else { "data" };
+                                let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+                                self.send_json(json!({ "id": id, "type": kind, "payload": payload })).await
+                            }
+                        }
+                        None => {
+                            ops.remove(&id);
+                            started.remove(&id);
+                            self.send_json(json!({ "id": id, "type": "complete" })).await
+                        }
+                    };
+                    if !sent {
+                        return Ending::Gone;
+                    }
+                }
+                _ = ping.tick() => {
+                    if unanswered >= 2 {
+                        return Ending::Close(4408, "Keep-alive timeout".into());
+                    }
+                    unanswered += 1;
+                    if self.socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        return Ending::Gone;
+                    }
+                    if self.protocol == Protocol::Legacy && !self.send_json(json!({ "type": "ka" })).await {
+                        return Ending::Gone;
+                    }
+                }
+                _ = &mut expiry => {
+                    return Ending::Close(4403, "Forbidden: the access token expired; reconnect with a fresh one".into());
+                }
+                () = &mut stopping => {
+                    let ids: Vec<String> = ops.keys().cloned().collect();
+                    for id in ids {
+                        if !self.send_json(json!({ "id": id, "type": "complete" })).await {
+                            return Ending::Gone;
+                        }
+                    }
+                    return Ending::Close(1001, "Server shutting down".into());
+                }
+            }
+        }
+    }
+
+    /// Handles one client message after the handshake; `Some` ends the connection.
+    async fn on_message(
+        &mut self,
+        msg: Value,
+        viewer: &Viewer,
+        ops: &mut StreamMap<String, ResponseStream>,
+        started: &mut std::collections::HashSet<String>,
+    ) -> Option<Ending> {
+        let kind = msg
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let id = msg.get("id").and_then(Value::as_str).map(str::to_owned);
+        match (self.protocol, kind.as_str()) {
+            (_, "connection_init") => Some(Ending::Close(
+                4429,
+                "Too many initialisation requests".into(),
+            )),
+            (Protocol::Transport, "subscribe") | (Protocol::Legacy, "start") => {
+                let Some(id) = id else {
+                    return Some(Ending::Close(4400, "Operation id missing".into()));
+                };
+                if ops.contains_key(&id) {
+                    return Some(Ending::Close(
+                        4409,
+                        format!("Subscriber for {id} already exists"),
+                    ));
+                }
+                let limit = self.state.app.settings.ws_max_subscriptions;
+                if ops.len() >= limit {
+                    let error = json!({
+                        "message": format!("at most {limit} operations may run on one connection"),
+                        "extensions": { "code": ErrorCode::LimitExceeded.as_str() },
+                    });
+                    let payload = if self.protocol == Protocol::Transport {
+                        json!([error])
+                    } else {
+                        error
+                    };
+                    return (!self
+                        .send_json(json!({ "id": id, "type": "error", "payload": payload }))
+                        .await)
+                        .then_some(Ending::Gone);
+                }
+                let request: async_graphql::Request = match serde_json::from_value(
+                    msg.get("payload").cloned().unwrap_or(Value::Null),
+                ) {
+                    Ok(r) => r,
+                    Err(_) => return Some(Ending::Close(4400, "Invalid subscribe payload".into())),
+                };
+                let stream = self
+                    .state
+                    .schema
+                    .execute_stream(request.data(viewer.clone()));
+                let stream: ResponseStream = Box::pin(
+                    stream
+                        .map(Some)
+                        .chain(futures_util::stream::once(async { None })),
+                );
+                ops.insert(id, stream);
+                None
+            }
+            (Protocol::Transport, "complete") | (Protocol::Legacy, "stop") => {
+                if let Some(id) = id {
+                    let was_running = ops.remove(&id).is_some();
+                    started.remove(&id);
+                    if was_running
+                        && self.protocol == Protocol::Legacy
+                        && !self
+                            .send_json(json!({ "id": id, "type": "complete" }))
+                            .await
+                    {
+                        return Some(Ending::Gone);
+                    }
+                }
+                None
+            }
+            (Protocol::Transport, "ping") => {
+                (!self.send_json(json!({ "type": "pong" })).await).then_some(Ending::Gone)
+            }
+            (Protocol::Transport, "pong") => None,
+            (Protocol::Legacy, "connection_terminate") => {
+                Some(Ending::Close(1000, "Terminated".into()))
+            }
+            _ => Some(Ending::Close(
+                4400,
+                format!("Unexpected message type `{kind}`"),
+            )),
+        }
+    }
+}
