@@ -7,13 +7,47 @@
 //! - [`money`]: currencies with their scales and validated, exact amounts.
 //! - [`identity`]: validated e-mail addresses, passwords, display names and roles.
 //! - [`idempotency`]: idempotency keys and request fingerprints.
+//! - [`kyc`]: KYC statuses and the review decisions that move between them.
 //! - [`ledger`]: wallet balances and the balanced double-entry postings that change them.
 //! - [`transaction`]: kinds and states of money movements.
+
+/// Declares an enum with a fixed stored/displayed string per variant.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The stored and displayed form.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the stored form.
+            pub fn parse(text: &str) -> Result<Self, $crate::error::DomainError> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::error::DomainError::bad_input(format!(
+                        concat!("unknown ", stringify!($name), " `{}`"),
+                        other
+                    ))),
+                }
+            }
+        }
+    };
+}
 
 pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod identity;
+pub mod kyc;
 pub mod ledger;
 pub mod money;
 pub mod transaction;
@@ -22,6 +56,7 @@ pub use error::{DomainError, ErrorCode};
 pub use events::Topic;
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use identity::{DisplayName, Email, Password, Role};
+pub use kyc::{KycDecision, KycStatus};
 pub use ledger::{Balances, Bucket, EntryAccount, Posting, PostingLine};
 pub use money::{Amount, Currency};
 pub use transaction::{TransactionKind, TransactionStatus, WalletStatus, WithdrawalOutcome};

@@ -2,37 +2,6 @@
 
 use crate::error::DomainError;
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// The stored and displayed form.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// Parses the stored form.
-            pub fn parse(text: &str) -> Result<Self, DomainError> {
-                match text {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(DomainError::bad_input(format!(
-                        concat!("unknown ", stringify!($name), " `{}`"),
-                        other
-                    ))),
-                }
-            }
-        }
-    };
-}
-
 string_enum! {
     /// What moved the money.
     TransactionKind {

@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ID, Object, Result};
 use domain::{Role, WithdrawalOutcome};
 use entity::store::payments;
 
-use super::types::TransactionPayload;
+use super::types::{TransactionPayload, User};
 use super::{parse_id, parts};
 use crate::error::ApiError;
 
@@ -16,6 +16,17 @@ pub enum WithdrawalOutcomeGql {
     Completed,
     /// Not paid out: the held amount returns to the available balance.
     Failed,
+}
+
+/// A compliance decision on a user's KYC case.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KycDecision {
+    /// Take the case into manual review (IN_REVIEW).
+    StartReview,
+    /// Verify the user (APPROVED, level at least 1).
+    Approve,
+    /// Refuse (REJECTED, level 0); needs a reason.
+    Reject,
 }
 
 /// Admin mutations.
@@ -44,5 +55,37 @@ impl AdminMutation {
             .map_err(ApiError::from)?;
         tracing::info!(user.id = %admin.id, tx.id = %result.transaction.id, "withdrawal settled");
         Ok(TransactionPayload::new(result, false))
+    }
+
+    /// Decides a user's KYC case (compliance role). The user's `kycStatus`
+    /// subscription receives the change.
+    async fn review_kyc(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        decision: KycDecision,
+        reason: Option<String>,
+    ) -> Result<User> {
+        let (state, viewer) = parts(ctx)?;
+        let officer = viewer
+            .require_role(Role::Compliance)
+            .map_err(ApiError::from)?;
+        let user_id = parse_id(&user_id, "userId").map_err(ApiError::from)?;
+        let decision = match decision {
+            KycDecision::StartReview => domain::KycDecision::StartReview,
+            KycDecision::Approve => domain::KycDecision::Approve,
+            KycDecision::Reject => domain::KycDecision::Reject,
+        };
+        let user = entity::store::users::review_kyc(
+            &state.db,
+            officer.id,
+            user_id,
+            decision,
+            reason.as_deref(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        tracing::info!(user.id = %user.id, officer.id = %officer.id, kyc.status = %user.kyc_status, "KYC reviewed");
+        Ok(user.into())
     }
 }

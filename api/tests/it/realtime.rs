@@ -345,3 +345,213 @@ async fn events_committed_by_a_server_killed_before_publishing_are_delivered_aft
     assert_eq!(unpublished, 0);
     drop(restarted);
 }
+
+const KYC: &str = "subscription($after: Int) { kycStatus(afterSequence: $after) { id sequence status level reason } }";
+const REVIEW: &str = "mutation($u: ID!, $d: KycDecision!, $r: String) { reviewKyc(userId: $u, decision: $d, reason: $r) { id kycStatus kycLevel } }";
+
+#[tokio::test]
+async fn a_compliance_review_reaches_the_users_kyc_subscription() {
+    let app = redis_app().await;
+    let user = app.register("kyc-user@example.com").await;
+    let officer = app.register("officer@example.com").await;
+    entity::store::users::grant_role(
+        &app.db,
+        None,
+        &domain::Email::parse("officer@example.com").expect("email"),
+        domain::Role::Compliance,
+    )
+    .await
+    .expect("grant");
+    let officer = app.login(&officer.email).await;
+    let mut ws = WsClient::authed(app.addr, "graphql-ws", &user.token).await;
+    ws.subscribe("k", KYC, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Users cannot review themselves.
+    let denied = app
+        .gql(
+            Some(&user.token),
+            REVIEW,
+            json!({ "u": user.user_id, "d": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&denied), "FORBIDDEN");
+    let reviewed = app
+        .gql(
+            Some(&officer.token),
+            REVIEW,
+            json!({ "u": user.user_id, "d": "START_REVIEW" }),
+        )
+        .await;
+    assert_eq!(data(&reviewed, "reviewKyc")["kycStatus"], "IN_REVIEW");
+    let approved = app
+        .gql(
+            Some(&officer.token),
+            REVIEW,
+            json!({ "u": user.user_id, "d": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(data(&approved, "reviewKyc")["kycLevel"], 1);
+    let rejected = app
+        .gql(
+            Some(&officer.token),
+            REVIEW,
+            json!({ "u": user.user_id, "d": "REJECT" }),
+        )
+        .await;
+    assert_eq!(
+        crate::support::error_code(&rejected),
+        "BAD_USER_INPUT",
+        "a rejection needs a reason"
+    );
+
+    let first = ws.next_data("k", Duration::from_secs(5)).await;
+    let second = ws.next_data("k", Duration::from_secs(5)).await;
+    assert_eq!(first["data"]["kycStatus"]["status"], "IN_REVIEW");
+    assert_eq!(second["data"]["kycStatus"]["status"], "APPROVED");
+    assert_eq!(second["data"]["kycStatus"]["level"], 1);
+    let me = app
+        .gql(
+            Some(&user.token),
+            "{ me { kycStatus kycLevel } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&me, "me")["kycStatus"], "APPROVED");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_ended_with_the_sequence_to_resume_from() {
+    use futures_util::StreamExt;
+    let dir =
+        std::env::temp_dir().join(format!("wallet-bff-lag-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}?mode=rwc", dir.join("w.sqlite").display());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut settings = crate::support::test_settings(url, true, dir.clone());
+    settings.subscription_buffer = 3;
+    let state = api::build_state(settings).await.expect("state");
+    let schema = api::graphql::build_schema(state.clone());
+    let user = uuid::Uuid::now_v7();
+    let viewer = api::auth::Viewer::User(api::auth::AuthUser {
+        id: user,
+        session_id: uuid::Uuid::now_v7(),
+        roles: vec![domain::Role::User],
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(5),
+    });
+    let request = async_graphql::Request::new(
+        "subscription { transactionReceived(afterSequence: 0) { sequence } }",
+    )
+    .data(viewer);
+    let mut stream = schema.execute_stream(request);
+    // Nothing stored yet: the first poll replays nothing and subscribes.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), stream.next())
+            .await
+            .is_err()
+    );
+    // Ten events arrive while the client reads nothing.
+    let now = chrono::Utc::now();
+    let tx = entity::store::records::TransactionRecord {
+        id: uuid::Uuid::now_v7(),
+        kind: domain::TransactionKind::Transfer,
+        status: domain::TransactionStatus::Completed,
+        amount: rust_decimal::Decimal::ONE,
+        currency: domain::Currency::Usd,
+        from_wallet_id: None,
+        to_wallet_id: None,
+        memo: None,
+        destination: None,
+        created_at: now,
+        updated_at: now,
+    };
+    for sequence in 1..=10 {
+        state.bus.hub().dispatch(&subscriptions::Event {
+            id: uuid::Uuid::now_v7(),
+            user_id: user,
+            sequence,
+            topic: domain::Topic::TransactionReceived,
+            payload: json!({ "transaction": tx, "occurredAt": now }),
+        });
+    }
+    // The three that fit the buffer come out, then the stream ends with
+    // LIMIT_EXCEEDED and the sequence to resume after.
+    let mut responses = Vec::new();
+    while let Some(resp) = stream.next().await {
+        responses.push(serde_json::to_value(resp).expect("json"));
+    }
+    let seqs: Vec<Value> = responses[..3]
+        .iter()
+        .map(|r| r["data"]["transactionReceived"]["sequence"].clone())
+        .collect();
+    assert_eq!(seqs, [json!(1), json!(2), json!(3)], "{responses:?}");
+    let last = &responses[3];
+    assert_eq!(responses.len(), 4);
+    assert_eq!(
+        last["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED",
+        "{last}"
+    );
+    assert_eq!(
+        last["errors"][0]["extensions"]["afterSequence"], 3,
+        "{last}"
+    );
+    assert_eq!(state.bus.hub().stats().dropped_for_lag, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn connection_limits_token_expiry_and_shutdown_close_sockets_cleanly() {
+    let mut app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.ws_max_subscriptions = 2;
+        s.access_token_ttl_secs = 3;
+    })
+    .await;
+    let u = app.register("limits@example.com").await;
+    let mut ws = WsClient::authed(app.addr, "graphql-transport-ws", &u.token).await;
+    ws.subscribe("1", BALANCES, json!({})).await;
+    ws.subscribe("2", BALANCES, json!({})).await;
+    ws.subscribe("3", BALANCES, json!({})).await;
+    let refused = ws
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("error");
+    assert_eq!(
+        (refused["id"].clone(), refused["type"].clone()),
+        (json!("3"), json!("error"))
+    );
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "LIMIT_EXCEEDED"
+    );
+    // A duplicate operation id is a protocol violation.
+    ws.subscribe("1", BALANCES, json!({})).await;
+    assert_eq!(
+        ws.next_message(Duration::from_secs(5)).await,
+        Err(WsEnd::Closed(4409))
+    );
+
+    // The token expires: the socket closes with 4403 so the client reconnects.
+    let mut expiring = WsClient::authed(app.addr, "graphql-transport-ws", &u.token).await;
+    assert_eq!(
+        expiring.next_message(Duration::from_secs(8)).await,
+        Err(WsEnd::Closed(4403))
+    );
+
+    // Shutdown completes running operations, then closes with 1001.
+    let fresh = app.login("limits@example.com").await;
+    let mut ws = WsClient::authed(app.addr, "graphql-ws", &fresh.token).await;
+    ws.subscribe("live", BALANCES, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.shutdown();
+    let done = ws
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("complete");
+    assert_eq!(
+        (done["id"].clone(), done["type"].clone()),
+        (json!("live"), json!("complete"))
+    );
+    assert_eq!(
+        ws.next_message(Duration::from_secs(5)).await,
+        Err(WsEnd::Closed(1001))
+    );
+}

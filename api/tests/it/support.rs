@@ -240,6 +240,13 @@ impl TestApp {
         }
     }
 
+    /// Starts the server's graceful shutdown.
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self._stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -137,3 +137,56 @@ pub async fn grant_role(
     txn.commit().await?;
     Ok(user)
 }
+
+/// Applies a compliance decision to a user's KYC status, with its audit
+/// record and `kyc.status` event, in one transaction.
+pub async fn review_kyc(
+    db: &DatabaseConnection,
+    actor_id: Uuid,
+    user_id: Uuid,
+    decision: domain::KycDecision,
+    reason: Option<&str>,
+) -> StoreResult<UserRecord> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::Expr;
+
+    let txn = db.begin().await?;
+    let row = users::Entity::find_by_id(user_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    let current = domain::KycStatus::parse(&row.kyc_status)
+        .map_err(|_| super::inconsistent(format!("user {user_id} kyc status")))?;
+    let (status, level, reason) = domain::kyc::review(current, row.kyc_level, decision, reason)?;
+    users::Entity::update_many()
+        .col_expr(users::Column::KycStatus, Expr::value(status.as_str()))
+        .col_expr(users::Column::KycLevel, Expr::value(level))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now()))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id: Some(actor_id),
+            action: "kyc.review",
+            subject_type: "user",
+            subject_id: Some(user_id),
+            details: json!({ "from": current.as_str(), "to": status.as_str(), "level": level }),
+        },
+    )
+    .await?;
+    super::events::append(
+        &txn,
+        user_id,
+        domain::Topic::KycStatus,
+        json!({ "status": status.as_str(), "level": level, "reason": reason }),
+    )
+    .await?;
+    let user = load(&txn, user_id)
+        .await?
+        .ok_or_else(|| super::inconsistent("user vanished"))?;
+    txn.commit().await?;
+    Ok(user)
+}
