@@ -130,6 +130,20 @@ enum OutboxEvents {
 }
 
 #[derive(DeriveIden)]
+enum Notifications {
+    Table,
+    Id,
+    UserId,
+    Sequence,
+    Kind,
+    Title,
+    Body,
+    Data,
+    ReadAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
 enum AuditLog {
     Table,
     Id,
@@ -608,6 +622,61 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(Notifications::Table)
+                    .col(uuid_pk(Notifications::Id))
+                    .col(ColumnDef::new(Notifications::UserId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(Notifications::Sequence)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Notifications::Kind)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Notifications::Title)
+                            .string_len(120)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Notifications::Body)
+                            .string_len(500)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Notifications::Data).json().not_null())
+                    .col(
+                        ColumnDef::new(Notifications::ReadAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(timestamp(Notifications::CreatedAt))
+                    .foreign_key(&mut fk(
+                        Notifications::Table,
+                        Notifications::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        index(
+            manager,
+            "idx_notifications_user_created",
+            Notifications::Table,
+            [
+                Notifications::UserId,
+                Notifications::CreatedAt,
+                Notifications::Id,
+            ],
+            false,
+        )
+        .await?;
+
+        manager
+            .create_table(
+                Table::create()
                     .table(AuditLog::Table)
                     .col(uuid_pk(AuditLog::Id))
                     .col(ColumnDef::new(AuditLog::ActorId).uuid().null())
@@ -637,6 +706,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
             AuditLog::Table.into_iden(),
+            Notifications::Table.into_iden(),
             OutboxEvents::Table.into_iden(),
             IdempotencyKeys::Table.into_iden(),
             LedgerEntries::Table.into_iden(),

@@ -322,6 +322,30 @@ impl LiveSubscription {
         }))
     }
 
+    /// In-app notifications as they are created.
+    async fn notification_created(
+        &self,
+        ctx: &Context<'_>,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<super::notifications::Notification>> + use<>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        check_after(after_sequence).map_err(ApiError::from)?;
+        let events = user_events(
+            state.clone(),
+            user.id,
+            Topic::NotificationCreated,
+            after_sequence,
+        );
+        Ok(futures_util::StreamExt::map(events, |e| {
+            e.and_then(|e| {
+                let record: entity::store::notifications::NotificationRecord =
+                    field(&e.payload, "notification")?;
+                Ok(record.into())
+            })
+        }))
+    }
+
     /// Changes of the caller's KYC status.
     async fn kyc_status(
         &self,

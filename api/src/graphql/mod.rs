@@ -3,11 +3,17 @@
 pub mod account;
 pub mod admin;
 pub mod live;
+pub mod notifications;
 pub mod scalars;
 pub mod types;
 pub mod wallets;
 
 use async_graphql::{Context, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use domain::DomainError;
+use entity::store::history::Position;
 use uuid::Uuid;
 
 use crate::auth::Viewer;
@@ -15,13 +21,18 @@ use crate::state::AppState;
 
 /// Every query field.
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, wallets::WalletQuery);
+pub struct Query(
+    account::AccountQuery,
+    wallets::WalletQuery,
+    notifications::NotificationQuery,
+);
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     account::AccountMutation,
     wallets::WalletMutation,
+    notifications::NotificationMutation,
     admin::AdminMutation,
 );
 
@@ -68,4 +79,27 @@ pub(crate) fn parts<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a AppS
 pub(crate) fn parse_id(id: &async_graphql::ID, what: &str) -> Result<Uuid, domain::DomainError> {
     Uuid::parse_str(id.as_str())
         .map_err(|_| domain::DomainError::bad_input(format!("{what} is not a valid ID")))
+}
+
+/// Opaque keyset cursor of a (creation time, id) position.
+pub(crate) fn encode_cursor(created_at: DateTime<Utc>, id: uuid::Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", created_at.timestamp_micros(), id))
+}
+
+/// Parses a cursor made by [`encode_cursor`].
+pub(crate) fn decode_cursor(cursor: &str) -> Result<Position, DomainError> {
+    let bad = || DomainError::bad_input("after is not a cursor from this connection");
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let mut parts = text.split('|');
+    let (Some("v1"), Some(micros), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    Ok(Position {
+        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
+        id: uuid::Uuid::parse_str(id).map_err(|_| bad())?,
+    })
 }

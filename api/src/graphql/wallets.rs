@@ -2,17 +2,15 @@
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, ID, InputObject, Object, Result};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use domain::{Currency, DomainError, Email, IdempotencyKey};
-use entity::store::history::{self, HistoryQuery, Position};
+use entity::store::history::{self, HistoryQuery};
 use entity::store::payments::{self, MoneyCommand, Recipient};
 use entity::store::wallets;
 
 use super::scalars::Money;
 use super::types::{Transaction, TransactionPayload, Wallet};
-use super::{parse_id, parts};
+use super::{decode_cursor, encode_cursor, parse_id, parts};
 use crate::error::{ApiError, ApiResult};
 
 /// Largest page of `transactions`.
@@ -58,27 +56,6 @@ pub struct TransferInput {
 /// Wallet queries.
 #[derive(Default)]
 pub struct WalletQuery;
-
-fn encode_cursor(created_at: DateTime<Utc>, id: uuid::Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", created_at.timestamp_micros(), id))
-}
-
-fn decode_cursor(cursor: &str) -> Result<Position, DomainError> {
-    let bad = || DomainError::bad_input("after is not a cursor from this connection");
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let mut parts = text.split('|');
-    let (Some("v1"), Some(micros), Some(id), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    Ok(Position {
-        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
-        id: uuid::Uuid::parse_str(id).map_err(|_| bad())?,
-    })
-}
 
 #[Object]
 impl WalletQuery {

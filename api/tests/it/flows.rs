@@ -70,7 +70,10 @@ async fn a_new_user_registers_deposits_and_pays_a_second_user_who_sees_it() {
             .await
             .expect("events");
         let topics: Vec<(&str, i64)> = bob_events.iter().map(|e| (e.topic.as_str(), e.sequence)).collect();
-        assert_eq!(topics, [("balance.updated", 1), ("transaction.received", 2)]);
+        assert_eq!(
+            topics,
+            [("balance.updated", 1), ("transaction.received", 2), ("notification.created", 3)]
+        );
         assert_eq!(bob_events[0].payload["balance"], "30.25");
         assert_eq!(bob_events[0].payload["delta"], "30.25");
         let audits = audit_log::Entity::find()

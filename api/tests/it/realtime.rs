@@ -555,3 +555,63 @@ async fn connection_limits_token_expiry_and_shutdown_close_sockets_cleanly() {
         Err(WsEnd::Closed(1001))
     );
 }
+
+#[tokio::test]
+async fn received_money_creates_a_notification_live_and_in_the_list() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.register("n-alice@example.com").await;
+    let bob = app.register("n-bob@example.com").await;
+    let aw = app.open_wallet(&alice, "USD").await;
+    app.open_wallet(&bob, "USD").await;
+    app.deposit(&alice, &aw, "20", "d").await;
+    let mut ws = WsClient::authed(app.addr, "graphql-transport-ws", &bob.token).await;
+    ws.subscribe(
+        "n",
+        "subscription { notificationCreated { id sequence kind title body read data } }",
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = app
+        .transfer(
+            &alice,
+            json!({ "fromWalletId": aw, "toEmail": bob.email, "amount": "4.5" }),
+            "t",
+        )
+        .await;
+    let tx_id = data(&t, "transfer")["transaction"]["id"].clone();
+    let live = ws.next_data("n", Duration::from_secs(5)).await;
+    let n = &live["data"]["notificationCreated"];
+    assert_eq!(n["kind"], "transfer.received");
+    assert_eq!(n["body"], "You received 4.5 USD from n-alice@example.com");
+    assert_eq!(n["data"]["transactionId"], tx_id);
+    assert_eq!(n["read"], false);
+
+    const LIST: &str =
+        "query($u: Boolean) { notifications(unreadOnly: $u) { edges { node { id kind read } } } }";
+    let list = app.gql(Some(&bob.token), LIST, json!({})).await;
+    let edges = data(&list, "notifications")["edges"]
+        .as_array()
+        .expect("edges")
+        .clone();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges[0]["node"]["id"], n["id"]);
+    // Alice cannot mark Bob's notification read; Bob can.
+    let mark = "mutation($ids: [ID!]!) { markNotificationsRead(ids: $ids) }";
+    let theirs = app
+        .gql(Some(&alice.token), mark, json!({ "ids": [n["id"]] }))
+        .await;
+    assert_eq!(data(&theirs, "markNotificationsRead"), 0);
+    let mine = app
+        .gql(Some(&bob.token), mark, json!({ "ids": [n["id"]] }))
+        .await;
+    assert_eq!(data(&mine, "markNotificationsRead"), 1);
+    let unread = app.gql(Some(&bob.token), LIST, json!({ "u": true })).await;
+    assert_eq!(data(&unread, "notifications")["edges"], json!([]));
+    assert!(
+        app.gql(Some(&alice.token), LIST, json!({})).await["data"]["notifications"]["edges"]
+            .as_array()
+            .expect("edges")
+            .is_empty()
+    );
+}

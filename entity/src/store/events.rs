@@ -37,8 +37,20 @@ pub async fn append(
     topic: Topic,
     body: serde_json::Value,
 ) -> StoreResult<(Uuid, i64)> {
-    let id = Uuid::now_v7();
     let sequence = next_sequence(db, user_id).await?;
+    append_with_sequence(db, user_id, sequence, topic, body).await
+}
+
+/// Writes one event with a sequence already taken by [`next_sequence`] in
+/// this transaction.
+pub async fn append_with_sequence(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    sequence: i64,
+    topic: Topic,
+    body: serde_json::Value,
+) -> StoreResult<(Uuid, i64)> {
+    let id = Uuid::now_v7();
     let created_at = now();
     let mut payload = body;
     if let Some(obj) = payload.as_object_mut() {

@@ -11,6 +11,7 @@ pub mod connect;
 pub mod events;
 pub mod history;
 pub mod idempotency;
+pub mod notifications;
 pub mod payments;
 pub mod records;
 pub mod sessions;

@@ -21,6 +21,7 @@ use crate::entities::{ledger_entries, transactions};
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::idempotency::{self, Claim, KeyPolicy};
+use crate::store::notifications::{self, NewNotification};
 use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
 use crate::store::{StoreError, StoreResult, events, inconsistent, now, users, wallets};
 
@@ -265,6 +266,24 @@ async fn apply(
                 events::balance_updated(txn, w, delta, tx.id).await?;
                 if w.id == to.id && to.user_id != from.user_id {
                     events::transaction_received(txn, to.user_id, &tx).await?;
+                    let sender = users::load(txn, from.user_id)
+                        .await?
+                        .map_or_else(|| "someone".to_owned(), |u| u.display_name);
+                    notifications::create(
+                        txn,
+                        NewNotification {
+                            user_id: to.user_id,
+                            kind: "transfer.received",
+                            title: "Money received".to_owned(),
+                            body: format!(
+                                "You received {} {} from {sender}",
+                                domain::money::to_canonical(tx.amount),
+                                tx.currency
+                            ),
+                            data: json!({ "transactionId": tx.id, "walletId": to.id }),
+                        },
+                    )
+                    .await?;
                 }
             }
             audit_money(txn, user_id, "wallet.transfer", &tx).await?;
@@ -515,6 +534,25 @@ pub async fn settle_withdrawal(
         WithdrawalOutcome::Failed => Decimal::ZERO,
     };
     events::balance_updated(&txn, &wallet, delta, tx.id).await?;
+    let (title, verb) = match outcome {
+        WithdrawalOutcome::Completed => ("Withdrawal completed", "was paid out"),
+        WithdrawalOutcome::Failed => ("Withdrawal failed", "failed; the amount is available again"),
+    };
+    notifications::create(
+        &txn,
+        NewNotification {
+            user_id: wallet.user_id,
+            kind: "withdrawal.settled",
+            title: title.to_owned(),
+            body: format!(
+                "Your withdrawal of {} {} {verb}",
+                domain::money::to_canonical(tx.amount),
+                tx.currency
+            ),
+            data: json!({ "transactionId": tx.id, "walletId": wallet.id }),
+        },
+    )
+    .await?;
     audit_money(
         &txn,
         actor.unwrap_or(wallet.user_id),

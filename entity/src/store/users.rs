@@ -184,6 +184,34 @@ pub async fn review_kyc(
         json!({ "status": status.as_str(), "level": level, "reason": reason }),
     )
     .await?;
+    let (title, body) = match status {
+        domain::KycStatus::Approved => (
+            "Identity verified",
+            "Your identity has been verified.".to_owned(),
+        ),
+        domain::KycStatus::Rejected => (
+            "Identity verification refused",
+            format!(
+                "We could not verify your identity: {}",
+                reason.as_deref().unwrap_or("see details")
+            ),
+        ),
+        _ => (
+            "Identity verification in review",
+            "A compliance officer is reviewing your documents.".to_owned(),
+        ),
+    };
+    super::notifications::create(
+        &txn,
+        super::notifications::NewNotification {
+            user_id,
+            kind: "kyc.status",
+            title: title.to_owned(),
+            body,
+            data: json!({ "status": status.as_str() }),
+        },
+    )
+    .await?;
     let user = load(&txn, user_id)
         .await?
         .ok_or_else(|| super::inconsistent("user vanished"))?;
