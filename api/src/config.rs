@@ -26,6 +26,8 @@
 //! | `WS_KEEPALIVE_SECS` | `15` | server ping interval; two missed pongs close the socket |
 //! | `WS_MAX_SUBSCRIPTIONS` | `25` | subscriptions per WebSocket connection |
 //! | `WS_MAX_MESSAGE_BYTES` | `65536` | largest WebSocket message accepted |
+//! | `WS_READ_BUFFER_BYTES` | `4096` | per-socket read buffer (tungstenite's default is 131072) |
+//! | `WS_WRITE_BUFFER_BYTES` | `4096` | per-socket write buffer (tungstenite's default is 131072) |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +103,10 @@ pub struct Settings {
     pub ws_max_subscriptions: usize,
     /// Largest WebSocket message, bytes.
     pub ws_max_message_bytes: usize,
+    /// Per-socket read buffer, bytes.
+    pub ws_read_buffer_bytes: usize,
+    /// Per-socket write buffer, bytes.
+    pub ws_write_buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -205,6 +211,8 @@ impl Settings {
             ws_keepalive_secs: parsed("WS_KEEPALIVE_SECS", 15u64)?,
             ws_max_subscriptions: parsed("WS_MAX_SUBSCRIPTIONS", 25usize)?,
             ws_max_message_bytes: parsed("WS_MAX_MESSAGE_BYTES", 65_536usize)?,
+            ws_read_buffer_bytes: parsed("WS_READ_BUFFER_BYTES", 4_096usize)?,
+            ws_write_buffer_bytes: parsed("WS_WRITE_BUFFER_BYTES", 4_096usize)?,
         };
         if settings.access_token_ttl_secs <= 0 || settings.refresh_token_ttl_secs <= 0 {
             bail!("token lifetimes must be positive");

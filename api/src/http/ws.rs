@@ -49,10 +49,6 @@ impl Protocol {
     }
 }
 
-/// Socket buffers: small, because most sockets sit idle between events.
-const READ_BUFFER: usize = 4 * 1024;
-const WRITE_BUFFER: usize = 4 * 1024;
-
 /// The upgrade handler.
 pub async fn graphql_ws(
     State(state): State<HttpState>,
@@ -77,11 +73,14 @@ pub async fn graphql_ws(
         )
             .into_response();
     };
-    let max_message = state.app.settings.ws_max_message_bytes;
+    let settings = &state.app.settings;
+    let max_message = settings.ws_max_message_bytes;
+    // Small buffers: most sockets sit idle between events (see BENCHMARKS.md).
+    let write_buffer = settings.ws_write_buffer_bytes;
     ws.protocols([protocol.name()])
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER.max(max_message) * 4)
+        .read_buffer_size(settings.ws_read_buffer_bytes)
+        .write_buffer_size(write_buffer)
+        .max_write_buffer_size(write_buffer.max(max_message) * 4)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {

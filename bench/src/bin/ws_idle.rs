@@ -1,0 +1,158 @@
+//! Memory per idle WebSocket subscriber.
+//!
+//! Starts the server binary (embedded SQLite, in a temporary directory) once
+//! per buffer configuration, opens N authenticated `graphql-transport-ws`
+//! connections that each run one `balanceUpdated` subscription, and reads the
+//! server's resident memory (VmRSS) before and after. Both configurations run
+//! in the same invocation, so their ratio is what to compare.
+//!
+//! Usage: `cargo run -p bench --bin ws_idle -- <path to wallet-bff> [connections]`
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+struct Server {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(binary: &str, read: usize, write: usize) -> anyhow::Result<Server> {
+    let dir = std::env::temp_dir().join(format!("wallet-bff-bench-{}-{read}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut child = Command::new(binary)
+        .arg("serve")
+        .env_clear()
+        .env("DATA_DIR", &dir)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
+        .env("WS_READ_BUFFER_BYTES", read.to_string())
+        .env("WS_WRITE_BUFFER_BYTES", write.to_string())
+        .env("WS_KEEPALIVE_SECS", "3600")
+        .env("WS_MAX_SUBSCRIPTIONS", "5")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {binary}"))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut addr = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let addr = addr.context("the server did not print its address")?;
+    Ok(Server { child, addr, dir })
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+async fn token(addr: &str) -> anyhow::Result<String> {
+    let body: Value = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({ "query": "mutation { register(input: {email: \"bench@example.com\", password: \"bench password 123\", displayName: \"Bench\"}) { accessToken } }" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    body["data"]["register"]["accessToken"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("register failed: {body}"))
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscriber(addr: &str, token: &str) -> anyhow::Result<Socket> {
+    let mut req = format!("ws://{addr}/graphql/ws").into_client_request()?;
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }).to_string()))
+        .await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.as_str().contains("connection_ack") => {}
+        other => bail!("no ack: {other:?}"),
+    }
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { balanceUpdated { sequence } }" } }).to_string(),
+    ))
+    .await?;
+    Ok(ws)
+}
+
+async fn measure(binary: &str, read: usize, write: usize, n: usize) -> anyhow::Result<f64> {
+    let server = start(binary, read, write)?;
+    let token = token(&server.addr).await?;
+    // Warm up the allocator and the lazily built parts of the server.
+    let warm: Vec<Socket> =
+        futures_util::future::try_join_all((0..20).map(|_| subscriber(&server.addr, &token)))
+            .await?;
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(server.child.id())?;
+    let mut sockets = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(100) {
+        let count = 100.min(n - chunk * 100);
+        let batch = futures_util::future::try_join_all(
+            (0..count).map(|_| subscriber(&server.addr, &token)),
+        )
+        .await?;
+        sockets.extend(batch);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(server.child.id())?;
+    drop(sockets);
+    Ok((after.saturating_sub(before)) as f64 / n as f64)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let binary = args
+        .next()
+        .context("usage: ws_idle <path to wallet-bff> [connections]")?;
+    let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
+    let ours = measure(&binary, 4096, 4096, n).await?;
+    let default = measure(&binary, 128 * 1024, 128 * 1024, n).await?;
+    println!("idle subscribed WebSocket connections: {n}");
+    println!("ours (4 KiB read / 4 KiB write buffers):          {ours:8.1} KiB RSS per connection");
+    println!(
+        "tungstenite defaults (128 KiB read / 128 KiB write): {default:8.1} KiB RSS per connection"
+    );
+    if ours > 0.0 {
+        println!("ratio default / ours: {:.1}x", default / ours);
+    }
+    Ok(())
+}
