@@ -217,3 +217,30 @@ async fn batches_are_capped() {
     let too_many = send(api::http::MAX_BATCH + 1).await.expect("send");
     assert_eq!(too_many.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn metrics_expose_the_live_parts_in_prometheus_format() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.register("metrics@example.com").await;
+    let w = app.open_wallet(&s, "USD").await;
+    app.deposit(&s, &w, "1", "m").await;
+    let resp = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("text");
+    for name in [
+        "wallet_bff_ws_connections 0",
+        "wallet_bff_subscriptions 0",
+        "wallet_bff_subscriptions_dropped_for_lag_total 0",
+        "wallet_bff_bus_connected 1",
+        "wallet_bff_outbox_relay_healthy",
+        "wallet_bff_outbox_pending",
+        "wallet_bff_outbox_oldest_pending_age_seconds",
+    ] {
+        assert!(text.contains(name), "missing `{name}` in:\n{text}");
+    }
+}
