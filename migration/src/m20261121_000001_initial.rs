@@ -173,6 +173,30 @@ fn uuid_pk(name: impl IntoIden) -> ColumnDef {
     col
 }
 
+fn string(name: impl IntoIden, len: u32) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    col.string_len(len).not_null();
+    col
+}
+
+fn big_int(name: impl IntoIden) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    col.big_integer().not_null();
+    col
+}
+
+fn uuid(name: impl IntoIden) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    col.uuid().not_null();
+    col
+}
+
+fn opt_timestamp(name: impl IntoIden) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    col.timestamp_with_time_zone().null();
+    col
+}
+
 fn timestamp(name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.timestamp_with_time_zone().not_null();
@@ -221,20 +245,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Users::Table)
                     .col(uuid_pk(Users::Id))
-                    .col(
-                        ColumnDef::new(Users::Email)
-                            .string_len(254)
-                            .not_null()
-                            .unique_key(),
-                    )
-                    .col(ColumnDef::new(Users::DisplayName).string_len(80).not_null())
+                    .col(string(Users::Email, 254).unique_key())
+                    .col(string(Users::DisplayName, 80))
                     .col(ColumnDef::new(Users::PasswordHash).text().null())
-                    .col(
-                        ColumnDef::new(Users::KycStatus)
-                            .string_len(16)
-                            .not_null()
-                            .default("NOT_STARTED"),
-                    )
+                    .col(string(Users::KycStatus, 16).default("NOT_STARTED"))
                     .col(
                         ColumnDef::new(Users::KycLevel)
                             .integer()
@@ -247,12 +261,7 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .default(false),
                     )
-                    .col(
-                        ColumnDef::new(Users::EventSeq)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
+                    .col(big_int(Users::EventSeq).default(0))
                     .col(timestamp(Users::CreatedAt))
                     .col(timestamp(Users::UpdatedAt))
                     .to_owned(),
@@ -263,8 +272,8 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(UserRoles::Table)
-                    .col(ColumnDef::new(UserRoles::UserId).uuid().not_null())
-                    .col(ColumnDef::new(UserRoles::Role).string_len(16).not_null())
+                    .col(uuid(UserRoles::UserId))
+                    .col(string(UserRoles::Role, 16))
                     .col(timestamp(UserRoles::GrantedAt))
                     .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::Role))
                     .foreign_key(&mut fk(
@@ -283,13 +292,9 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Sessions::Table)
                     .col(uuid_pk(Sessions::Id))
-                    .col(ColumnDef::new(Sessions::UserId).uuid().not_null())
+                    .col(uuid(Sessions::UserId))
                     .col(timestamp(Sessions::CreatedAt))
-                    .col(
-                        ColumnDef::new(Sessions::RevokedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(opt_timestamp(Sessions::RevokedAt))
                     .foreign_key(&mut fk(
                         Sessions::Table,
                         Sessions::UserId,
@@ -313,26 +318,13 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RefreshTokens::Table)
                     .col(uuid_pk(RefreshTokens::Id))
-                    .col(ColumnDef::new(RefreshTokens::UserId).uuid().not_null())
-                    .col(ColumnDef::new(RefreshTokens::FamilyId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(RefreshTokens::TokenHash)
-                            .string_len(64)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(uuid(RefreshTokens::UserId))
+                    .col(uuid(RefreshTokens::FamilyId))
+                    .col(string(RefreshTokens::TokenHash, 64).unique_key())
                     .col(timestamp(RefreshTokens::CreatedAt))
                     .col(timestamp(RefreshTokens::ExpiresAt))
-                    .col(
-                        ColumnDef::new(RefreshTokens::UsedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::RevokedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(opt_timestamp(RefreshTokens::UsedAt))
+                    .col(opt_timestamp(RefreshTokens::RevokedAt))
                     .foreign_key(&mut fk(
                         RefreshTokens::Table,
                         RefreshTokens::UserId,
@@ -361,23 +353,13 @@ impl MigrationTrait for Migration {
         wallets
             .table(Wallets::Table)
             .col(uuid_pk(Wallets::Id))
-            .col(ColumnDef::new(Wallets::UserId).uuid().not_null())
-            .col(ColumnDef::new(Wallets::Currency).string_len(8).not_null())
+            .col(uuid(Wallets::UserId))
+            .col(string(Wallets::Currency, 8))
             .col(money(backend, Wallets::Balance))
             .col(money(backend, Wallets::Available))
             .col(money(backend, Wallets::Frozen))
-            .col(
-                ColumnDef::new(Wallets::Status)
-                    .string_len(16)
-                    .not_null()
-                    .default("ACTIVE"),
-            )
-            .col(
-                ColumnDef::new(Wallets::Version)
-                    .big_integer()
-                    .not_null()
-                    .default(0),
-            )
+            .col(string(Wallets::Status, 16).default("ACTIVE"))
+            .col(big_int(Wallets::Version).default(0))
             .col(timestamp(Wallets::CreatedAt))
             .col(timestamp(Wallets::UpdatedAt))
             .foreign_key(&mut fk(
@@ -408,18 +390,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Transactions::Table)
                     .col(uuid_pk(Transactions::Id))
-                    .col(ColumnDef::new(Transactions::Kind).string_len(16).not_null())
-                    .col(
-                        ColumnDef::new(Transactions::Status)
-                            .string_len(16)
-                            .not_null(),
-                    )
+                    .col(string(Transactions::Kind, 16))
+                    .col(string(Transactions::Status, 16))
                     .col(money(backend, Transactions::Amount))
-                    .col(
-                        ColumnDef::new(Transactions::Currency)
-                            .string_len(8)
-                            .not_null(),
-                    )
+                    .col(string(Transactions::Currency, 8))
                     .col(ColumnDef::new(Transactions::FromWalletId).uuid().null())
                     .col(ColumnDef::new(Transactions::ToWalletId).uuid().null())
                     .col(ColumnDef::new(Transactions::Memo).string_len(280).null())
@@ -428,7 +402,7 @@ impl MigrationTrait for Migration {
                             .string_len(255)
                             .null(),
                     )
-                    .col(ColumnDef::new(Transactions::InitiatedBy).uuid().not_null())
+                    .col(uuid(Transactions::InitiatedBy))
                     .col(timestamp(Transactions::CreatedAt))
                     .col(timestamp(Transactions::UpdatedAt))
                     .foreign_key(&mut fk(
@@ -471,22 +445,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(LedgerEntries::Table)
                     .col(uuid_pk(LedgerEntries::Id))
-                    .col(
-                        ColumnDef::new(LedgerEntries::TransactionId)
-                            .uuid()
-                            .not_null(),
-                    )
+                    .col(uuid(LedgerEntries::TransactionId))
                     .col(ColumnDef::new(LedgerEntries::WalletId).uuid().null())
-                    .col(
-                        ColumnDef::new(LedgerEntries::Account)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(LedgerEntries::Currency)
-                            .string_len(8)
-                            .not_null(),
-                    )
+                    .col(string(LedgerEntries::Account, 64))
+                    .col(string(LedgerEntries::Currency, 8))
                     .col(money(backend, LedgerEntries::Amount))
                     .col(timestamp(LedgerEntries::CreatedAt))
                     .foreign_key(&mut fk(
@@ -519,27 +481,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(IdempotencyKeys::Table)
                     .col(uuid_pk(IdempotencyKeys::Id))
-                    .col(ColumnDef::new(IdempotencyKeys::UserId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(IdempotencyKeys::Key)
-                            .string_len(255)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(IdempotencyKeys::Operation)
-                            .string_len(32)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(IdempotencyKeys::Fingerprint)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(IdempotencyKeys::Status)
-                            .string_len(16)
-                            .not_null(),
-                    )
+                    .col(uuid(IdempotencyKeys::UserId))
+                    .col(string(IdempotencyKeys::Key, 255))
+                    .col(string(IdempotencyKeys::Operation, 32))
+                    .col(string(IdempotencyKeys::Fingerprint, 64))
+                    .col(string(IdempotencyKeys::Status, 16))
                     .col(timestamp(IdempotencyKeys::LockedUntil))
                     .col(ColumnDef::new(IdempotencyKeys::Response).json().null())
                     .col(timestamp(IdempotencyKeys::CreatedAt))
@@ -575,24 +521,12 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(OutboxEvents::Table)
                     .col(uuid_pk(OutboxEvents::Id))
-                    .col(ColumnDef::new(OutboxEvents::UserId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(OutboxEvents::Sequence)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(OutboxEvents::Topic)
-                            .string_len(64)
-                            .not_null(),
-                    )
+                    .col(uuid(OutboxEvents::UserId))
+                    .col(big_int(OutboxEvents::Sequence))
+                    .col(string(OutboxEvents::Topic, 64))
                     .col(ColumnDef::new(OutboxEvents::Payload).json().not_null())
                     .col(timestamp(OutboxEvents::CreatedAt))
-                    .col(
-                        ColumnDef::new(OutboxEvents::PublishedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(opt_timestamp(OutboxEvents::PublishedAt))
                     .foreign_key(&mut fk(
                         OutboxEvents::Table,
                         OutboxEvents::UserId,
@@ -614,7 +548,11 @@ impl MigrationTrait for Migration {
             manager,
             "idx_outbox_events_unpublished",
             OutboxEvents::Table,
-            [OutboxEvents::PublishedAt, OutboxEvents::CreatedAt],
+            [
+                OutboxEvents::PublishedAt,
+                OutboxEvents::UserId,
+                OutboxEvents::Sequence,
+            ],
             false,
         )
         .await?;
@@ -624,33 +562,13 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Notifications::Table)
                     .col(uuid_pk(Notifications::Id))
-                    .col(ColumnDef::new(Notifications::UserId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(Notifications::Sequence)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Notifications::Kind)
-                            .string_len(32)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Notifications::Title)
-                            .string_len(120)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Notifications::Body)
-                            .string_len(500)
-                            .not_null(),
-                    )
+                    .col(uuid(Notifications::UserId))
+                    .col(big_int(Notifications::Sequence))
+                    .col(string(Notifications::Kind, 32))
+                    .col(string(Notifications::Title, 120))
+                    .col(string(Notifications::Body, 500))
                     .col(ColumnDef::new(Notifications::Data).json().not_null())
-                    .col(
-                        ColumnDef::new(Notifications::ReadAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(opt_timestamp(Notifications::ReadAt))
                     .col(timestamp(Notifications::CreatedAt))
                     .foreign_key(&mut fk(
                         Notifications::Table,
@@ -680,12 +598,8 @@ impl MigrationTrait for Migration {
                     .table(AuditLog::Table)
                     .col(uuid_pk(AuditLog::Id))
                     .col(ColumnDef::new(AuditLog::ActorId).uuid().null())
-                    .col(ColumnDef::new(AuditLog::Action).string_len(64).not_null())
-                    .col(
-                        ColumnDef::new(AuditLog::SubjectType)
-                            .string_len(32)
-                            .not_null(),
-                    )
+                    .col(string(AuditLog::Action, 64))
+                    .col(string(AuditLog::SubjectType, 32))
                     .col(ColumnDef::new(AuditLog::SubjectId).uuid().null())
                     .col(ColumnDef::new(AuditLog::Details).json().not_null())
                     .col(timestamp(AuditLog::CreatedAt))

@@ -29,15 +29,28 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes a new password into a PHC string.
-pub async fn hash(password: &Password) -> anyhow::Result<String> {
-    let secret = password.expose().to_owned();
+/// Runs argon2 work on the blocking pool once a hashing slot is free. The
+/// slot is held by the blocking task itself, so a cancelled request cannot
+/// free it before the work ends.
+async fn on_hashing_slot<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     let slot = hashing_slots()
         .acquire_owned()
         .await
         .context("hashing slots closed")?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
+        work()
+    })
+    .await
+    .context("password hashing task")?
+}
+
+/// Hashes a new password into a PHC string.
+pub async fn hash(password: &Password) -> anyhow::Result<String> {
+    let secret = password.expose().to_owned();
+    on_hashing_slot(move || {
         let salt = SaltString::generate(&mut OsRng);
         hasher()
             .hash_password(secret.as_bytes(), &salt)
@@ -45,7 +58,6 @@ pub async fn hash(password: &Password) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
     })
     .await
-    .context("password hashing task")?
 }
 
 fn dummy_hash() -> &'static str {
@@ -63,12 +75,7 @@ fn dummy_hash() -> &'static str {
 /// against a dummy one and returns false, taking the same time.
 pub async fn verify(password: &Password, stored: Option<String>) -> anyhow::Result<bool> {
     let secret = password.expose().to_owned();
-    let slot = hashing_slots()
-        .acquire_owned()
-        .await
-        .context("hashing slots closed")?;
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+    on_hashing_slot(move || {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
@@ -76,7 +83,6 @@ pub async fn verify(password: &Password, stored: Option<String>) -> anyhow::Resu
         Ok(known && ok)
     })
     .await
-    .context("password verification task")?
 }
 
 /// Computes the dummy hash ahead of the first login.

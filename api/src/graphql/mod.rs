@@ -81,6 +81,20 @@ pub(crate) fn parse_id(id: &async_graphql::ID, what: &str) -> Result<Uuid, domai
         .map_err(|_| domain::DomainError::bad_input(format!("{what} is not a valid ID")))
 }
 
+/// Largest page of a connection.
+pub const MAX_PAGE: i32 = 100;
+/// Page size when `first` is not given.
+pub const DEFAULT_PAGE: i32 = 20;
+
+/// The page size asked for with `first`, checked.
+pub(crate) fn page_size(first: Option<i32>) -> Result<u64, DomainError> {
+    let limit = first.unwrap_or(DEFAULT_PAGE);
+    u64::try_from(limit)
+        .ok()
+        .filter(|_| limit <= MAX_PAGE)
+        .ok_or_else(|| DomainError::bad_input(format!("first must be between 0 and {MAX_PAGE}")))
+}
+
 /// Opaque keyset cursor of a (creation time, id) position.
 pub(crate) fn encode_cursor(created_at: DateTime<Utc>, id: uuid::Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", created_at.timestamp_micros(), id))

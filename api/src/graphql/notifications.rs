@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::DomainError;
 use entity::store::notifications::{self, NotificationRecord};
 
-use super::wallets::{DEFAULT_PAGE, MAX_PAGE};
-use super::{decode_cursor, encode_cursor, parse_id, parts};
+use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
 use crate::error::ApiError;
 
 /// An in-app notification.
@@ -66,13 +65,7 @@ impl NotificationQuery {
     ) -> Result<Connection<String, Notification, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
-        let limit = first.unwrap_or(DEFAULT_PAGE);
-        if !(0..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::from(DomainError::bad_input(format!(
-                "first must be between 0 and {MAX_PAGE}"
-            )))
-            .into());
-        }
+        let limit = page_size(first).map_err(ApiError::from)?;
         let after = after
             .as_deref()
             .map(decode_cursor)
@@ -83,7 +76,7 @@ impl NotificationQuery {
             user.id,
             unread_only.unwrap_or(false),
             after,
-            u64::try_from(limit).unwrap_or(0),
+            limit,
         )
         .await
         .map_err(ApiError::from)?;

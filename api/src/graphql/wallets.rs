@@ -10,13 +10,8 @@ use entity::store::wallets;
 
 use super::scalars::Money;
 use super::types::{Transaction, TransactionPayload, Wallet};
-use super::{decode_cursor, encode_cursor, parse_id, parts};
+use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
 use crate::error::{ApiError, ApiResult};
-
-/// Largest page of `transactions`.
-pub const MAX_PAGE: i32 = 100;
-/// Page size when `first` is not given.
-pub const DEFAULT_PAGE: i32 = 20;
 
 /// Input of `deposit`.
 #[derive(InputObject, Debug)]
@@ -82,13 +77,7 @@ impl WalletQuery {
     ) -> Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
-        let limit = first.unwrap_or(DEFAULT_PAGE);
-        if !(0..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::from(DomainError::bad_input(format!(
-                "first must be between 0 and {MAX_PAGE}"
-            )))
-            .into());
-        }
+        let limit = page_size(first).map_err(ApiError::from)?;
         let wallet_id = match wallet_id {
             Some(id) => {
                 let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
@@ -119,7 +108,7 @@ impl WalletQuery {
                 from,
                 to,
                 after,
-                limit: u64::try_from(limit).unwrap_or(0),
+                limit,
             },
         )
         .await

@@ -179,11 +179,13 @@ pub async fn current_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> Store
         .map_or(0, |u| u.event_seq))
 }
 
-/// Unpublished events, oldest first per user, for the relay.
+/// Unpublished events in per-user sequence order, for the relay. Ordered by
+/// sequence, not by time: commit times come from the clocks of different
+/// instances, but a user's sequences always commit in order, so when one is
+/// visible every earlier one is too.
 pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<StoredEvent>> {
     outbox_events::Entity::find()
         .filter(outbox_events::Column::PublishedAt.is_null())
-        .order_by_asc(outbox_events::Column::CreatedAt)
         .order_by_asc(outbox_events::Column::UserId)
         .order_by_asc(outbox_events::Column::Sequence)
         .limit(limit)
