@@ -84,7 +84,9 @@ pub fn enforce_codes(errors: &mut [ServerError]) {
         let is_request_error = err.path.is_empty()
             || err.message.starts_with("Failed to parse")
             || err.message.starts_with("Invalid value for argument");
-        let code = if too_complex {
+        let code = if err.message == "PersistedQueryNotFound" {
+            ErrorCode::PersistedQueryNotFound
+        } else if too_complex {
             ErrorCode::QueryTooComplex
         } else if is_request_error {
             ErrorCode::BadUserInput

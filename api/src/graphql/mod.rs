@@ -53,7 +53,13 @@ fn builder() -> SchemaBuilder<Query, Mutation, live::LiveSubscription> {
 
 /// The schema with its state.
 pub fn build_schema(state: AppState) -> AppSchema {
-    let mut b = builder().data(state.clone());
+    // Automatic Persisted Queries (Apollo's protocol). Each instance keeps its
+    // own cache; behind a load balancer a miss costs one retry with the text.
+    let mut b = builder().data(state.clone()).extension(
+        async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries::new(
+            async_graphql::extensions::apollo_persisted_queries::LruCacheStorage::new(1_000),
+        ),
+    );
     if !state.settings.introspection_enabled {
         b = b.disable_introspection().disable_suggestions();
     }

@@ -158,6 +158,18 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     execute(&state, &headers, batch).await
 }
 
+/// Apollo's CSRF prevention: a GET is a "simple request" a browser sends
+/// cross-site without asking, unless it carries a header only a script can
+/// set. (POST is covered by requiring `content-type: application/json`.)
+fn preflighted(headers: &HeaderMap) -> bool {
+    headers.contains_key("apollo-require-preflight")
+        || headers.contains_key("x-apollo-operation-name")
+        || headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
 fn accepts_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -192,6 +204,13 @@ async fn graphql_get(
             return graphiql::page(GRAPHQL_PATH, GRAPHQL_WS_PATH).into_response();
         }
         return (StatusCode::NOT_FOUND, "GraphiQL is disabled").into_response();
+    }
+    if !preflighted(&headers) {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "this GET request could be a cross-site request forgery: send an `apollo-require-preflight: true` \
+             or `x-apollo-operation-name` header (or use POST with content-type: application/json)",
+        );
     }
     let request = match parse_query_string(&query) {
         Ok(r) => r,

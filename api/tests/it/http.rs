@@ -92,10 +92,20 @@ async fn requests_follow_the_graphql_over_http_spec() {
         "application/json"
     );
 
+    // A GET without a preflight header could be forged cross-site.
+    let r = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ __typename }")])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // GET runs queries ...
     let r = app
         .client
         .get(app.url("/graphql"))
+        .header("apollo-require-preflight", "true")
         .query(&[("query", "{ __typename }")])
         .send()
         .await
@@ -107,6 +117,7 @@ async fn requests_follow_the_graphql_over_http_spec() {
     let r = app
         .client
         .get(app.url("/graphql"))
+        .header("x-apollo-operation-name", "Logout")
         .query(&[("query", "mutation { logout }")])
         .send()
         .await
@@ -243,4 +254,41 @@ async fn metrics_expose_the_live_parts_in_prometheus_format() {
     ] {
         assert!(text.contains(name), "missing `{name}` in:\n{text}");
     }
+}
+
+#[tokio::test]
+async fn automatic_persisted_queries_follow_apollos_protocol() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let query = "{ __typename }";
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(query.as_bytes()))
+    };
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let send = |body: Value| app.client.post(app.url("/graphql")).json(&body).send();
+    // The hash alone is unknown at first ...
+    let miss: Value = send(json!({ "extensions": ext }))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(error_code(&miss), "PERSISTED_QUERY_NOT_FOUND", "{miss}");
+    assert_eq!(miss["errors"][0]["message"], "PersistedQueryNotFound");
+    // ... the client sends the text once ...
+    let full: Value = send(json!({ "query": query, "extensions": ext }))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(full["data"]["__typename"], "Query");
+    // ... and afterwards the hash is enough.
+    let hit: Value = send(json!({ "extensions": ext }))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hit["data"]["__typename"], "Query", "{hit}");
 }
