@@ -217,6 +217,15 @@ impl Settings {
         if settings.access_token_ttl_secs <= 0 || settings.refresh_token_ttl_secs <= 0 {
             bail!("token lifetimes must be positive");
         }
+        if settings.ws_max_message_bytes < 1024
+            || settings.ws_read_buffer_bytes == 0
+            || settings.ws_write_buffer_bytes == 0
+        {
+            bail!("WS_MAX_MESSAGE_BYTES must be at least 1024 and the WebSocket buffers above 0");
+        }
+        if settings.subscription_buffer == 0 || settings.ws_max_subscriptions == 0 {
+            bail!("SUBSCRIPTION_BUFFER and WS_MAX_SUBSCRIPTIONS must be above 0");
+        }
         if settings.idempotency_lease_secs <= 0 {
             bail!("IDEMPOTENCY_KEY_LEASE_SECS must be positive");
         }

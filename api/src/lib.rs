@@ -132,17 +132,36 @@ pub async fn serve(
         relay
     });
     let live = state.live.clone();
+    let live_for_signal = state.live.clone();
     let bus = state.bus.clone();
     let router = build_router(state);
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Subscription streams complete and WebSockets close before the
-            // HTTP connections drain.
-            let _ = live.shutdown.send(true);
+            // HTTP connections drain. `send_replace` keeps the value even
+            // when nothing listens yet, so late sockets see it too.
+            live_for_signal.shutdown.send_replace(true);
         })
         .await
         .context("serving HTTP");
+    // Upgraded WebSockets are not tracked by axum: wait for them to finish
+    // their `complete` messages and close frames.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = live.ws_closed.notified();
+        if live
+            .ws_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= 0
+        {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, closed).await.is_err() {
+            tracing::warn!("WebSocket connections still open at shutdown deadline");
+            break;
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = purge.await;
     if let Some(relay) = relay {

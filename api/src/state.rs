@@ -35,6 +35,8 @@ pub struct LiveState {
     pub shutdown: watch::Sender<bool>,
     /// Open WebSocket connections.
     pub ws_connections: AtomicI64,
+    /// Notified whenever a WebSocket connection ends (shutdown waits on it).
+    pub ws_closed: tokio::sync::Notify,
     /// The relay's counters, once it runs.
     pub relay: OnceLock<Arc<notifier::RelayStats>>,
 }
@@ -59,6 +61,7 @@ impl AppState {
             live: Arc::new(LiveState {
                 shutdown: watch::channel(false).0,
                 ws_connections: AtomicI64::new(0),
+                ws_closed: tokio::sync::Notify::new(),
                 relay: OnceLock::new(),
             }),
         }

@@ -58,12 +58,22 @@ pub fn review(
             current.as_str()
         )));
     }
-    if decision == KycDecision::StartReview
-        && matches!(current, KycStatus::Approved | KycStatus::Rejected)
-    {
-        return Err(DomainError::bad_input(
-            "a decided case cannot go back to review",
-        ));
+    let allowed = match decision {
+        // A case goes into review before it is decided ...
+        KycDecision::StartReview => matches!(current, KycStatus::NotStarted | KycStatus::Pending),
+        // ... is decided from review (or pending) ...
+        KycDecision::Approve => matches!(current, KycStatus::Pending | KycStatus::InReview),
+        // ... and an approval can be revoked.
+        KycDecision::Reject => matches!(
+            current,
+            KycStatus::Pending | KycStatus::InReview | KycStatus::Approved
+        ),
+    };
+    if !allowed {
+        return Err(DomainError::bad_input(format!(
+            "a KYC case that is {} cannot be changed that way",
+            current.as_str()
+        )));
     }
     if decision == KycDecision::Reject && reason.is_none() {
         return Err(DomainError::bad_input("a rejection needs a reason"));
@@ -102,6 +112,7 @@ mod tests {
     fn repeated_and_backward_decisions_are_refused() {
         assert!(review(KycStatus::Approved, 1, KycDecision::Approve, None).is_err());
         assert!(review(KycStatus::Rejected, 0, KycDecision::StartReview, None).is_err());
+        assert!(review(KycStatus::NotStarted, 0, KycDecision::Approve, None).is_err());
         assert!(review(KycStatus::NotStarted, 0, KycDecision::StartReview, None).is_ok());
     }
 }

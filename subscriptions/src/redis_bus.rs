@@ -22,6 +22,11 @@ use crate::hub::Hub;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The subscriber publishes a heartbeat to itself this often...
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// ...and treats the connection as dead (half-open sockets never error) when
+/// none came back for this long.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
 struct Inner {
     hub: Hub,
@@ -48,6 +53,7 @@ impl RedisBus {
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(subscriber_loop(
             client,
+            publisher.clone(),
             hub.clone(),
             connected.clone(),
             stop_rx,
@@ -98,6 +104,7 @@ impl RedisBus {
 
 async fn subscriber_loop(
     client: redis::Client,
+    publisher: ConnectionManager,
     hub: Hub,
     connected: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
@@ -108,7 +115,13 @@ async fn subscriber_loop(
         if *stop.borrow() {
             return;
         }
-        match run_subscription(&client, &hub, &connected, &mut stop, first, &mut backoff).await {
+        let link = Link {
+            client: &client,
+            publisher: &publisher,
+            hub: &hub,
+            connected: &connected,
+        };
+        match run_subscription(link, &mut stop, first, &mut backoff).await {
             Ok(()) => return,
             Err(err) => {
                 connected.store(false, Ordering::Release);
@@ -124,14 +137,27 @@ async fn subscriber_loop(
     }
 }
 
+/// What one subscriber connection works with.
+struct Link<'a> {
+    client: &'a redis::Client,
+    publisher: &'a ConnectionManager,
+    hub: &'a Hub,
+    connected: &'a AtomicBool,
+}
+
 async fn run_subscription(
-    client: &redis::Client,
-    hub: &Hub,
-    connected: &AtomicBool,
+    link: Link<'_>,
     stop: &mut watch::Receiver<bool>,
     first: bool,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
+    let Link {
+        client,
+        publisher,
+        hub,
+        connected,
+    } = link;
+    let heartbeat_channel = format!("wallet_bff.heartbeat.{}", uuid::Uuid::new_v4());
     let mut pubsub = client
         .get_async_pubsub()
         .await
@@ -142,6 +168,10 @@ async fn run_subscription(
             .await
             .context("subscribing")?;
     }
+    pubsub
+        .subscribe(&heartbeat_channel)
+        .await
+        .context("subscribing to the heartbeat")?;
     if !first {
         // Events published while we were away never reach us: let every
         // subscriber resubscribe and replay the gap from storage.
@@ -155,12 +185,27 @@ async fn run_subscription(
     *backoff = MIN_BACKOFF;
     tracing::info!("Redis subscriber connected");
     let mut messages = pubsub.into_on_message();
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = beat.tick() => {
+                if last_beat.elapsed() > HEARTBEAT_TIMEOUT {
+                    anyhow::bail!("no heartbeat through the subscriber connection for {HEARTBEAT_TIMEOUT:?}");
+                }
+                let mut conn = publisher.clone();
+                // A failed publish shows up as a missing heartbeat.
+                let _: Result<i64, _> = conn.publish(&heartbeat_channel, "").await;
+            }
             msg = messages.next() => {
                 let Some(msg) = msg else {
                     anyhow::bail!("the Redis subscriber connection closed");
                 };
+                if msg.get_channel_name() == heartbeat_channel {
+                    last_beat = tokio::time::Instant::now();
+                    continue;
+                }
                 let text: String = match msg.get_payload() {
                     Ok(t) => t,
                     Err(err) => {

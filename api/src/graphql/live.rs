@@ -27,6 +27,8 @@ use crate::state::AppState;
 
 /// Events replayed per storage read.
 const REPLAY_PAGE: u64 = 500;
+/// Users whose last sequence an all-users stream remembers for dedupe.
+const MAX_TRACKED_USERS: usize = 100_000;
 
 /// A change of a wallet's balances.
 #[derive(SimpleObject, Debug, Clone)]
@@ -187,6 +189,9 @@ fn user_events(
                 }
                 Some(Err(Interrupted::Resync)) => {
                     live = state.bus.subscribe(filter);
+                    // Spread the replays of all streams after a bus reconnect.
+                    let jitter = rand::random_range(0..500u64);
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
                     replay = true;
                 }
                 Some(Err(Interrupted::Lagged)) => {
@@ -214,13 +219,22 @@ fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<Stored
             };
             match next {
                 Some(Ok(event)) => {
+                    if seen.len() >= MAX_TRACKED_USERS {
+                        // Bounded memory; at worst a redelivered event repeats.
+                        seen.clear();
+                    }
                     let last = seen.entry(event.user_id).or_insert(0);
                     if event.sequence <= *last { continue; }
                     *last = event.sequence;
                     yield Ok(stored(event));
                 }
                 Some(Err(Interrupted::Resync)) => {
-                    live = state.bus.subscribe(Filter { topic, audience: Audience::All });
+                    // Everyone's events cannot be replayed by sequence: say so.
+                    yield Err(coded(
+                        ErrorCode::LimitExceeded,
+                        "events may have been missed while the event bus reconnected; reload and resubscribe",
+                    ));
+                    return;
                 }
                 Some(Err(Interrupted::Lagged)) => {
                     yield Err(coded(ErrorCode::LimitExceeded, "this subscription fell behind and was ended; resubscribe"));

@@ -76,11 +76,11 @@ pub async fn graphql_ws(
     let settings = &state.app.settings;
     let max_message = settings.ws_max_message_bytes;
     // Small buffers: most sockets sit idle between events (see BENCHMARKS.md).
-    let write_buffer = settings.ws_write_buffer_bytes;
     ws.protocols([protocol.name()])
         .read_buffer_size(settings.ws_read_buffer_bytes)
-        .write_buffer_size(write_buffer)
-        .max_write_buffer_size(write_buffer.max(max_message) * 4)
+        .write_buffer_size(settings.ws_write_buffer_bytes)
+        // Outgoing results may be larger than what clients may send us.
+        .max_write_buffer_size(usize::MAX)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
@@ -88,8 +88,12 @@ pub async fn graphql_ws(
             live.ws_connections.fetch_add(1, Ordering::Relaxed);
             Connection::new(socket, state, protocol).run().await;
             live.ws_connections.fetch_sub(1, Ordering::Relaxed);
+            live.ws_closed.notify_waiters();
         })
 }
+
+/// Longest a single frame may take to go out before the peer counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
 
@@ -105,6 +109,20 @@ enum Ending {
     Gone,
     /// We close with this code and reason.
     Close(u16, String),
+}
+
+/// A read error: an oversize message is closed with 1009 (graphql-ws does
+/// not retry it), anything else means the peer is gone.
+fn ending_for(err: axum::Error) -> Ending {
+    let too_big = err
+        .into_inner()
+        .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+    if too_big {
+        Ending::Close(1009, "Message too big".into())
+    } else {
+        Ending::Gone
+    }
 }
 
 fn bearer(payload: &Value) -> Option<&str> {
@@ -129,16 +147,21 @@ impl Connection {
         }
     }
 
+    /// Sends one frame; false when the peer is gone or does not read it
+    /// within [`SEND_TIMEOUT`] (a stalled reader must not pin the task).
+    async fn send(&mut self, message: Message) -> bool {
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
     async fn send_json(&mut self, value: Value) -> bool {
-        self.socket
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .is_ok()
+        self.send(Message::Text(value.to_string().into())).await
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
         let _ = self
-            .socket
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.to_owned().into(),
@@ -175,7 +198,8 @@ impl Connection {
     async fn wait_for_init(&mut self) -> Result<AuthUser, Ending> {
         loop {
             let text = match self.socket.recv().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
+                None | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
+                Some(Err(err)) => return Err(ending_for(err)),
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Binary(_))) => {
@@ -230,13 +254,15 @@ impl Connection {
         tokio::pin!(expiry);
         let keepalive = Duration::from_secs(settings.ws_keepalive_secs.max(1));
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut unanswered = 0u8;
         let viewer = Viewer::User(user);
         loop {
             tokio::select! {
                 incoming = self.socket.recv() => {
                     let text = match incoming {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ending::Gone,
+                        None | Some(Ok(Message::Close(_))) => return Ending::Gone,
+                        Some(Err(err)) => return ending_for(err),
                         Some(Ok(Message::Pong(_) | Message::Ping(_))) => { unanswered = 0; continue; }
                         Some(Ok(Message::Binary(_))) => return Ending::Close(4400, "Binary messages are not supported".into()),
                         Some(Ok(Message::Text(t))) => t,
@@ -286,7 +312,7 @@ impl Connection {
                         return Ending::Close(4408, "Keep-alive timeout".into());
                     }
                     unanswered += 1;
-                    if self.socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    if !self.send(Message::Ping(Vec::new().into())).await {
                         return Ending::Gone;
                     }
                     if self.protocol == Protocol::Legacy && !self.send_json(json!({ "type": "ka" })).await {

@@ -367,7 +367,7 @@ async fn a_compliance_review_reaches_the_users_kyc_subscription() {
     ws.subscribe("k", KYC, json!({})).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // Users cannot review themselves.
+    // Users cannot review themselves, and neither can officers.
     let denied = app
         .gql(
             Some(&user.token),
@@ -376,6 +376,23 @@ async fn a_compliance_review_reaches_the_users_kyc_subscription() {
         )
         .await;
     assert_eq!(crate::support::error_code(&denied), "FORBIDDEN");
+    let own = app
+        .gql(
+            Some(&officer.token),
+            REVIEW,
+            json!({ "u": officer.user_id, "d": "START_REVIEW" }),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&own), "FORBIDDEN");
+    // Nothing to approve before the case is in review.
+    let early = app
+        .gql(
+            Some(&officer.token),
+            REVIEW,
+            json!({ "u": user.user_id, "d": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&early), "BAD_USER_INPUT");
     let reviewed = app
         .gql(
             Some(&officer.token),
@@ -521,6 +538,18 @@ async fn connection_limits_token_expiry_and_shutdown_close_sockets_cleanly() {
     assert_eq!(
         refused["payload"][0]["extensions"]["code"],
         "LIMIT_EXCEEDED"
+    );
+    // An oversize message is refused with 1009 on its own socket.
+    let mut big = WsClient::authed(app.addr, "graphql-transport-ws", &u.token).await;
+    big.subscribe(
+        "big",
+        &format!("{{ __typename }} # {}", "x".repeat(70_000)),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        big.next_message(Duration::from_secs(5)).await,
+        Err(WsEnd::Closed(1009))
     );
     // A duplicate operation id is a protocol violation.
     ws.subscribe("1", BALANCES, json!({})).await;

@@ -150,6 +150,9 @@ pub async fn review_kyc(
     use sea_orm::QuerySelect;
     use sea_orm::sea_query::Expr;
 
+    if actor_id == user_id {
+        return Err(DomainError::forbidden("nobody may review their own KYC case").into());
+    }
     let txn = db.begin().await?;
     let row = users::Entity::find_by_id(user_id)
         .lock_exclusive()
