@@ -246,6 +246,28 @@ fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<Stored
     }
 }
 
+fn notification(e: &StoredEvent) -> Result<super::notifications::Notification> {
+    let record: entity::store::notifications::NotificationRecord =
+        field(&e.payload, "notification")?;
+    Ok(record.into())
+}
+
+/// The caller's events of one topic, converted for GraphQL.
+fn own_events<T: Send + 'static>(
+    ctx: &Context<'_>,
+    topic: Topic,
+    after: Option<i64>,
+    convert: fn(&StoredEvent) -> Result<T>,
+) -> Result<impl Stream<Item = Result<T>> + use<T>> {
+    let (state, viewer) = parts(ctx)?;
+    let user = viewer.require_user().map_err(ApiError::from)?;
+    check_after(after).map_err(ApiError::from)?;
+    let events = user_events(state.clone(), user.id, topic, after);
+    Ok(futures_util::StreamExt::map(events, move |e| {
+        e.and_then(|e| convert(&e))
+    }))
+}
+
 fn check_after(after: Option<i64>) -> Result<(), DomainError> {
     match after {
         Some(a) if a < 0 => Err(DomainError::bad_input("afterSequence must not be negative")),
@@ -322,18 +344,12 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         after_sequence: Option<i64>,
     ) -> Result<impl Stream<Item = Result<TransactionEvent>> + use<>> {
-        let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        check_after(after_sequence).map_err(ApiError::from)?;
-        let events = user_events(
-            state.clone(),
-            user.id,
+        own_events(
+            ctx,
             Topic::TransactionReceived,
             after_sequence,
-        );
-        Ok(futures_util::StreamExt::map(events, |e| {
-            e.and_then(|e| transaction_event(&e))
-        }))
+            transaction_event,
+        )
     }
 
     /// In-app notifications as they are created.
@@ -342,22 +358,12 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         after_sequence: Option<i64>,
     ) -> Result<impl Stream<Item = Result<super::notifications::Notification>> + use<>> {
-        let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        check_after(after_sequence).map_err(ApiError::from)?;
-        let events = user_events(
-            state.clone(),
-            user.id,
+        own_events(
+            ctx,
             Topic::NotificationCreated,
             after_sequence,
-        );
-        Ok(futures_util::StreamExt::map(events, |e| {
-            e.and_then(|e| {
-                let record: entity::store::notifications::NotificationRecord =
-                    field(&e.payload, "notification")?;
-                Ok(record.into())
-            })
-        }))
+            notification,
+        )
     }
 
     /// Changes of the caller's KYC status.
@@ -366,12 +372,6 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         after_sequence: Option<i64>,
     ) -> Result<impl Stream<Item = Result<KycStatusEvent>> + use<>> {
-        let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        check_after(after_sequence).map_err(ApiError::from)?;
-        let events = user_events(state.clone(), user.id, Topic::KycStatus, after_sequence);
-        Ok(futures_util::StreamExt::map(events, |e| {
-            e.and_then(|e| kyc_event(&e))
-        }))
+        own_events(ctx, Topic::KycStatus, after_sequence, kyc_event)
     }
 }

@@ -44,6 +44,15 @@ pub struct HistoryPage {
     pub has_next: bool,
 }
 
+/// Rows strictly after `pos` in newest-first (creation time, id) order.
+pub fn before<C: ColumnTrait>(created_at: C, id: C, pos: Position) -> Condition {
+    Condition::any().add(created_at.lt(pos.created_at)).add(
+        Condition::all()
+            .add(created_at.eq(pos.created_at))
+            .add(id.lt(pos.id)),
+    )
+}
+
 /// Lists a page of the viewer's transactions.
 pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<HistoryPage> {
     let wallet_ids: Vec<Uuid> = match q.wallet_id {
@@ -72,15 +81,11 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
         select = select.filter(transactions::Column::CreatedAt.lt(to));
     }
     if let Some(after) = q.after {
-        select = select.filter(
-            Condition::any()
-                .add(transactions::Column::CreatedAt.lt(after.created_at))
-                .add(
-                    Condition::all()
-                        .add(transactions::Column::CreatedAt.eq(after.created_at))
-                        .add(transactions::Column::Id.lt(after.id)),
-                ),
-        );
+        select = select.filter(before(
+            transactions::Column::CreatedAt,
+            transactions::Column::Id,
+            after,
+        ));
     }
     let rows = select
         .order_by_desc(transactions::Column::CreatedAt)

@@ -3,14 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use domain::Topic;
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::entities::notifications;
-use crate::store::history::Position;
+use crate::store::history::{Position, before};
 use crate::store::{StoreResult, events, now};
 
 /// A notification as the API sees it.
@@ -111,15 +111,11 @@ pub async fn list(
         select = select.filter(notifications::Column::ReadAt.is_null());
     }
     if let Some(after) = after {
-        select = select.filter(
-            Condition::any()
-                .add(notifications::Column::CreatedAt.lt(after.created_at))
-                .add(
-                    Condition::all()
-                        .add(notifications::Column::CreatedAt.eq(after.created_at))
-                        .add(notifications::Column::Id.lt(after.id)),
-                ),
-        );
+        select = select.filter(before(
+            notifications::Column::CreatedAt,
+            notifications::Column::Id,
+            after,
+        ));
     }
     let rows = select
         .order_by_desc(notifications::Column::CreatedAt)
