@@ -59,6 +59,20 @@ async fn smallest_and_largest_amounts_round_trip_exactly_on_both_backends() {
             amounts,
             ["9999999999.999999999999999998", "0.000000000000000001"]
         );
+        // The largest amount in one deposit, into another user's wallet.
+        let other = app.register("precise-2@example.com").await;
+        let eth2 = app.open_wallet(&other, "ETH").await;
+        let max = app
+            .deposit(&other, &eth2, "9999999999.999999999999999999", "max")
+            .await;
+        assert_eq!(
+            data(&max, "deposit")["transaction"]["amount"],
+            json!("9999999999.999999999999999999")
+        );
+        assert_eq!(
+            data(&max, "deposit")["wallet"]["availableBalance"],
+            json!("9999999999.999999999999999999")
+        );
         // One more unit would exceed what a wallet can hold.
         let over = app
             .deposit(&s, &eth, "0.000000000000000001", "p-over")
