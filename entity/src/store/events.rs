@@ -150,6 +150,18 @@ impl TryFrom<outbox_events::Model> for StoredEvent {
     }
 }
 
+async fn load(
+    db: &impl ConnectionTrait,
+    select: sea_orm::Select<outbox_events::Entity>,
+) -> StoreResult<Vec<StoredEvent>> {
+    select
+        .all(db)
+        .await?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
+}
+
 /// Events of one user and topic after a sequence, in order (replay).
 pub async fn after_sequence(
     db: &impl ConnectionTrait,
@@ -158,17 +170,13 @@ pub async fn after_sequence(
     after: i64,
     limit: u64,
 ) -> StoreResult<Vec<StoredEvent>> {
-    outbox_events::Entity::find()
+    let select = outbox_events::Entity::find()
         .filter(outbox_events::Column::UserId.eq(user_id))
         .filter(outbox_events::Column::Topic.eq(topic.as_str()))
         .filter(outbox_events::Column::Sequence.gt(after))
         .order_by_asc(outbox_events::Column::Sequence)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(StoredEvent::try_from)
-        .collect()
+        .limit(limit);
+    load(db, select).await
 }
 
 /// The last sequence handed out to a user (0 before the first event).
@@ -184,16 +192,12 @@ pub async fn current_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> Store
 /// instances, but a user's sequences always commit in order, so when one is
 /// visible every earlier one is too.
 pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<StoredEvent>> {
-    outbox_events::Entity::find()
+    let select = outbox_events::Entity::find()
         .filter(outbox_events::Column::PublishedAt.is_null())
         .order_by_asc(outbox_events::Column::UserId)
         .order_by_asc(outbox_events::Column::Sequence)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(StoredEvent::try_from)
-        .collect()
+        .limit(limit);
+    load(db, select).await
 }
 
 /// Marks events as published.

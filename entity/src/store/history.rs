@@ -44,6 +44,15 @@ pub struct HistoryPage {
     pub has_next: bool,
 }
 
+/// Splits the `limit + 1` rows a page query fetched into the page and
+/// whether more follow.
+pub fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let has_next = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, has_next)
+}
+
 /// Rows strictly after `pos` in newest-first (creation time, id) order.
 pub fn before<C: ColumnTrait>(created_at: C, id: C, pos: Position) -> Condition {
     Condition::any().add(created_at.lt(pos.created_at)).add(
@@ -93,10 +102,9 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
         .limit(q.limit + 1)
         .all(db)
         .await?;
-    let has_next = rows.len() as u64 > q.limit;
+    let (rows, has_next) = split_page(rows, q.limit);
     let items = rows
         .into_iter()
-        .take(q.limit as usize)
         .map(TransactionRecord::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HistoryPage { items, has_next })

@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::entities::notifications;
-use crate::store::history::{Position, before};
+use crate::store::history::{Position, before, split_page};
 use crate::store::{StoreResult, events, now};
 
 /// A notification as the API sees it.
@@ -123,12 +123,9 @@ pub async fn list(
         .limit(limit + 1)
         .all(db)
         .await?;
-    let has_next = rows.len() as u64 > limit;
+    let (rows, has_next) = split_page(rows, limit);
     Ok((
-        rows.into_iter()
-            .take(limit as usize)
-            .map(NotificationRecord::from)
-            .collect(),
+        rows.into_iter().map(NotificationRecord::from).collect(),
         has_next,
     ))
 }
