@@ -28,11 +28,37 @@
 //! | `WS_MAX_MESSAGE_BYTES` | `65536` | largest WebSocket message accepted |
 //! | `WS_READ_BUFFER_BYTES` | `4096` | per-socket read buffer (tungstenite's default is 131072) |
 //! | `WS_WRITE_BUFFER_BYTES` | `4096` | per-socket write buffer (tungstenite's default is 131072) |
+//! | `WEBAUTHN_RP_ID` | `localhost` | WebAuthn relying party id: the site's registrable domain |
+//! | `WEBAUTHN_RP_ORIGIN` | `http://localhost:8080` | origin of the web app that runs the ceremonies (on `WEBAUTHN_RP_ID`) |
+//! | `WEBAUTHN_EXTRA_ORIGINS` | empty | more allowed origins, comma-separated (other web apps, native app origins) |
+//! | `WEBAUTHN_RP_NAME` | `wallet-bff` | name authenticators show |
+//! | `WEBAUTHN_CEREMONY_TTL_SECS` | `120` | how long a registration, login or step-up ceremony may take |
+//! | `STEP_UP_TOKEN_TTL_SECS` | `300` | lifetime of a step-up token (single use) |
+//! | `STEP_UP_TRANSFER_THRESHOLDS` | `USD=1000,EUR=1000,USDC=1000,BTC=0.02,ETH=0.5` | transfers of at least this amount need a step-up token |
+//! | `OAUTH_PROVIDERS` | empty | OAuth2 / OpenID Connect providers, comma-separated names (`google,github`) |
+//! | `OAUTH_<NAME>_ISSUER` | none | issuer URL: endpoints come from its `/.well-known/openid-configuration` |
+//! | `OAUTH_<NAME>_AUTH_URL`, `_TOKEN_URL`, `_USERINFO_URL` | from discovery | explicit endpoints, instead of or over the issuer's |
+//! | `OAUTH_<NAME>_CLIENT_ID`, `_CLIENT_SECRET` | required per provider | client credentials registered at the provider |
+//! | `OAUTH_<NAME>_SCOPES` | `openid email profile` | scopes requested |
+//! | `OAUTH_REDIRECT_URIS` | empty | redirect URIs the apps may pass to `startOAuthLogin`, comma-separated (exact match) |
+//! | `OAUTH_FLOW_TTL_SECS` | `600` | how long an authorization may take |
+//! | `RATE_LIMITS_ENABLED` | `true` | enforce the rate limits below (in Redis when `REDIS_URL` is set) |
+//! | `RATE_LIMIT_PREFIX` | `wallet-bff:rl` | Redis key prefix of the counters (instances sharing it share limits) |
+//! | `RATE_LOGIN_PER_ACCOUNT` | `10/900` | sign-in attempts per account: count/window seconds |
+//! | `RATE_LOGIN_PER_ADDRESS` | `50/900` | sign-in attempts per client address |
+//! | `RATE_MONEY_PER_USER` | `30/60` | money mutations per user |
+//! | `RATE_REQUESTS_ANONYMOUS` | `300/60` | requests per client address without a token |
+//! | `RATE_REQUESTS_USER` | `600/60` | requests per signed-in user |
+//! | `RATE_REQUESTS_STAFF` | `3000/60` | requests per user with a staff role (support, compliance, admin) |
+//! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a proxy that sets it) |
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use domain::Currency;
+use rust_decimal::Decimal;
 
 /// Where the server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +133,181 @@ pub struct Settings {
     pub ws_read_buffer_bytes: usize,
     /// Per-socket write buffer, bytes.
     pub ws_write_buffer_bytes: usize,
+    /// WebAuthn relying party id.
+    pub webauthn_rp_id: String,
+    /// Origin of the web app running the ceremonies.
+    pub webauthn_rp_origin: String,
+    /// More allowed origins.
+    pub webauthn_extra_origins: Vec<String>,
+    /// Relying party name.
+    pub webauthn_rp_name: String,
+    /// Ceremony lifetime, seconds.
+    pub webauthn_ceremony_ttl_secs: u64,
+    /// Step-up token lifetime, seconds.
+    pub step_up_token_ttl_secs: i64,
+    /// Transfers of at least this amount need step-up, per currency.
+    pub step_up_thresholds: BTreeMap<Currency, Decimal>,
+    /// Configured OAuth2 providers.
+    pub oauth_providers: Vec<OauthProviderSettings>,
+    /// Redirect URIs apps may use.
+    pub oauth_redirect_uris: Vec<String>,
+    /// Authorization lifetime, seconds.
+    pub oauth_flow_ttl_secs: i64,
+    /// Whether rate limits apply.
+    pub rate_limits_enabled: bool,
+    /// Redis key prefix of the rate limit counters.
+    pub rate_limit_prefix: String,
+    /// Sign-in attempts per account.
+    pub rate_login_per_account: RateSetting,
+    /// Sign-in attempts per client address.
+    pub rate_login_per_address: RateSetting,
+    /// Money mutations per user.
+    pub rate_money_per_user: RateSetting,
+    /// Requests per anonymous client address.
+    pub rate_requests_anonymous: RateSetting,
+    /// Requests per user.
+    pub rate_requests_user: RateSetting,
+    /// Requests per staff user.
+    pub rate_requests_staff: RateSetting,
+    /// Whether `X-Forwarded-For` names the client.
+    pub trust_forwarded_for: bool,
+}
+
+/// A rate: at most `limit` events per `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting {
+    /// Events allowed per window.
+    pub limit: u64,
+    /// Window length, seconds.
+    pub window_secs: u64,
+}
+
+impl std::str::FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (limit, window) = s
+            .split_once('/')
+            .ok_or_else(|| "expected count/seconds such as 10/60".to_owned())?;
+        let limit: u64 = limit.trim().parse().map_err(|_| "count is not a number".to_owned())?;
+        let window_secs: u64 = window
+            .trim()
+            .parse()
+            .map_err(|_| "seconds is not a number".to_owned())?;
+        if limit == 0 || window_secs == 0 {
+            return Err("count and seconds must be above 0".to_owned());
+        }
+        Ok(Self { limit, window_secs })
+    }
+}
+
+/// One OAuth2 / OpenID Connect provider. `Debug` hides the secret.
+#[derive(Clone)]
+pub struct OauthProviderSettings {
+    /// Name used in `startOAuthLogin(provider:)`, lower case.
+    pub name: String,
+    /// Issuer for discovery.
+    pub issuer: Option<String>,
+    /// Authorization endpoint (overrides discovery).
+    pub auth_url: Option<String>,
+    /// Token endpoint (overrides discovery).
+    pub token_url: Option<String>,
+    /// Userinfo endpoint (overrides discovery).
+    pub userinfo_url: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OauthProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OauthProviderSettings")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn list(name: &str) -> Vec<String> {
+    var(name)
+        .map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn oauth_providers() -> anyhow::Result<Vec<OauthProviderSettings>> {
+    list("OAUTH_PROVIDERS")
+        .into_iter()
+        .map(|raw| {
+            let name = raw.to_ascii_lowercase();
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("OAUTH_PROVIDERS entry {raw:?} may only use letters, digits and _");
+            }
+            let upper = name.to_ascii_uppercase();
+            let key = |suffix: &str| format!("OAUTH_{upper}_{suffix}");
+            let required = |suffix: &str| {
+                var(&key(suffix)).ok_or_else(|| anyhow::anyhow!("{} is required", key(suffix)))
+            };
+            let provider = OauthProviderSettings {
+                issuer: var(&key("ISSUER")),
+                auth_url: var(&key("AUTH_URL")),
+                token_url: var(&key("TOKEN_URL")),
+                userinfo_url: var(&key("USERINFO_URL")),
+                client_id: required("CLIENT_ID")?,
+                client_secret: required("CLIENT_SECRET")?,
+                scopes: var(&key("SCOPES"))
+                    .unwrap_or_else(|| "openid email profile".to_owned())
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                name,
+            };
+            let explicit = provider.auth_url.is_some()
+                && provider.token_url.is_some()
+                && provider.userinfo_url.is_some();
+            if provider.issuer.is_none() && !explicit {
+                bail!(
+                    "{} or all of {}, {} and {} are required",
+                    key("ISSUER"),
+                    key("AUTH_URL"),
+                    key("TOKEN_URL"),
+                    key("USERINFO_URL")
+                );
+            }
+            Ok(provider)
+        })
+        .collect()
+}
+
+/// Parses `USD=1000,BTC=0.02`: every currency must be given.
+pub fn parse_thresholds(raw: &str) -> anyhow::Result<BTreeMap<Currency, Decimal>> {
+    let mut map = BTreeMap::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (code, amount) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{part:?} is not CURRENCY=amount"))?;
+        let currency = Currency::parse(code).map_err(|e| anyhow::anyhow!("{part:?}: {}", e.message))?;
+        let amount = domain::money::parse_exact(amount.trim())
+            .map_err(|e| anyhow::anyhow!("{part:?}: {}", e.message))?;
+        if amount.is_sign_negative() {
+            bail!("{part:?}: the threshold must not be negative");
+        }
+        map.insert(currency, amount);
+    }
+    for currency in Currency::ALL {
+        if !map.contains_key(&currency) {
+            bail!("no threshold for {currency}");
+        }
+    }
+    Ok(map)
 }
 
 impl std::fmt::Debug for Settings {
@@ -120,6 +321,13 @@ impl std::fmt::Debug for Settings {
             .field("app_env", &self.app_env)
             .finish_non_exhaustive()
     }
+}
+
+/// Default of `STEP_UP_TRANSFER_THRESHOLDS`.
+pub const DEFAULT_STEP_UP_THRESHOLDS: &str = "USD=1000,EUR=1000,USDC=1000,BTC=0.02,ETH=0.5";
+
+const fn rate(limit: u64, window_secs: u64) -> RateSetting {
+    RateSetting { limit, window_secs }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -213,7 +421,40 @@ impl Settings {
             ws_max_message_bytes: parsed("WS_MAX_MESSAGE_BYTES", 65_536usize)?,
             ws_read_buffer_bytes: parsed("WS_READ_BUFFER_BYTES", 4_096usize)?,
             ws_write_buffer_bytes: parsed("WS_WRITE_BUFFER_BYTES", 4_096usize)?,
+            webauthn_rp_id: var("WEBAUTHN_RP_ID").unwrap_or_else(|| "localhost".to_owned()),
+            webauthn_rp_origin: var("WEBAUTHN_RP_ORIGIN")
+                .unwrap_or_else(|| "http://localhost:8080".to_owned()),
+            webauthn_extra_origins: list("WEBAUTHN_EXTRA_ORIGINS"),
+            webauthn_rp_name: var("WEBAUTHN_RP_NAME").unwrap_or_else(|| "wallet-bff".to_owned()),
+            webauthn_ceremony_ttl_secs: parsed("WEBAUTHN_CEREMONY_TTL_SECS", 120u64)?,
+            step_up_token_ttl_secs: parsed("STEP_UP_TOKEN_TTL_SECS", 300i64)?,
+            step_up_thresholds: parse_thresholds(
+                &var("STEP_UP_TRANSFER_THRESHOLDS")
+                    .unwrap_or_else(|| DEFAULT_STEP_UP_THRESHOLDS.to_owned()),
+            )
+            .context("STEP_UP_TRANSFER_THRESHOLDS")?,
+            oauth_providers: oauth_providers()?,
+            oauth_redirect_uris: list("OAUTH_REDIRECT_URIS"),
+            oauth_flow_ttl_secs: parsed("OAUTH_FLOW_TTL_SECS", 600i64)?,
+            rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
+            rate_limit_prefix: var("RATE_LIMIT_PREFIX").unwrap_or_else(|| "wallet-bff:rl".to_owned()),
+            rate_login_per_account: parsed("RATE_LOGIN_PER_ACCOUNT", rate(10, 900))?,
+            rate_login_per_address: parsed("RATE_LOGIN_PER_ADDRESS", rate(50, 900))?,
+            rate_money_per_user: parsed("RATE_MONEY_PER_USER", rate(30, 60))?,
+            rate_requests_anonymous: parsed("RATE_REQUESTS_ANONYMOUS", rate(300, 60))?,
+            rate_requests_user: parsed("RATE_REQUESTS_USER", rate(600, 60))?,
+            rate_requests_staff: parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
+            trust_forwarded_for: flag("TRUST_FORWARDED_FOR", false)?,
         };
+        if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
+            bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");
+        }
+        if settings.oauth_flow_ttl_secs <= 0 {
+            bail!("OAUTH_FLOW_TTL_SECS must be positive");
+        }
+        if !settings.oauth_providers.is_empty() && settings.oauth_redirect_uris.is_empty() {
+            bail!("OAUTH_REDIRECT_URIS is required when OAUTH_PROVIDERS is set");
+        }
         if settings.access_token_ttl_secs <= 0 || settings.refresh_token_ttl_secs <= 0 {
             bail!("token lifetimes must be positive");
         }

@@ -14,6 +14,11 @@ pub enum ApiError {
     Refused(DomainError),
     /// Anything unexpected; logged when converted.
     Internal(anyhow::Error),
+    /// A rate limit was hit.
+    RateLimited {
+        /// Seconds until the limit resets.
+        retry_after_secs: u64,
+    },
 }
 
 /// Result of resolver helpers.
@@ -52,10 +57,22 @@ pub fn coded(code: ErrorCode, message: impl Into<String>) -> async_graphql::Erro
     async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code.as_str()))
 }
 
+/// `RATE_LIMITED`, with `extensions.retryAfter` in seconds.
+pub fn rate_limited(retry_after_secs: u64) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "too many requests: try again in {retry_after_secs} s"
+    ))
+    .extend_with(|_, ext| {
+        ext.set("code", ErrorCode::RateLimited.as_str());
+        ext.set("retryAfter", retry_after_secs);
+    })
+}
+
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::Refused(d) => coded(d.code, d.message),
+            ApiError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
             ApiError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error while resolving");
                 coded(ErrorCode::InternalServerError, INTERNAL_MESSAGE)

@@ -8,6 +8,7 @@
 //! - [`graphql`]: the schema, one module per area; GraphQL types are not rows.
 //! - [`http`]: GraphQL over HTTP, GraphiQL, health and readiness.
 //! - [`error`]: the error policy (codes for refusals, masking for the rest).
+//! - [`limits`]: rate limits (Redis, or in process on the embedded default).
 //!
 //! The caller owns the listener and the shutdown signal: [`serve`] runs until
 //! the signal resolves, then finishes in-flight requests.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod limits;
 pub mod state;
 
 use std::future::Future;
@@ -87,8 +89,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = open_database(&settings).await?;
     let bus = open_bus(&settings).await?;
     let secret = settings.resolve_jwt_secret()?;
+    let redis = match &settings.redis_url {
+        Some(url) => Some(limits::connect_redis(url).await?),
+        None => None,
+    };
     auth::passwords::warm_up();
-    Ok(AppState::new(settings, db, bus, &secret))
+    AppState::new(settings, db, bus, &secret, redis)
 }
 
 /// The full router with limits and tracing.
@@ -108,7 +114,7 @@ pub fn build_router(state: AppState) -> Router {
 /// Serves on `listener` until `shutdown` resolves, then completes the
 /// subscription streams, drains requests and stops the relay after its
 /// batch. Also runs the outbox relay (unless disabled) and the purge of
-/// expired idempotency keys.
+/// expired idempotency keys and authentication flows.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -135,7 +141,10 @@ pub async fn serve(
     let live_for_signal = state.live.clone();
     let bus = state.bus.clone();
     let router = build_router(state);
-    let result = axum::serve(listener, router)
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Subscription streams complete and WebSockets close before the
@@ -192,6 +201,9 @@ async fn purge_idempotency_keys(
                     break;
                 }
             }
+        }
+        if let Err(err) = entity::store::security::purge_expired_flows(&db, 10_000).await {
+            tracing::warn!(error = %err, "purging expired authentication flows failed");
         }
     }
 }

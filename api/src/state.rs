@@ -9,8 +9,16 @@ use sea_orm::DatabaseConnection;
 use subscriptions::Bus;
 use tokio::sync::watch;
 
+use std::collections::BTreeMap;
+
+use domain::Currency;
+use rust_decimal::Decimal;
+
+use crate::auth::oauth::OauthProviders;
 use crate::auth::tokens::TokenKeys;
+use crate::auth::webauthn::RelyingParty;
 use crate::config::Settings;
+use crate::limits::RateLimiter;
 
 /// Cheap to clone: everything is behind `Arc` or is a pool handle.
 #[derive(Clone)]
@@ -27,6 +35,34 @@ pub struct AppState {
     pub bus: Bus,
     /// Process-wide live state: shutdown signal and gauges.
     pub live: Arc<LiveState>,
+    /// The WebAuthn relying party.
+    pub rp: Arc<RelyingParty>,
+    /// When step-up is needed, and for how long a token lasts.
+    pub step_up: Arc<StepUpPolicy>,
+    /// OAuth2 providers.
+    pub oauth: Arc<OauthProviders>,
+    /// Rate limits.
+    pub limiter: Arc<RateLimiter>,
+    /// Shared Redis connection (rate limits, persisted queries), if any.
+    pub redis: Option<redis::aio::ConnectionManager>,
+}
+
+/// Step-up rules.
+#[derive(Debug)]
+pub struct StepUpPolicy {
+    /// Lifetime of a step-up token.
+    pub token_ttl: Duration,
+    /// Transfers of at least this amount need a step-up token.
+    pub transfer_thresholds: BTreeMap<Currency, Decimal>,
+}
+
+impl StepUpPolicy {
+    /// Whether transferring `amount` of `currency` needs a step-up token.
+    pub fn transfer_needs_step_up(&self, currency: Currency, amount: Decimal) -> bool {
+        self.transfer_thresholds
+            .get(&currency)
+            .is_none_or(|threshold| amount >= *threshold)
+    }
 }
 
 /// Shutdown signal and gauges shared by the hub, relay and WebSockets.
@@ -43,14 +79,32 @@ pub struct LiveState {
 
 impl AppState {
     /// Builds the state from settings and an open, migrated database.
-    pub fn new(settings: Settings, db: DatabaseConnection, bus: Bus, jwt_secret: &[u8]) -> Self {
+    pub fn new(
+        settings: Settings,
+        db: DatabaseConnection,
+        bus: Bus,
+        jwt_secret: &[u8],
+        redis: Option<redis::aio::ConnectionManager>,
+    ) -> anyhow::Result<Self> {
+        let limiter = RateLimiter::new(&settings, redis.clone());
         let keys = TokenKeys::new(
             jwt_secret,
             Duration::seconds(settings.access_token_ttl_secs),
             Duration::seconds(settings.refresh_token_ttl_secs),
         );
-        Self {
+        let rp = RelyingParty::from_settings(&settings)?;
+        let oauth = OauthProviders::from_settings(&settings)?;
+        let step_up = StepUpPolicy {
+            token_ttl: Duration::seconds(settings.step_up_token_ttl_secs),
+            transfer_thresholds: settings.step_up_thresholds.clone(),
+        };
+        Ok(Self {
             db,
+            rp: Arc::new(rp),
+            oauth: Arc::new(oauth),
+            step_up: Arc::new(step_up),
+            limiter: Arc::new(limiter),
+            redis,
             keys: Arc::new(keys),
             key_policy: KeyPolicy {
                 retention: Duration::seconds(settings.idempotency_retention_secs),
@@ -64,6 +118,6 @@ impl AppState {
                 ws_closed: tokio::sync::Notify::new(),
                 relay: OnceLock::new(),
             }),
-        }
+        })
     }
 }

@@ -341,3 +341,91 @@ pub mod audit_log {
 
     no_relations!();
 }
+
+/// `webauthn_credentials`: registered WebAuthn authenticators.
+pub mod webauthn_credentials {
+    use sea_orm::entity::prelude::*;
+
+    /// One credential of a user.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webauthn_credentials")]
+    pub struct Model {
+        /// Primary key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// Owner.
+        pub user_id: Uuid,
+        /// Name the user gave it.
+        pub name: String,
+        /// The authenticator's credential id, base64url; unique.
+        pub credential_id: String,
+        /// The serialized credential (public key, counter): no secret.
+        pub passkey: String,
+        /// Highest signature counter seen; an assertion must exceed it.
+        pub sign_count: i64,
+        /// When it was registered.
+        pub created_at: DateTimeUtc,
+        /// When it last made an assertion.
+        pub last_used_at: Option<DateTimeUtc>,
+    }
+
+    no_relations!();
+}
+
+/// `auth_flows`: short-lived, single-use authentication state kept on the
+/// server (WebAuthn ceremonies, MFA logins, OAuth2 logins, step-up tokens).
+pub mod auth_flows {
+    use sea_orm::entity::prelude::*;
+
+    /// One pending flow.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "auth_flows")]
+    pub struct Model {
+        /// Primary key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// What the flow is for.
+        pub kind: String,
+        /// Unique lookup key: a hash of the token the client holds, never
+        /// the token itself.
+        pub lookup: String,
+        /// The user, when known.
+        pub user_id: Option<Uuid>,
+        /// Server-side state (JSON).
+        pub payload: String,
+        /// For tokens consumed by an operation: what consumed them.
+        pub consumed_ref: Option<String>,
+        /// When it was created.
+        pub created_at: DateTimeUtc,
+        /// When it stops being accepted.
+        pub expires_at: DateTimeUtc,
+    }
+
+    no_relations!();
+}
+
+/// `oauth_identities`: accounts at OAuth2 providers linked to users.
+pub mod oauth_identities {
+    use sea_orm::entity::prelude::*;
+
+    /// One linked identity.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_identities")]
+    pub struct Model {
+        /// Primary key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// Provider name from the configuration.
+        pub provider: String,
+        /// The provider's stable subject id.
+        pub subject: String,
+        /// The linked user.
+        pub user_id: Uuid,
+        /// The verified e-mail the provider gave when linking.
+        pub email: String,
+        /// When it was linked.
+        pub created_at: DateTimeUtc,
+    }
+
+    no_relations!();
+}

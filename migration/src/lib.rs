@@ -4,6 +4,8 @@
 //! - [`m20261121_000001_initial`]: users, roles, refresh tokens, wallets, the
 //!   double-entry ledger, transactions, idempotency keys, the outbox and the
 //!   audit log.
+//! - [`m20261122_000001_security`]: WebAuthn credentials, authentication
+//!   flows (ceremonies, MFA and OAuth2 logins, step-up tokens), OAuth2 identities.
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -11,6 +13,7 @@
 pub use sea_orm_migration::prelude::*;
 
 pub mod m20261121_000001_initial;
+pub mod m20261122_000001_security;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -18,6 +21,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_initial::Migration)]
+        vec![
+            Box::new(m20261121_000001_initial::Migration),
+            Box::new(m20261122_000001_security::Migration),
+        ]
     }
 }

@@ -14,7 +14,7 @@ impl MigrationName for Migration {
 }
 
 #[derive(DeriveIden)]
-enum Users {
+pub(crate) enum Users {
     Table,
     Id,
     Email,
@@ -157,7 +157,7 @@ enum AuditLog {
 
 /// An exact amount column: `NUMERIC(28,18)` on PostgreSQL, canonical decimal
 /// text on SQLite.
-fn money(backend: DatabaseBackend, name: impl IntoIden) -> ColumnDef {
+pub(crate) fn money(backend: DatabaseBackend, name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     match backend {
         DatabaseBackend::Sqlite => col.text(),
@@ -167,43 +167,43 @@ fn money(backend: DatabaseBackend, name: impl IntoIden) -> ColumnDef {
     col
 }
 
-fn uuid_pk(name: impl IntoIden) -> ColumnDef {
+pub(crate) fn uuid_pk(name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.uuid().not_null().primary_key();
     col
 }
 
-fn string(name: impl IntoIden, len: u32) -> ColumnDef {
+pub(crate) fn string(name: impl IntoIden, len: u32) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.string_len(len).not_null();
     col
 }
 
-fn big_int(name: impl IntoIden) -> ColumnDef {
+pub(crate) fn big_int(name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.big_integer().not_null();
     col
 }
 
-fn uuid(name: impl IntoIden) -> ColumnDef {
+pub(crate) fn uuid(name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.uuid().not_null();
     col
 }
 
-fn opt_timestamp(name: impl IntoIden) -> ColumnDef {
+pub(crate) fn opt_timestamp(name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.timestamp_with_time_zone().null();
     col
 }
 
-fn timestamp(name: impl IntoIden) -> ColumnDef {
+pub(crate) fn timestamp(name: impl IntoIden) -> ColumnDef {
     let mut col = ColumnDef::new(name);
     col.timestamp_with_time_zone().not_null();
     col
 }
 
-fn fk(
+pub(crate) fn fk(
     from_table: impl IntoIden,
     from_col: impl IntoIden,
     to_table: impl IntoIden,
@@ -216,7 +216,7 @@ fn fk(
         .to_owned()
 }
 
-async fn index<T: IntoIden, C: IntoIden, const N: usize>(
+pub(crate) async fn index<T: IntoIden, C: IntoIden, const N: usize>(
     manager: &SchemaManager<'_>,
     name: &str,
     table: T,

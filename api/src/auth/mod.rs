@@ -1,11 +1,61 @@
 //! Authentication: password hashing, JWT access tokens, rotating refresh
 //! tokens, and the [`Viewer`] every request carries.
 
+pub mod oauth;
 pub mod passwords;
 pub mod tokens;
+pub mod webauthn;
 
 use domain::{DomainError, Role};
+use entity::store::audit::{self, AuditRecord};
 use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Writes a security audit record; the request fails (masked, logged once)
+/// when it cannot be written.
+pub async fn audit(
+    state: &AppState,
+    actor_id: Option<Uuid>,
+    action: &str,
+    subject_type: &str,
+    subject_id: Option<Uuid>,
+    details: serde_json::Value,
+) -> ApiResult<()> {
+    audit::record(
+        &state.db,
+        AuditRecord {
+            actor_id,
+            action,
+            subject_type,
+            subject_id,
+            details,
+        },
+    )
+    .await
+    .map_err(ApiError::from)
+}
+
+/// Writes a security audit record for a refusal that stands whether or not
+/// the record can be written; a failure is logged.
+pub async fn audit_refusal(
+    state: &AppState,
+    actor_id: Option<Uuid>,
+    action: &str,
+    details: serde_json::Value,
+) {
+    let record = AuditRecord {
+        actor_id,
+        action,
+        subject_type: "user",
+        subject_id: actor_id,
+        details,
+    };
+    if let Err(err) = audit::record(&state.db, record).await {
+        tracing::error!(action, error = %err, "writing a security audit record failed");
+    }
+}
 
 /// Who is asking, as established from the `Authorization` header.
 #[derive(Debug, Clone)]

@@ -8,10 +8,13 @@ use entity::store::users;
 use uuid::Uuid;
 
 use super::parts;
-use super::types::{AuthPayload, LoginResult, User};
-use crate::auth::{Viewer, passwords, tokens};
+use super::types::{AuthPayload, LoginResult, MfaChallenge, User};
+use crate::auth::webauthn::{self, kinds, lookup};
+use crate::auth::{Viewer, audit, audit_refusal, passwords, tokens};
 use crate::error::{ApiError, ApiResult};
+use crate::limits::ClientAddr;
 use crate::state::AppState;
+use serde_json::json;
 
 /// Input of `register`.
 #[derive(InputObject, Debug)]
@@ -57,8 +60,60 @@ impl AccountQuery {
 #[derive(Default)]
 pub struct AccountMutation;
 
+/// The client's address (loopback when the transport gave none).
+pub(crate) fn client_addr(ctx: &Context<'_>) -> std::net::IpAddr {
+    ctx.data_opt::<ClientAddr>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.0)
+}
+
+/// Signs a user in after the first factor: a session when two-factor is
+/// off, else an `MfaChallenge` whose assertion `finishWebauthnLogin` checks.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    user: UserRecord,
+    method: &str,
+) -> ApiResult<LoginResult> {
+    let mfa_token = tokens::random_token();
+    let challenge = if user.two_factor_enabled {
+        webauthn::begin_assertion(
+            state,
+            user.id,
+            kinds::MFA_LOGIN,
+            lookup(kinds::MFA_LOGIN, &mfa_token),
+        )
+        .await?
+    } else {
+        None
+    };
+    if let Some(options) = challenge {
+        audit(
+            state,
+            Some(user.id),
+            "auth.first_factor",
+            "user",
+            Some(user.id),
+            json!({ "method": method }),
+        )
+        .await?;
+        return Ok(LoginResult::MfaChallenge(MfaChallenge {
+            mfa_token,
+            webauthn_options: async_graphql::Json(options),
+        }));
+    }
+    audit(
+        state,
+        Some(user.id),
+        "auth.login",
+        "user",
+        Some(user.id),
+        json!({ "method": method }),
+    )
+    .await?;
+    Ok(LoginResult::AuthPayload(issue_session(state, user).await?))
+}
+
 /// Starts a new session (refresh token family) and issues its first tokens.
-async fn issue_session(state: &AppState, user: UserRecord) -> ApiResult<AuthPayload> {
+pub(crate) async fn issue_session(state: &AppState, user: UserRecord) -> ApiResult<AuthPayload> {
     let refresh = tokens::random_token();
     let family = sessions::start(
         &state.db,
@@ -109,6 +164,11 @@ impl AccountMutation {
                 "email or password is incorrect",
             ))
         };
+        state
+            .limiter
+            .login(&state.settings, &input.email, client_addr(ctx))
+            .await
+            .map_err(ApiError::from)?;
         let password = Password::parse_existing(&input.password).map_err(|_| refused())?;
         let row = match Email::parse(&input.email) {
             Ok(email) => users::find_row_by_email(&state.db, &email)
@@ -121,16 +181,20 @@ impl AccountMutation {
         let ok = passwords::verify(&password, stored)
             .await
             .map_err(ApiError::from)?;
+        let known = row.as_ref().map(|r| r.id);
         let Some(row) = row.filter(|_| ok) else {
             tracing::info!("login refused");
+            let masked = Email::parse(&input.email).map(|e| e.masked()).unwrap_or_default();
+            audit_refusal(state, known, "auth.login_failed", json!({ "email": masked, "method": "password" }))
+                .await;
             return Err(refused().into());
         };
         let user = users::load(&state.db, row.id)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(refused)?;
-        tracing::info!(user.id = %user.id, "logged in");
-        Ok(LoginResult::AuthPayload(issue_session(state, user).await?))
+        tracing::info!(user.id = %user.id, mfa = user.two_factor_enabled, "password accepted");
+        Ok(sign_in(state, user, "password").await?)
     }
 
     /// Exchanges a refresh token for a new pair. Each refresh token works
@@ -161,6 +225,7 @@ impl AccountMutation {
                 Ok(finish_session(state, user, family_id, next)?)
             }
             Rotation::Reused { user_id } => {
+                // `sessions::rotate` already wrote the `auth.refresh_token_reused` record.
                 tracing::warn!(user.id = %user_id, "refresh token reused; session revoked");
                 Err(ApiError::from(DomainError::unauthenticated(
                     "this refresh token was already used; the session has been revoked, sign in again",

@@ -1,12 +1,118 @@
 //! Operations for staff roles.
 
-use async_graphql::{Context, Enum, ID, Object, Result};
-use domain::{Role, WithdrawalOutcome};
-use entity::store::payments;
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, Json, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use domain::{Role, WalletStatus, WithdrawalOutcome};
+use entity::store::{audit, payments, users, wallets};
 
-use super::types::{TransactionPayload, User};
-use super::{parse_id, parts};
+use super::types::{KycStatus, RoleGql, TransactionPayload, User, Wallet};
+use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
 use crate::error::ApiError;
+
+/// One audit record.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AuditEntry {
+    /// Id.
+    pub id: ID,
+    /// Who acted; null for the system.
+    pub actor_id: Option<ID>,
+    /// Dotted action name, such as `auth.login` or `wallet.transfer`.
+    pub action: String,
+    /// Kind of object acted on.
+    pub subject_type: String,
+    /// The object acted on.
+    pub subject_id: Option<ID>,
+    /// Non-sensitive details.
+    pub details: Json<serde_json::Value>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Staff queries.
+#[derive(Default)]
+pub struct AdminQuery;
+
+#[Object]
+impl AdminQuery {
+    /// The audit trail, newest first (compliance or admin role).
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        actor_id: Option<ID>,
+        action: Option<String>,
+    ) -> Result<Connection<String, AuditEntry, EmptyFields, EmptyFields>> {
+        let (state, viewer) = parts(ctx)?;
+        let staff = viewer.require_user().map_err(ApiError::from)?;
+        if !staff.has_role(Role::Compliance) {
+            return Err(ApiError::from(domain::DomainError::forbidden(
+                "this needs the compliance or admin role",
+            ))
+            .into());
+        }
+        let limit = page_size(first).map_err(ApiError::from)?;
+        let after = after
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()
+            .map_err(ApiError::from)?;
+        let actor = actor_id
+            .as_ref()
+            .map(|id| parse_id(id, "actorId"))
+            .transpose()
+            .map_err(ApiError::from)?;
+        let (rows, has_next) = audit::list(&state.db, actor, action.as_deref(), after, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let mut connection = Connection::new(after.is_some(), has_next);
+        connection.edges.extend(rows.into_iter().map(|r| {
+            Edge::new(
+                encode_cursor(r.created_at, r.id),
+                AuditEntry {
+                    id: ID(r.id.to_string()),
+                    actor_id: r.actor_id.map(|a| ID(a.to_string())),
+                    action: r.action,
+                    subject_type: r.subject_type,
+                    subject_id: r.subject_id.map(|s| ID(s.to_string())),
+                    details: Json(r.details),
+                    created_at: r.created_at,
+                },
+            )
+        }));
+        Ok(connection)
+    }
+
+    /// Any user (support, compliance or admin role).
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
+        let (state, viewer) = parts(ctx)?;
+        let staff = viewer.require_user().map_err(ApiError::from)?;
+        if !(staff.has_role(Role::Support) || staff.has_role(Role::Compliance)) {
+            return Err(ApiError::from(domain::DomainError::forbidden(
+                "this needs the support, compliance or admin role",
+            ))
+            .into());
+        }
+        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let user = users::load(&state.db, id).await.map_err(ApiError::from)?;
+        Ok(user.map(User::from))
+    }
+
+    /// Users whose KYC case has this status (default IN_REVIEW), oldest
+    /// first, at most 100 (compliance role).
+    async fn kyc_reviews(&self, ctx: &Context<'_>, status: Option<KycStatus>) -> Result<Vec<User>> {
+        let (state, viewer) = parts(ctx)?;
+        viewer
+            .require_role(Role::Compliance)
+            .map_err(ApiError::from)?;
+        let status = status.unwrap_or(KycStatus::InReview);
+        let found = users::with_kyc_status(&state.db, status.as_stored())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(found.into_iter().map(User::from).collect())
+    }
+}
 
 /// How a pending withdrawal ends.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -57,6 +163,67 @@ impl AdminMutation {
         Ok(TransactionPayload::new(result, false))
     }
 
+    /// Grants a role (admin role, with a step-up token).
+    async fn grant_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        role: RoleGql,
+        step_up_token: Option<String>,
+    ) -> Result<User> {
+        let (state, viewer) = parts(ctx)?;
+        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        let user_id = parse_id(&user_id, "userId").map_err(ApiError::from)?;
+        crate::auth::webauthn::require_step_up(
+            state,
+            admin.id,
+            step_up_token.as_deref(),
+            &format!("grant-role:{}", uuid::Uuid::new_v4()),
+        )
+        .await?;
+        let user = users::grant_role_to(&state.db, Some(admin.id), user_id, role.into())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(user.id = %user.id, admin.id = %admin.id, role = ?role, "role granted");
+        Ok(user.into())
+    }
+
+    /// Withdraws a role (admin role, with a step-up token). Takes effect
+    /// when the user's access token is next refreshed.
+    async fn revoke_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        role: RoleGql,
+        step_up_token: Option<String>,
+    ) -> Result<User> {
+        let (state, viewer) = parts(ctx)?;
+        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        let user_id = parse_id(&user_id, "userId").map_err(ApiError::from)?;
+        crate::auth::webauthn::require_step_up(
+            state,
+            admin.id,
+            step_up_token.as_deref(),
+            &format!("revoke-role:{}", uuid::Uuid::new_v4()),
+        )
+        .await?;
+        let user = users::revoke_role(&state.db, Some(admin.id), user_id, role.into())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(user.id = %user.id, admin.id = %admin.id, role = ?role, "role revoked");
+        Ok(user.into())
+    }
+
+    /// Freezes a wallet: it refuses money movements (compliance or admin role).
+    async fn freeze_wallet(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Wallet> {
+        set_wallet_status(ctx, &id, WalletStatus::Frozen, Some(reason)).await
+    }
+
+    /// Unfreezes a wallet (compliance or admin role).
+    async fn unfreeze_wallet(&self, ctx: &Context<'_>, id: ID) -> Result<Wallet> {
+        set_wallet_status(ctx, &id, WalletStatus::Active, None).await
+    }
+
     /// Decides a user's KYC case (compliance role). The user's `kycStatus`
     /// subscription receives the change.
     async fn review_kyc(
@@ -88,4 +255,33 @@ impl AdminMutation {
         tracing::info!(user.id = %user.id, officer.id = %officer.id, kyc.status = %user.kyc_status, "KYC reviewed");
         Ok(user.into())
     }
+}
+
+async fn set_wallet_status(
+    ctx: &Context<'_>,
+    id: &ID,
+    status: WalletStatus,
+    reason: Option<String>,
+) -> Result<Wallet> {
+    let (state, viewer) = parts(ctx)?;
+    let officer = viewer
+        .require_role(Role::Compliance)
+        .map_err(ApiError::from)?;
+    let id = parse_id(id, "id").map_err(ApiError::from)?;
+    let reason = reason.map(|r| r.trim().to_owned());
+    if status == WalletStatus::Frozen
+        && reason
+            .as_deref()
+            .is_none_or(|r| r.is_empty() || r.chars().count() > 500)
+    {
+        return Err(ApiError::from(domain::DomainError::bad_input(
+            "a reason of 1 to 500 characters is required",
+        ))
+        .into());
+    }
+    let wallet = wallets::set_status(&state.db, officer.id, id, status, reason.as_deref())
+        .await
+        .map_err(ApiError::from)?;
+    tracing::info!(wallet.id = %id, officer.id = %officer.id, status = status.as_str(), "wallet status changed");
+    Ok(wallet.into())
 }

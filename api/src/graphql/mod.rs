@@ -1,13 +1,19 @@
 //! The GraphQL schema: roots merged from one module per area. Free of axum.
 
 pub mod account;
+pub mod apq;
 pub mod admin;
 pub mod live;
 pub mod notifications;
 pub mod scalars;
+pub mod security;
+pub mod shape;
 pub mod types;
 pub mod wallets;
 
+use async_graphql::extensions::apollo_persisted_queries::{
+    ApolloPersistedQueries, LruCacheStorage,
+};
 use async_graphql::{Context, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,6 +31,8 @@ pub struct Query(
     account::AccountQuery,
     wallets::WalletQuery,
     notifications::NotificationQuery,
+    security::SecurityQuery,
+    admin::AdminQuery,
 );
 
 /// Every mutation field.
@@ -34,6 +42,7 @@ pub struct Mutation(
     wallets::WalletMutation,
     notifications::NotificationMutation,
     admin::AdminMutation,
+    security::SecurityMutation,
 );
 
 /// The schema type.
@@ -53,13 +62,14 @@ fn builder() -> SchemaBuilder<Query, Mutation, live::LiveSubscription> {
 
 /// The schema with its state.
 pub fn build_schema(state: AppState) -> AppSchema {
-    // Automatic Persisted Queries (Apollo's protocol). Each instance keeps its
-    // own cache; behind a load balancer a miss costs one retry with the text.
-    let mut b = builder().data(state.clone()).extension(
-        async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries::new(
-            async_graphql::extensions::apollo_persisted_queries::LruCacheStorage::new(1_000),
-        ),
-    );
+    // Automatic Persisted Queries (Apollo's protocol): in Redis when there
+    // is one, so a query registered through one instance is known to all.
+    let mut b = builder().data(state.clone());
+    b = match apq::RedisApq::from_state(&state) {
+        Some(redis) => b.extension(ApolloPersistedQueries::new(redis)),
+        None => b.extension(ApolloPersistedQueries::new(LruCacheStorage::new(1_000))),
+    };
+    b = b.extension(shape::QueryShape);
     if !state.settings.introspection_enabled {
         b = b.disable_introspection().disable_suggestions();
     }

@@ -22,6 +22,17 @@ pub enum RoleGql {
     Admin,
 }
 
+impl From<RoleGql> for domain::Role {
+    fn from(r: RoleGql) -> Self {
+        match r {
+            RoleGql::User => domain::Role::User,
+            RoleGql::Support => domain::Role::Support,
+            RoleGql::Compliance => domain::Role::Compliance,
+            RoleGql::Admin => domain::Role::Admin,
+        }
+    }
+}
+
 impl From<domain::Role> for RoleGql {
     fn from(r: domain::Role) -> Self {
         match r {
@@ -56,6 +67,16 @@ impl KycStatus {
             "APPROVED" => KycStatus::Approved,
             "REJECTED" => KycStatus::Rejected,
             _ => KycStatus::NotStarted,
+        }
+    }
+
+    pub(crate) fn as_stored(self) -> &'static str {
+        match self {
+            KycStatus::NotStarted => "NOT_STARTED",
+            KycStatus::Pending => "PENDING",
+            KycStatus::InReview => "IN_REVIEW",
+            KycStatus::Approved => "APPROVED",
+            KycStatus::Rejected => "REJECTED",
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct TransferInput {
     pub amount: Money,
     /// A note for the recipient (up to 280 characters).
     pub memo: Option<String>,
+    /// From `finishStepUp`; needed at or above the step-up threshold of the
+    /// currency. A retry with the same idempotency key may send it again.
+    pub step_up_token: Option<String>,
 }
 
 /// Wallet queries.
@@ -127,14 +130,39 @@ impl WalletQuery {
 #[derive(Default)]
 pub struct WalletMutation;
 
+/// Runs a money mutation: rate limit, step-up for large transfers
+/// (`step_up_token` is `Some` for transfers, holding what the client sent),
+/// then the idempotent execution.
 async fn run_money(
     ctx: &Context<'_>,
     idempotency_key: &str,
     command: MoneyCommand,
+    step_up_token: Option<Option<&str>>,
 ) -> ApiResult<TransactionPayload> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let key = IdempotencyKey::parse(idempotency_key)?;
+    state
+        .limiter
+        .hit(
+            crate::limits::Bucket::Money(user.id),
+            state.settings.rate_money_per_user,
+        )
+        .await?;
+    if let (MoneyCommand::Transfer { from_wallet_id, amount, .. }, Some(step_up_token)) =
+        (&command, step_up_token)
+    {
+        let wallet = wallets::get_owned(&state.db, user.id, *from_wallet_id).await?;
+        if state.step_up.transfer_needs_step_up(wallet.currency, *amount) {
+            crate::auth::webauthn::require_step_up(
+                state,
+                user.id,
+                step_up_token,
+                &format!("transfer:{}", key.as_str()),
+            )
+            .await?;
+        }
+    }
     let executed = payments::execute(&state.db, user.id, &key, &command, state.key_policy).await?;
     let t = &executed.outcome.transaction;
     tracing::info!(
@@ -183,7 +211,7 @@ impl WalletMutation {
             wallet_id,
             amount: input.amount.0,
         };
-        Ok(run_money(ctx, &idempotency_key, command).await?)
+        Ok(run_money(ctx, &idempotency_key, command, None).await?)
     }
 
     /// Holds an amount for pay-out; the transaction stays PENDING until the
@@ -207,7 +235,7 @@ impl WalletMutation {
             amount: input.amount.0,
             destination,
         };
-        Ok(run_money(ctx, &idempotency_key, command).await?)
+        Ok(run_money(ctx, &idempotency_key, command, None).await?)
     }
 
     /// Sends money to another wallet of the same currency, by the
@@ -245,6 +273,12 @@ impl WalletMutation {
             amount: input.amount.0,
             memo,
         };
-        Ok(run_money(ctx, &idempotency_key, command).await?)
+        Ok(run_money(
+            ctx,
+            &idempotency_key,
+            command,
+            Some(input.step_up_token.as_deref()),
+        )
+        .await?)
     }
 }

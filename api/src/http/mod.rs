@@ -8,7 +8,9 @@ use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +21,7 @@ use serde_json::json;
 use crate::auth::Viewer;
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
+use crate::limits::ClientAddr;
 use crate::state::AppState;
 
 /// Path of the GraphQL endpoint.
@@ -84,9 +87,67 @@ fn request_error(status: StatusCode, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, batch: BatchRequest) -> Response {
+/// The client's address: the peer, or with `TRUST_FORWARDED_FOR` the
+/// address the proxy in front appended last to `X-Forwarded-For`.
+fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState) -> IpAddr {
+    if app.settings.trust_forwarded_for
+        && let Some(forwarded) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return forwarded;
+    }
+    peer.ip()
+}
+
+/// `RATE_LIMITED` as an HTTP 429 with `Retry-After`.
+fn too_many_requests(retry_after_secs: u64) -> Response {
+    let body = json!({
+        "errors": [{
+            "message": format!("too many requests: try again in {retry_after_secs} s"),
+            "extensions": { "code": ErrorCode::RateLimited.as_str(), "retryAfter": retry_after_secs }
+        }]
+    });
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    resp
+}
+
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    batch: BatchRequest,
+) -> Response {
     let viewer = viewer_from(headers, &state.app);
-    let mut response = state.schema.execute_batch(batch.data(viewer)).await;
+    let addr = client_addr(headers, peer, &state.app);
+    let user = match &viewer {
+        Viewer::User(u) => Some(u),
+        _ => None,
+    };
+    if let Err(limited) = state
+        .app
+        .limiter
+        .request(&state.app.settings, user, addr)
+        .await
+    {
+        return too_many_requests(limited.retry_after_secs);
+    }
+    let batch = match batch {
+        BatchRequest::Batch(items) if items.len() > 1 => BatchRequest::Batch(
+            items
+                .into_iter()
+                .map(|r| r.data(crate::graphql::shape::InBatch))
+                .collect(),
+        ),
+        other => other,
+    };
+    let batch = batch.data(viewer).data(ClientAddr(addr));
+    let mut response = state.schema.execute_batch(batch).await;
     let single_request_error = match &mut response {
         BatchResponse::Single(r) => {
             enforce_codes(&mut r.errors);
@@ -126,7 +187,12 @@ async fn execute(state: &HttpState, headers: &HeaderMap, batch: BatchRequest) ->
     }
 }
 
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_post(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -155,7 +221,7 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
             &format!("a batch may carry at most {MAX_BATCH} operations"),
         );
     }
-    execute(&state, &headers, batch).await
+    execute(&state, &headers, peer, batch).await
 }
 
 /// Apollo's CSRF prevention: a GET is a "simple request" a browser sends
@@ -195,6 +261,7 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 
 async fn graphql_get(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -230,7 +297,7 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&state, &headers, BatchRequest::Single(request)).await
+    execute(&state, &headers, peer, BatchRequest::Single(request)).await
 }
 
 async fn healthz() -> impl IntoResponse {

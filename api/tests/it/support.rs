@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::config::{AppEnv, LogFormat, Settings};
+use api::config::{AppEnv, LogFormat, RateSetting, Settings};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
@@ -154,8 +154,35 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         ws_max_message_bytes: 65_536,
         ws_read_buffer_bytes: 4_096,
         ws_write_buffer_bytes: 4_096,
+        webauthn_rp_id: "localhost".to_owned(),
+        webauthn_rp_origin: WEBAUTHN_ORIGIN.to_owned(),
+        webauthn_extra_origins: Vec::new(),
+        webauthn_rp_name: "wallet-bff tests".to_owned(),
+        webauthn_ceremony_ttl_secs: 120,
+        step_up_token_ttl_secs: 300,
+        // Out of reach unless a test lowers them (the step-up tests do).
+        step_up_thresholds: api::config::parse_thresholds(
+            "USD=9999999999,EUR=9999999999,USDC=9999999999,BTC=9999999999,ETH=9999999999",
+        )
+        .expect("thresholds"),
+        oauth_providers: Vec::new(),
+        oauth_redirect_uris: Vec::new(),
+        oauth_flow_ttl_secs: 600,
+        rate_limits_enabled: true,
+        // Each app counts in its own namespace unless a test shares one.
+        rate_limit_prefix: format!("wallet-bff-test:{}", uuid::Uuid::new_v4()),
+        rate_login_per_account: RateSetting { limit: 10_000, window_secs: 60 },
+        rate_login_per_address: RateSetting { limit: 10_000, window_secs: 60 },
+        rate_money_per_user: RateSetting { limit: 10_000, window_secs: 60 },
+        rate_requests_anonymous: RateSetting { limit: 100_000, window_secs: 60 },
+        rate_requests_user: RateSetting { limit: 100_000, window_secs: 60 },
+        rate_requests_staff: RateSetting { limit: 100_000, window_secs: 60 },
+        trust_forwarded_for: false,
     }
 }
+
+/// The web app origin the software authenticator signs for.
+pub const WEBAUTHN_ORIGIN: &str = "http://localhost:3000";
 
 /// The Redis the tests use.
 pub fn redis_url() -> String {

@@ -36,3 +36,35 @@ pub async fn record(db: &impl ConnectionTrait, rec: AuditRecord<'_>) -> StoreRes
     .await?;
     Ok(())
 }
+
+/// A page of the audit trail, newest first, optionally by actor and action.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    actor_id: Option<Uuid>,
+    action: Option<&str>,
+    after: Option<crate::store::history::Position>,
+    limit: u64,
+) -> StoreResult<(Vec<audit_log::Model>, bool)> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut select = audit_log::Entity::find();
+    if let Some(actor_id) = actor_id {
+        select = select.filter(audit_log::Column::ActorId.eq(actor_id));
+    }
+    if let Some(action) = action {
+        select = select.filter(audit_log::Column::Action.eq(action));
+    }
+    if let Some(after) = after {
+        select = select.filter(crate::store::history::before(
+            audit_log::Column::CreatedAt,
+            audit_log::Column::Id,
+            after,
+        ));
+    }
+    let rows = select
+        .order_by_desc(audit_log::Column::CreatedAt)
+        .order_by_desc(audit_log::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    Ok(crate::store::history::split_page(rows, limit))
+}

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod notifications;
 pub mod payments;
 pub mod records;
+pub mod security;
 pub mod sessions;
 pub mod users;
 pub mod wallets;

@@ -1,10 +1,10 @@
 //! Users and their roles.
 
 use domain::{DisplayName, DomainError, Email, Role};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use crate::store::{StoreError, StoreResult, now};
 
 /// Creates an account with the `user` role; refuses a taken e-mail.
 pub async fn create(
-    db: &DatabaseConnection,
+    db: &impl TransactionTrait<Transaction = sea_orm::DatabaseTransaction>,
     email: &Email,
     display_name: &DisplayName,
     password_hash: Option<String>,
@@ -104,12 +104,26 @@ pub async fn grant_role(
     email: &Email,
     role: Role,
 ) -> StoreResult<UserRecord> {
+    let row = find_row_by_email(db, email)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    grant_role_to(db, actor_id, row.id, role).await
+}
+
+/// Grants a role to a user (idempotent) and audits it.
+pub async fn grant_role_to(
+    db: &DatabaseConnection,
+    actor_id: Option<Uuid>,
+    user_id: Uuid,
+    role: Role,
+) -> StoreResult<UserRecord> {
     let txn = db.begin().await?;
-    let row = find_row_by_email(&txn, email)
+    users::Entity::find_by_id(user_id)
+        .one(&txn)
         .await?
         .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
     user_roles::Entity::insert(user_roles::ActiveModel {
-        user_id: Set(row.id),
+        user_id: Set(user_id),
         role: Set(role.as_str().to_owned()),
         granted_at: Set(now()),
     })
@@ -126,12 +140,12 @@ pub async fn grant_role(
             actor_id,
             action: "user.role_granted",
             subject_type: "user",
-            subject_id: Some(row.id),
+            subject_id: Some(user_id),
             details: json!({ "role": role.as_str() }),
         },
     )
     .await?;
-    let user = load(&txn, row.id)
+    let user = load(&txn, user_id)
         .await?
         .ok_or_else(|| super::inconsistent("user vanished"))?;
     txn.commit().await?;
@@ -147,7 +161,7 @@ pub async fn review_kyc(
     decision: domain::KycDecision,
     reason: Option<&str>,
 ) -> StoreResult<UserRecord> {
-    use sea_orm::QuerySelect;
+
     use sea_orm::sea_query::Expr;
 
     if actor_id == user_id {
@@ -212,6 +226,108 @@ pub async fn review_kyc(
             title: title.to_owned(),
             body,
             data: json!({ "status": status.as_str() }),
+        },
+    )
+    .await?;
+    let user = load(&txn, user_id)
+        .await?
+        .ok_or_else(|| super::inconsistent("user vanished"))?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Replaces the user's password hash and audits it.
+pub async fn set_password(db: &DatabaseConnection, user_id: Uuid, hash: String) -> StoreResult<()> {
+    let txn = db.begin().await?;
+    let updated = users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(Some(hash)))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now()))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(DomainError::not_found("user").into());
+    }
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id: Some(user_id),
+            action: "user.password_changed",
+            subject_type: "user",
+            subject_id: Some(user_id),
+            details: json!({}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The row of a user, with its password hash.
+pub async fn find_row(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<users::Model>> {
+    Ok(users::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Users whose KYC case has this status, oldest change first (at most 100).
+pub async fn with_kyc_status(
+    db: &impl ConnectionTrait,
+    status: &str,
+) -> StoreResult<Vec<UserRecord>> {
+
+    let rows = users::Entity::find()
+        .filter(users::Column::KycStatus.eq(status))
+        .order_by_asc(users::Column::UpdatedAt)
+        .limit(100)
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(user) = load(db, row.id).await? {
+            out.push(user);
+        }
+    }
+    Ok(out)
+}
+
+/// Withdraws a role (idempotent) and audits it. The last admin cannot lose
+/// the admin role.
+pub async fn revoke_role(
+    db: &DatabaseConnection,
+    actor_id: Option<Uuid>,
+    user_id: Uuid,
+    role: Role,
+) -> StoreResult<UserRecord> {
+    let txn = db.begin().await?;
+    users::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    if role == Role::User {
+        return Err(DomainError::bad_input("every account keeps the user role").into());
+    }
+    if role == Role::Admin {
+        let admins = user_roles::Entity::find()
+            .filter(user_roles::Column::Role.eq(Role::Admin.as_str()))
+            .lock_exclusive()
+            .all(&txn)
+            .await?;
+        if admins.len() <= 1 && admins.iter().any(|r| r.user_id == user_id) {
+            return Err(DomainError::bad_input("the last admin cannot lose the admin role").into());
+        }
+    }
+    user_roles::Entity::delete_many()
+        .filter(user_roles::Column::UserId.eq(user_id))
+        .filter(user_roles::Column::Role.eq(role.as_str()))
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id,
+            action: "user.role_revoked",
+            subject_type: "user",
+            subject_id: Some(user_id),
+            details: json!({ "role": role.as_str() }),
         },
     )
     .await?;

@@ -191,3 +191,50 @@ pub async fn store_balances(
         ..wallet.clone()
     })
 }
+
+/// Freezes or unfreezes a wallet (staff), with an audit record. A frozen
+/// wallet refuses money movements with `WALLET_FROZEN`; pending withdrawals
+/// can still be settled.
+pub async fn set_status(
+    db: &DatabaseConnection,
+    actor_id: Uuid,
+    id: Uuid,
+    status: domain::WalletStatus,
+    reason: Option<&str>,
+) -> StoreResult<WalletRecord> {
+    let txn = db.begin().await?;
+    let wallet = lock_in_order(&txn, &[id])
+        .await?
+        .pop()
+        .ok_or_else(|| inconsistent("locked wallet missing"))?;
+    let at = now();
+    wallets::Entity::update_many()
+        .col_expr(wallets::Column::Status, Expr::value(status.as_str()))
+        .col_expr(wallets::Column::Version, Expr::value(wallet.version + 1))
+        .col_expr(wallets::Column::UpdatedAt, Expr::value(at))
+        .filter(wallets::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id: Some(actor_id),
+            action: if status == domain::WalletStatus::Frozen {
+                "wallet.frozen"
+            } else {
+                "wallet.unfrozen"
+            },
+            subject_type: "wallet",
+            subject_id: Some(id),
+            details: json!({ "reason": reason, "previous": wallet.status.as_str() }),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(WalletRecord {
+        status,
+        version: wallet.version + 1,
+        updated_at: at,
+        ..wallet
+    })
+}

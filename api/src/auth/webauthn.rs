@@ -1,0 +1,314 @@
+//! WebAuthn ceremonies (webauthn-rs): registering security keys, the second
+//! factor of a login, and step-up assertions for sensitive operations.
+//!
+//! Ceremony state never travels to the client: it is kept in `auth_flows`
+//! with an expiry and taken (deleted) by the request that finishes it, so an
+//! assertion cannot be replayed against the same challenge. The signature
+//! counter is checked against the stored credential at finish time, in one
+//! conditional update, so an assertion older than one already accepted (a
+//! cloned authenticator, or a held-back assertion) is refused.
+
+use std::time::Duration as StdDuration;
+
+use anyhow::Context as _;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Duration;
+use domain::{DomainError, ErrorCode};
+use entity::store::security::{self, Credential, Flow, NewFlow};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder, WebauthnError,
+};
+
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Flow kinds kept in `auth_flows`.
+pub mod kinds {
+    /// A registration ceremony in progress.
+    pub const REGISTER: &str = "webauthn_register";
+    /// A password (or OAuth2) login waiting for its assertion.
+    pub const MFA_LOGIN: &str = "mfa_login";
+    /// A step-up ceremony in progress.
+    pub const STEP_UP: &str = "step_up";
+    /// An issued step-up token.
+    pub const STEP_UP_TOKEN: &str = "step_up_token";
+    /// An OAuth2 authorization in progress.
+    pub const OAUTH: &str = "oauth";
+}
+
+/// The lookup key of a client-held token: kind plus SHA-256, never the token.
+pub fn lookup(kind: &str, token: &str) -> String {
+    format!("{kind}:{}", hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+/// The relying party: who we are to authenticators.
+pub struct RelyingParty {
+    webauthn: Webauthn,
+    /// How long a ceremony may take.
+    pub ceremony_ttl: Duration,
+}
+
+impl std::fmt::Debug for RelyingParty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelyingParty").finish_non_exhaustive()
+    }
+}
+
+impl RelyingParty {
+    /// From `WEBAUTHN_*` settings.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let origin = Url::parse(&settings.webauthn_rp_origin)
+            .with_context(|| format!("WEBAUTHN_RP_ORIGIN={:?}", settings.webauthn_rp_origin))?;
+        let mut builder = WebauthnBuilder::new(&settings.webauthn_rp_id, &origin)
+            .context("WEBAUTHN_RP_ORIGIN must be on WEBAUTHN_RP_ID or a subdomain of it")?
+            .rp_name(&settings.webauthn_rp_name)
+            .timeout(StdDuration::from_secs(settings.webauthn_ceremony_ttl_secs));
+        for extra in &settings.webauthn_extra_origins {
+            let url = Url::parse(extra)
+                .with_context(|| format!("WEBAUTHN_EXTRA_ORIGINS entry {extra:?}"))?;
+            builder = builder.append_allowed_origin(&url);
+        }
+        let webauthn = builder.build().context("building the WebAuthn relying party")?;
+        Ok(Self {
+            webauthn,
+            ceremony_ttl: Duration::seconds(
+                i64::try_from(settings.webauthn_ceremony_ttl_secs).unwrap_or(300),
+            ),
+        })
+    }
+}
+
+fn internal(what: &str, err: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("{what}: {err}"))
+}
+
+fn refused(code: ErrorCode, message: &str) -> ApiError {
+    ApiError::from(DomainError::new(code, message))
+}
+
+fn parse_passkey(cred: &Credential) -> ApiResult<Passkey> {
+    serde_json::from_str(&cred.passkey).map_err(|e| internal("stored passkey", e))
+}
+
+/// Starts registering a new security key for the user; returns the
+/// `PublicKeyCredentialCreationOptions` for `navigator.credentials.create`.
+pub async fn begin_registration(
+    state: &AppState,
+    user_id: Uuid,
+    email: &str,
+    display_name: &str,
+) -> ApiResult<Value> {
+    let existing = security::credentials(&state.db, user_id).await?;
+    let exclude = existing
+        .iter()
+        .map(|c| parse_passkey(c).map(|p| p.cred_id().clone()))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let (options, registration) = state
+        .rp
+        .webauthn
+        .start_passkey_registration(user_id, email, display_name, Some(exclude))
+        .map_err(|e| internal("starting registration", e))?;
+    let payload =
+        serde_json::to_string(&registration).map_err(|e| internal("registration state", e))?;
+    security::put_flow(
+        &state.db,
+        NewFlow {
+            kind: kinds::REGISTER,
+            // One registration in progress per user; a new one replaces it.
+            lookup: lookup(kinds::REGISTER, &user_id.to_string()),
+            user_id: Some(user_id),
+            payload,
+            expires_at: entity::store::now() + state.rp.ceremony_ttl,
+        },
+    )
+    .await?;
+    serde_json::to_value(options).map_err(|e| internal("creation options", e))
+}
+
+/// Finishes a registration begun by [`begin_registration`].
+pub async fn finish_registration(
+    state: &AppState,
+    user_id: Uuid,
+    credential: Value,
+    name: &str,
+) -> ApiResult<Credential> {
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
+        .map_err(|_| DomainError::bad_input("credential is not a PublicKeyCredential from navigator.credentials.create"))?;
+    let flow = security::take_flow(
+        &state.db,
+        kinds::REGISTER,
+        &lookup(kinds::REGISTER, &user_id.to_string()),
+    )
+    .await?
+    .ok_or_else(|| {
+        DomainError::bad_input("no registration in progress, or it expired: call beginWebauthnRegistration again")
+    })?;
+    let registration: PasskeyRegistration =
+        serde_json::from_str(&flow.payload).map_err(|e| internal("registration state", e))?;
+    let passkey = state
+        .rp
+        .webauthn
+        .finish_passkey_registration(&credential, &registration)
+        .map_err(|e| {
+            tracing::info!(user.id = %user_id, error = %e, "WebAuthn registration refused");
+            DomainError::bad_input("the security key's response did not verify")
+        })?;
+    let stored = serde_json::to_string(&passkey).map_err(|e| internal("passkey", e))?;
+    let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
+    Ok(security::add_credential(&state.db, user_id, name, &credential_id, stored).await?)
+}
+
+/// Starts an assertion by any of the user's keys and keeps the ceremony
+/// under `flow_lookup`. `None` when the user has no key.
+pub async fn begin_assertion(
+    state: &AppState,
+    user_id: Uuid,
+    kind: &str,
+    flow_lookup: String,
+) -> ApiResult<Option<Value>> {
+    let credentials = security::credentials(&state.db, user_id).await?;
+    if credentials.is_empty() {
+        return Ok(None);
+    }
+    let passkeys = credentials
+        .iter()
+        .map(parse_passkey)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let (options, authentication) = state
+        .rp
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| internal("starting authentication", e))?;
+    let payload =
+        serde_json::to_string(&authentication).map_err(|e| internal("authentication state", e))?;
+    security::put_flow(
+        &state.db,
+        NewFlow {
+            kind,
+            lookup: flow_lookup,
+            user_id: Some(user_id),
+            payload,
+            expires_at: entity::store::now() + state.rp.ceremony_ttl,
+        },
+    )
+    .await?;
+    Ok(Some(serde_json::to_value(options).map_err(|e| internal("request options", e))?))
+}
+
+/// Verifies an assertion against a flow already taken from the store, and
+/// records the credential's new counter. Returns the user. Refusals carry
+/// `code` (`UNAUTHENTICATED` for logins, `STEP_UP_REQUIRED` for step-ups, so
+/// that a failed confirmation does not sign the app out).
+pub async fn finish_assertion(
+    state: &AppState,
+    flow: Flow,
+    assertion: Value,
+    code: ErrorCode,
+) -> ApiResult<Uuid> {
+    let user_id = flow
+        .user_id
+        .ok_or_else(|| internal("assertion flow", "no user"))?;
+    let assertion: PublicKeyCredential = serde_json::from_value(assertion).map_err(|_| {
+        DomainError::bad_input("assertion is not a PublicKeyCredential from navigator.credentials.get")
+    })?;
+    let authentication: PasskeyAuthentication =
+        serde_json::from_str(&flow.payload).map_err(|e| internal("authentication state", e))?;
+    let result = match state
+        .rp
+        .webauthn
+        .finish_passkey_authentication(&assertion, &authentication)
+    {
+        Ok(result) => result,
+        Err(err) => {
+            let compromised = matches!(err, WebauthnError::CredentialPossibleCompromise);
+            tracing::warn!(user.id = %user_id, error = %err, "WebAuthn assertion refused");
+            audit_failure(state, user_id, if compromised { "counter_regression" } else { "invalid" }).await;
+            return Err(refused(code, "the security key's assertion did not verify"));
+        }
+    };
+    let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
+    let stored = security::credentials(&state.db, user_id)
+        .await?
+        .into_iter()
+        .find(|c| c.credential_id == credential_id)
+        .ok_or_else(|| refused(code, "this security key is no longer registered"))?;
+    let mut passkey = parse_passkey(&stored)?;
+    passkey.update_credential(&result);
+    let passkey = serde_json::to_string(&passkey).map_err(|e| internal("passkey", e))?;
+    if !security::credential_used(&state.db, stored.id, result.counter(), passkey).await? {
+        tracing::warn!(user.id = %user_id, credential.id = %stored.id, "WebAuthn counter did not increase");
+        audit_failure(state, user_id, "counter_regression").await;
+        return Err(refused(
+            code,
+            "the security key's signature counter went backwards: the assertion is stale or the key was cloned",
+        ));
+    }
+    Ok(user_id)
+}
+
+async fn audit_failure(state: &AppState, user_id: Uuid, reason: &str) {
+    crate::auth::audit_refusal(
+        state,
+        Some(user_id),
+        "mfa.assertion_failed",
+        json!({ "reason": reason }),
+    )
+    .await;
+}
+
+/// Issues a step-up token after a verified assertion: short-lived, single
+/// use, bound to the user.
+pub async fn issue_step_up_token(
+    state: &AppState,
+    user_id: Uuid,
+) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
+    let token = crate::auth::tokens::random_token();
+    let expires_at = entity::store::now() + state.step_up.token_ttl;
+    security::put_flow(
+        &state.db,
+        NewFlow {
+            kind: kinds::STEP_UP_TOKEN,
+            lookup: lookup(kinds::STEP_UP_TOKEN, &token),
+            user_id: Some(user_id),
+            payload: "{}".to_owned(),
+            expires_at,
+        },
+    )
+    .await?;
+    Ok((token, expires_at))
+}
+
+/// Spends a step-up token on `reference` (what it authorises); refuses with
+/// `STEP_UP_REQUIRED` when absent, expired, another user's or already spent
+/// on something else.
+pub async fn require_step_up(
+    state: &AppState,
+    user_id: Uuid,
+    token: Option<&str>,
+    reference: &str,
+) -> ApiResult<()> {
+    let required = || {
+        ApiError::from(DomainError::new(
+            ErrorCode::StepUpRequired,
+            "confirm with your security key first: call beginStepUp and finishStepUp, then pass the stepUpToken",
+        ))
+    };
+    let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 128) else {
+        return Err(required());
+    };
+    let ok = security::consume_token(
+        &state.db,
+        kinds::STEP_UP_TOKEN,
+        &lookup(kinds::STEP_UP_TOKEN, token),
+        user_id,
+        reference,
+    )
+    .await?;
+    if ok { Ok(()) } else { Err(required()) }
+}

@@ -1,0 +1,338 @@
+//! Second factor and step-up (WebAuthn), OAuth2 login and password change.
+
+use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use domain::{DomainError, ErrorCode, Password};
+use entity::store::security::{self, Credential};
+use entity::store::users;
+use serde_json::{Value, json};
+
+use super::account::{client_addr, issue_session, sign_in};
+use super::types::{AuthPayload, LoginResult};
+use super::{parse_id, parts};
+use crate::auth::webauthn::{self, kinds, lookup};
+use crate::auth::{audit, passwords};
+use crate::error::{ApiError, ApiResult};
+
+/// A registered WebAuthn credential (security key or passkey).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct WebauthnCredential {
+    /// Id, for `removeWebauthnCredential`.
+    pub id: ID,
+    /// The name the user gave it.
+    pub name: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// When it last confirmed a sign-in or step-up.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<Credential> for WebauthnCredential {
+    fn from(c: Credential) -> Self {
+        Self {
+            id: ID(c.id.to_string()),
+            name: c.name,
+            created_at: c.created_at,
+            last_used_at: c.last_used_at,
+        }
+    }
+}
+
+/// Proof of a fresh WebAuthn assertion, for one sensitive operation.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StepUpToken {
+    /// Pass as `stepUpToken`; works once.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where to send the user to sign in with a provider.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct OAuthStart {
+    /// Open this URL (browser or in-app browser tab).
+    pub authorization_url: String,
+    /// Comes back on the redirect URI; pass it to `completeOAuthLogin`.
+    pub state: String,
+}
+
+/// Input of `changePassword`.
+#[derive(InputObject, Debug)]
+pub struct ChangePasswordInput {
+    /// The current password (accounts created through OAuth2 have none).
+    pub current_password: Option<String>,
+    /// At least 10 characters.
+    pub new_password: String,
+    /// Needed when two-factor is on.
+    pub step_up_token: Option<String>,
+}
+
+/// Second-factor queries.
+#[derive(Default)]
+pub struct SecurityQuery;
+
+#[Object]
+impl SecurityQuery {
+    /// The caller's security keys, oldest first.
+    async fn webauthn_credentials(&self, ctx: &Context<'_>) -> Result<Vec<WebauthnCredential>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let creds = security::credentials(&state.db, user.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(creds.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Second factor, step-up, OAuth2 and password mutations.
+#[derive(Default)]
+pub struct SecurityMutation;
+
+fn credential_name(name: &str) -> Result<String, DomainError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(DomainError::bad_input(
+            "name must have 1 to 64 characters and no control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+async fn step_up_options(ctx: &Context<'_>) -> ApiResult<Value> {
+    let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let user = viewer.require_user()?;
+    webauthn::begin_assertion(
+        state,
+        user.id,
+        kinds::STEP_UP,
+        lookup(kinds::STEP_UP, &user.session_id.to_string()),
+    )
+    .await?
+    .ok_or_else(|| {
+        DomainError::new(
+            ErrorCode::StepUpRequired,
+            "register a security key first: step-up needs one",
+        )
+        .into()
+    })
+}
+
+#[Object]
+impl SecurityMutation {
+    /// Starts registering a security key; pass the result to
+    /// `navigator.credentials.create`, then the credential to
+    /// `finishWebauthnRegistration`.
+    async fn begin_webauthn_registration(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+        let (state, viewer) = parts(ctx)?;
+        let auth = viewer.require_user().map_err(ApiError::from)?;
+        let user = users::load(&state.db, auth.id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::from(DomainError::unauthenticated("the account no longer exists")))?;
+        let options =
+            webauthn::begin_registration(state, user.id, &user.email, &user.display_name).await?;
+        Ok(Json(options))
+    }
+
+    /// Finishes registering a security key and turns two-factor on.
+    async fn finish_webauthn_registration(
+        &self,
+        ctx: &Context<'_>,
+        credential: Json<Value>,
+        name: String,
+    ) -> Result<WebauthnCredential> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let name = credential_name(&name).map_err(ApiError::from)?;
+        let stored = webauthn::finish_registration(state, user.id, credential.0, &name).await?;
+        tracing::info!(user.id = %user.id, credential.id = %stored.id, "security key registered");
+        Ok(stored.into())
+    }
+
+    /// Removes one of the caller's security keys; needs a step-up token.
+    async fn remove_webauthn_credential(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        step_up_token: Option<String>,
+    ) -> Result<bool> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        webauthn::require_step_up(
+            state,
+            user.id,
+            step_up_token.as_deref(),
+            &format!("remove-credential:{}", uuid::Uuid::new_v4()),
+        )
+        .await?;
+        let still_on = security::remove_credential(&state.db, user.id, id)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(user.id = %user.id, credential.id = %id, two_factor = still_on, "security key removed");
+        Ok(true)
+    }
+
+    /// Completes a login that answered `MfaChallenge`, with the assertion
+    /// from `navigator.credentials.get`. The challenge works once.
+    async fn finish_webauthn_login(
+        &self,
+        ctx: &Context<'_>,
+        mfa_token: String,
+        assertion: Json<Value>,
+    ) -> Result<AuthPayload> {
+        let (state, _) = parts(ctx)?;
+        let addr = client_addr(ctx);
+        state
+            .limiter
+            .hit(
+                crate::limits::Bucket::LoginAddress(addr),
+                state.settings.rate_login_per_address,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        let flow = security::take_flow(&state.db, kinds::MFA_LOGIN, &lookup(kinds::MFA_LOGIN, &mfa_token))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::from(DomainError::unauthenticated(
+                    "this sign-in is unknown, used or expired: sign in again",
+                ))
+            })?;
+        let user_id =
+            webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::Unauthenticated).await?;
+        let user = users::load(&state.db, user_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::from(DomainError::unauthenticated("the account no longer exists")))?;
+        audit(state, Some(user.id), "auth.login", "user", Some(user.id), json!({ "factor": "webauthn" }))
+            .await?;
+        tracing::info!(user.id = %user.id, "logged in with a second factor");
+        Ok(issue_session(state, user).await?)
+    }
+
+    /// Starts a step-up: pass the result to `navigator.credentials.get`,
+    /// then the assertion to `finishStepUp`.
+    async fn begin_step_up(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+        Ok(Json(step_up_options(ctx).await?))
+    }
+
+    /// Finishes a step-up and issues a short-lived, single-use token for
+    /// one sensitive operation.
+    async fn finish_step_up(&self, ctx: &Context<'_>, assertion: Json<Value>) -> Result<StepUpToken> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let flow = security::take_flow(
+            &state.db,
+            kinds::STEP_UP,
+            &lookup(kinds::STEP_UP, &user.session_id.to_string()),
+        )
+        .await
+        .map_err(ApiError::from)?
+        .filter(|f| f.user_id == Some(user.id))
+        .ok_or_else(|| {
+            ApiError::from(DomainError::new(
+                ErrorCode::StepUpRequired,
+                "no step-up in progress, or it expired: call beginStepUp again",
+            ))
+        })?;
+        webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::StepUpRequired).await?;
+        let (token, expires_at) = webauthn::issue_step_up_token(state, user.id).await?;
+        audit(state, Some(user.id), "mfa.step_up", "user", Some(user.id), json!({})).await?;
+        Ok(StepUpToken { token, expires_at })
+    }
+
+    /// Changes the password. Needs the current one (if the account has one)
+    /// and, when two-factor is on, a step-up token.
+    async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<bool> {
+        let (state, viewer) = parts(ctx)?;
+        let auth = viewer.require_user().map_err(ApiError::from)?;
+        let new_password = Password::parse_new(&input.new_password).map_err(ApiError::from)?;
+        let row = users::find_row(&state.db, auth.id)
+            .await
+            .map_err(ApiError::from)?;
+        change_password(ctx, auth.id, row, input, new_password).await?;
+        Ok(true)
+    }
+
+    /// Starts signing in with an OAuth2 / OpenID Connect provider.
+    async fn start_o_auth_login(
+        &self,
+        ctx: &Context<'_>,
+        provider: String,
+        redirect_uri: String,
+    ) -> Result<OAuthStart> {
+        let (state, _) = parts(ctx)?;
+        let started = state.oauth.start(state, &provider, &redirect_uri).await?;
+        Ok(OAuthStart {
+            authorization_url: started.authorization_url,
+            state: started.state,
+        })
+    }
+
+    /// Completes an OAuth2 sign-in with the `code` and `state` the provider
+    /// sent to the redirect URI. The first sign-in creates the account or
+    /// links the one with the same verified e-mail.
+    async fn complete_o_auth_login(
+        &self,
+        ctx: &Context<'_>,
+        provider: String,
+        code: String,
+        state: String,
+    ) -> Result<LoginResult> {
+        let (app, _) = parts(ctx)?;
+        let addr = client_addr(ctx);
+        app.limiter
+            .hit(
+                crate::limits::Bucket::LoginAddress(addr),
+                app.settings.rate_login_per_address,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        let (user, outcome) = app.oauth.complete(app, &provider, &code, &state).await?;
+        tracing::info!(user.id = %user.id, ?outcome, "OAuth2 sign-in");
+        Ok(sign_in(app, user, "oauth").await?)
+    }
+}
+
+async fn change_password(
+    ctx: &Context<'_>,
+    user_id: uuid::Uuid,
+    row: Option<entity::entities::users::Model>,
+    input: ChangePasswordInput,
+    new_password: Password,
+) -> ApiResult<()> {
+    let (state, _) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let row = row.ok_or_else(|| DomainError::unauthenticated("the account no longer exists"))?;
+    let has_password = row.password_hash.is_some();
+    if has_password {
+        let wrong = || DomainError::bad_input("the current password is incorrect");
+        let current = input
+            .current_password
+            .as_deref()
+            .ok_or_else(wrong)
+            .and_then(|p| Password::parse_existing(p).map_err(|_| wrong()))?;
+        if !passwords::verify(&current, row.password_hash.clone()).await? {
+            crate::auth::audit_refusal(state, Some(user_id), "user.password_change_refused", json!({})).await;
+            return Err(wrong().into());
+        }
+    }
+    if row.two_factor_enabled {
+        webauthn::require_step_up(
+            state,
+            user_id,
+            input.step_up_token.as_deref(),
+            &format!("change-password:{}", uuid::Uuid::new_v4()),
+        )
+        .await?;
+    } else if !has_password {
+        return Err(DomainError::forbidden(
+            "this account signs in through a provider: register a security key before setting a password",
+        )
+        .into());
+    }
+    let hash = passwords::hash(&new_password).await?;
+    users::set_password(&state.db, user_id, hash).await?;
+    tracing::info!(user.id = %user_id, "password changed");
+    Ok(())
+}
