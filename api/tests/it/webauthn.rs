@@ -1,0 +1,359 @@
+//! WebAuthn with a software authenticator performing full ceremonies against
+//! the running server: registration, the second factor of a login, step-up
+//! for large transfers, key removal and password change; replayed and stale
+//! assertions; the audit trail of it all.
+
+use serde_json::{Value, json};
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+use crate::support::{Backend, Session, TestApp, WEBAUTHN_ORIGIN, data, error_code};
+
+fn origin() -> Url {
+    Url::parse(WEBAUTHN_ORIGIN).expect("origin")
+}
+
+/// A security key: a software passkey that signs for the web app origin.
+struct Key(SoftPasskey);
+
+impl Key {
+    fn new() -> Key {
+        // `true`: the soft key reports user verification, as a real passkey would.
+        Key(SoftPasskey::new(true))
+    }
+
+    fn create(&mut self, options: &Value) -> Value {
+        let options: CreationChallengeResponse =
+            serde_json::from_value(options.clone()).expect("creation options");
+        let credential = self
+            .0
+            .do_registration(origin(), options)
+            .expect("the authenticator registers");
+        serde_json::to_value(credential).expect("credential json")
+    }
+
+    fn assert(&mut self, options: &Value) -> Value {
+        let options: RequestChallengeResponse =
+            serde_json::from_value(options.clone()).expect("request options");
+        let assertion = self
+            .0
+            .do_authentication(origin(), options)
+            .expect("the authenticator asserts");
+        serde_json::to_value(assertion).expect("assertion json")
+    }
+}
+
+const LOGIN: &str = "mutation($i: LoginInput!) { login(input: $i) {
+    __typename
+    ... on AuthPayload { accessToken user { id twoFactorEnabled } }
+    ... on MfaChallenge { mfaToken webauthnOptions } } }";
+
+const FINISH_LOGIN: &str = "mutation($t: String!, $a: JSON!) { finishWebauthnLogin(mfaToken: $t, assertion: $a) {
+    accessToken refreshToken user { id email twoFactorEnabled } } }";
+
+async fn password_login(app: &TestApp, email: &str) -> Value {
+    let body = app
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "email": email, "password": "correct horse battery" } }),
+        )
+        .await;
+    data(&body, "login").clone()
+}
+
+async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> Value {
+    let body = app
+        .gql(Some(&s.token), "mutation { beginWebauthnRegistration }", json!({}))
+        .await;
+    let options = data(&body, "beginWebauthnRegistration").clone();
+    assert!(options["publicKey"]["challenge"].is_string(), "{options}");
+    let credential = key.create(&options);
+    let body = app
+        .gql(
+            Some(&s.token),
+            "mutation($c: JSON!, $n: String!) { finishWebauthnRegistration(credential: $c, name: $n) { id name createdAt lastUsedAt } }",
+            json!({ "c": credential, "n": name }),
+        )
+        .await;
+    data(&body, "finishWebauthnRegistration").clone()
+}
+
+async fn step_up(app: &TestApp, s: &Session, key: &mut Key) -> String {
+    let body = app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    let options = data(&body, "beginStepUp").clone();
+    let assertion = key.assert(&options);
+    let body = app
+        .gql(
+            Some(&s.token),
+            "mutation($a: JSON!) { finishStepUp(assertion: $a) { token expiresAt } }",
+            json!({ "a": assertion }),
+        )
+        .await;
+    data(&body, "finishStepUp")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+async fn audit_actions(app: &TestApp, user_id: &str) -> Vec<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let id = uuid::Uuid::parse_str(user_id).expect("uuid");
+    entity::entities::audit_log::Entity::find()
+        .filter(entity::entities::audit_log::Column::ActorId.eq(id))
+        .order_by_asc(entity::entities::audit_log::Column::CreatedAt)
+        .all(&app.db)
+        .await
+        .expect("audit rows")
+        .into_iter()
+        .map(|r| r.action)
+        .collect()
+}
+
+async fn two_factor_login(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = app.register("mfa@example.com").await;
+    let mut key = Key::new();
+    let cred = register_key(&app, &s, &mut key, "Laptop key").await;
+    assert_eq!(cred["name"], "Laptop key");
+    assert!(cred["lastUsedAt"].is_null());
+
+    let me = app
+        .gql(Some(&s.token), "{ me { twoFactorEnabled } webauthnCredentials { id name } }", json!({}))
+        .await;
+    assert_eq!(data(&me, "me")["twoFactorEnabled"], true);
+    assert_eq!(data(&me, "webauthnCredentials").as_array().map(Vec::len), Some(1));
+
+    // The password alone is no longer enough.
+    let first = password_login(&app, &s.email).await;
+    assert_eq!(first["__typename"], "MfaChallenge", "{first}");
+    assert!(first.get("accessToken").is_none());
+    let token = first["mfaToken"].as_str().expect("mfa token").to_owned();
+    let assertion = key.assert(&first["webauthnOptions"]);
+
+    // Another challenge's token with this assertion: refused.
+    let other = password_login(&app, &s.email).await;
+    let crossed = app
+        .gql(None, FINISH_LOGIN, json!({ "t": other["mfaToken"], "a": assertion }))
+        .await;
+    assert_eq!(error_code(&crossed), "UNAUTHENTICATED", "{crossed}");
+
+    let done = app.gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion })).await;
+    let payload = data(&done, "finishWebauthnLogin");
+    assert_eq!(payload["user"]["email"], "mfa@example.com");
+    let new_token = payload["accessToken"].as_str().expect("access token");
+    let me = app.gql(Some(new_token), "{ me { id } }", json!({})).await;
+    assert_eq!(data(&me, "me")["id"], s.user_id.as_str());
+
+    // The same assertion again: the challenge is spent.
+    let replay = app.gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion })).await;
+    assert_eq!(error_code(&replay), "UNAUTHENTICATED", "{replay}");
+    // A wrong password never reaches the second factor.
+    let wrong = app
+        .gql(None, LOGIN, json!({ "i": { "email": s.email, "password": "wrong horse battery" } }))
+        .await;
+    assert_eq!(error_code(&wrong), "UNAUTHENTICATED");
+
+    let actions = audit_actions(&app, &s.user_id).await;
+    for expected in [
+        "mfa.credential_added",
+        "auth.first_factor",
+        "auth.login",
+        "mfa.assertion_failed",
+        "auth.login_failed",
+    ] {
+        assert!(actions.iter().any(|a| a == expected), "no {expected} in {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_security_key_becomes_the_second_factor_of_login_on_postgres() {
+    two_factor_login(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_security_key_becomes_the_second_factor_of_login_on_sqlite() {
+    two_factor_login(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_assertion_older_than_one_accepted_is_refused() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.register("counter@example.com").await;
+    let mut key = Key::new();
+    register_key(&app, &s, &mut key, "Key").await;
+
+    // Two logins in flight; the key signs the first one first (counter n),
+    // then the second (n + 1). The second is completed first.
+    let a = password_login(&app, &s.email).await;
+    let b = password_login(&app, &s.email).await;
+    let older = key.assert(&a["webauthnOptions"]);
+    let newer = key.assert(&b["webauthnOptions"]);
+    let ok = app
+        .gql(None, FINISH_LOGIN, json!({ "t": b["mfaToken"], "a": newer }))
+        .await;
+    data(&ok, "finishWebauthnLogin");
+    // The held-back assertion now carries a counter that did not increase:
+    // a cloned key or a stale assertion. Its challenge is still valid, so
+    // only the counter check stops it.
+    let stale = app
+        .gql(None, FINISH_LOGIN, json!({ "t": a["mfaToken"], "a": older }))
+        .await;
+    assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
+    assert!(
+        audit_actions(&app, &s.user_id)
+            .await
+            .iter()
+            .any(|a| a == "mfa.assertion_failed")
+    );
+}
+
+#[tokio::test]
+async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.step_up_thresholds = api::config::parse_thresholds(
+            "USD=500,EUR=500,USDC=500,BTC=0.01,ETH=0.1",
+        )
+        .expect("thresholds");
+    })
+    .await;
+    let s = app.register("stepup@example.com").await;
+    let friend = app.register("friend@example.com").await;
+    let usd = app.open_wallet(&s, "USD").await;
+    app.open_wallet(&friend, "USD").await;
+    app.deposit(&s, &usd, "5000", "fund").await;
+    let transfer = |amount: &str, token: Option<&str>| {
+        json!({ "fromWalletId": usd, "toEmail": "friend@example.com", "amount": amount, "stepUpToken": token })
+    };
+
+    // Below the threshold nothing extra is asked.
+    data(&app.transfer(&s, transfer("499.99", None), "small").await, "transfer");
+    // At the threshold without a key: STEP_UP_REQUIRED, and step-up itself
+    // says a key is needed.
+    assert_eq!(error_code(&app.transfer(&s, transfer("500", None), "big-0").await), "STEP_UP_REQUIRED");
+    let no_key = app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    assert_eq!(error_code(&no_key), "STEP_UP_REQUIRED");
+
+    let mut key = Key::new();
+    let cred = register_key(&app, &s, &mut key, "Phone").await;
+    assert_eq!(error_code(&app.transfer(&s, transfer("500", None), "big-1").await), "STEP_UP_REQUIRED");
+    let forged = app.transfer(&s, transfer("500", Some("not-a-token")), "big-1").await;
+    assert_eq!(error_code(&forged), "STEP_UP_REQUIRED");
+
+    let token = step_up(&app, &s, &mut key).await;
+    let sent = app.transfer(&s, transfer("750", Some(&token)), "big-2").await;
+    assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "750");
+    // A retry of the same request (same key) replays with the same token...
+    let again = app.transfer(&s, transfer("750", Some(&token)), "big-2").await;
+    assert_eq!(data(&again, "transfer")["replayed"], true);
+    // ...but the token does not authorise a second transfer.
+    let reused = app.transfer(&s, transfer("750", Some(&token)), "big-3").await;
+    assert_eq!(error_code(&reused), "STEP_UP_REQUIRED", "{reused}");
+    // Nor is it anyone else's.
+    let theirs = app.transfer(&friend, transfer("750", Some(&token)), "big-4").await;
+    assert!(theirs["errors"].is_array(), "{theirs}");
+
+    // A step-up answered with an assertion for another challenge fails
+    // without signing the app out (not UNAUTHENTICATED).
+    let body = app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    let first_options = data(&body, "beginStepUp").clone();
+    let stale = key.assert(&first_options);
+    app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    let mismatch = app
+        .gql(
+            Some(&s.token),
+            "mutation($a: JSON!) { finishStepUp(assertion: $a) { token } }",
+            json!({ "a": stale }),
+        )
+        .await;
+    assert_eq!(error_code(&mismatch), "STEP_UP_REQUIRED", "{mismatch}");
+
+    // Changing the password with two-factor on needs a step-up too.
+    let change = "mutation($i: ChangePasswordInput!) { changePassword(input: $i) }";
+    let without = app
+        .gql(
+            Some(&s.token),
+            change,
+            json!({ "i": { "currentPassword": "correct horse battery", "newPassword": "an even longer passphrase" } }),
+        )
+        .await;
+    assert_eq!(error_code(&without), "STEP_UP_REQUIRED");
+    let token = step_up(&app, &s, &mut key).await;
+    let wrong_current = app
+        .gql(
+            Some(&s.token),
+            change,
+            json!({ "i": { "currentPassword": "not my password!", "newPassword": "an even longer passphrase", "stepUpToken": token } }),
+        )
+        .await;
+    assert_eq!(error_code(&wrong_current), "BAD_USER_INPUT");
+    let changed = app
+        .gql(
+            Some(&s.token),
+            change,
+            json!({ "i": { "currentPassword": "correct horse battery", "newPassword": "an even longer passphrase", "stepUpToken": token } }),
+        )
+        .await;
+    assert_eq!(data(&changed, "changePassword"), true);
+    let old = app
+        .gql(None, LOGIN, json!({ "i": { "email": s.email, "password": "correct horse battery" } }))
+        .await;
+    assert_eq!(error_code(&old), "UNAUTHENTICATED");
+
+    // Removing the key: refused without a step-up, then done with one.
+    let remove = "mutation($id: ID!, $t: String) { removeWebauthnCredential(id: $id, stepUpToken: $t) }";
+    let refused = app
+        .gql(Some(&s.token), remove, json!({ "id": cred["id"], "t": null }))
+        .await;
+    assert_eq!(error_code(&refused), "STEP_UP_REQUIRED");
+    let token = step_up(&app, &s, &mut key).await;
+    let removed = app
+        .gql(Some(&s.token), remove, json!({ "id": cred["id"], "t": token }))
+        .await;
+    assert_eq!(data(&removed, "removeWebauthnCredential"), true);
+    let me = app.gql(Some(&s.token), "{ me { twoFactorEnabled } }", json!({})).await;
+    assert_eq!(data(&me, "me")["twoFactorEnabled"], false);
+    // Without a key, the new password signs in directly again.
+    let back = app
+        .gql(None, LOGIN, json!({ "i": { "email": s.email, "password": "an even longer passphrase" } }))
+        .await;
+    assert_eq!(data(&back, "login")["__typename"], "AuthPayload");
+
+    let actions = audit_actions(&app, &s.user_id).await;
+    for expected in ["mfa.step_up", "user.password_changed", "mfa.credential_removed"] {
+        assert!(actions.iter().any(|a| a == expected), "no {expected} in {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn ceremonies_are_tied_to_their_user_and_expire() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| s.webauthn_ceremony_ttl_secs = 1).await;
+    let s = app.register("slow@example.com").await;
+    let mut key = Key::new();
+    let body = app
+        .gql(Some(&s.token), "mutation { beginWebauthnRegistration }", json!({}))
+        .await;
+    let credential = key.create(data(&body, "beginWebauthnRegistration"));
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let late = app
+        .gql(
+            Some(&s.token),
+            "mutation($c: JSON!) { finishWebauthnRegistration(credential: $c, name: \"k\") { id } }",
+            json!({ "c": credential }),
+        )
+        .await;
+    assert_eq!(error_code(&late), "BAD_USER_INPUT", "{late}");
+    // Garbage is a clear input error, not an internal one.
+    let garbage = app
+        .gql(
+            Some(&s.token),
+            "mutation { finishWebauthnRegistration(credential: {id: 1}, name: \"k\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&garbage), "BAD_USER_INPUT", "{garbage}");
+    // Registration needs a signed-in user.
+    let anon = app.gql(None, "mutation { beginWebauthnRegistration }", json!({})).await;
+    assert_eq!(error_code(&anon), "UNAUTHENTICATED");
+}
