@@ -1,0 +1,257 @@
+//! Rate limits (shared through Redis by several instances, in process on the
+//! embedded default) and the limits on the shape of queries and batches.
+
+use api::config::{AppEnv, RateSetting};
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestApp, data, error_code, redis_url};
+
+const LOGIN: &str = "mutation($i: LoginInput!) { login(input: $i) { __typename } }";
+
+async fn login(app: &TestApp, email: &str, password: &str) -> Value {
+    app.gql(None, LOGIN, json!({ "i": { "email": email, "password": password } }))
+        .await
+}
+
+fn rate(limit: u64) -> RateSetting {
+    RateSetting {
+        limit,
+        window_secs: 60,
+    }
+}
+
+fn assert_rate_limited(body: &Value) {
+    assert_eq!(error_code(body), "RATE_LIMITED", "{body}");
+    let retry = body["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retryAfter: {body}"));
+    assert!((1..=60).contains(&retry), "{body}");
+}
+
+#[tokio::test]
+async fn sign_in_attempts_per_account_are_shared_by_instances_through_redis() {
+    let prefix = format!("wallet-bff-test:{}", uuid::Uuid::new_v4());
+    let tweak = |s: &mut api::config::Settings| {
+        s.redis_url = Some(redis_url());
+        s.rate_limit_prefix = prefix.clone();
+        s.rate_login_per_account = rate(3);
+    };
+    let one = TestApp::spawn_with(Backend::Postgres, tweak).await;
+    let two = TestApp::spawn_with(Backend::Postgres, tweak).await;
+    one.register("target@example.com").await;
+    one.register("bystander@example.com").await;
+
+    // Three attempts, spread over both instances, use up the account's budget.
+    for (app, password) in [(&one, "guess number one"), (&two, "guess number two"), (&one, "guess number 3")] {
+        assert_eq!(error_code(&login(app, "target@example.com", password).await), "UNAUTHENTICATED");
+    }
+    // The fourth is refused on either instance, even with the right password.
+    assert_rate_limited(&login(&two, "target@example.com", "correct horse battery").await);
+    assert_rate_limited(&login(&one, "TARGET@example.com", "correct horse battery").await);
+    // Other accounts are not affected.
+    let other = login(&one, "bystander@example.com", "correct horse battery").await;
+    assert_eq!(data(&other, "login")["__typename"], "AuthPayload");
+}
+
+#[tokio::test]
+async fn sign_in_attempts_per_address_are_limited_on_the_embedded_default() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_login_per_address = rate(4);
+    })
+    .await;
+    app.register("spray@example.com").await;
+    for i in 0..4 {
+        let body = login(&app, &format!("nobody{i}@example.com"), "password spraying").await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    }
+    // Spraying other accounts from the same address is cut off.
+    assert_rate_limited(&login(&app, "spray@example.com", "correct horse battery").await);
+}
+
+#[tokio::test]
+async fn money_mutations_are_limited_per_user() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.redis_url = Some(redis_url());
+        s.rate_money_per_user = rate(3);
+    })
+    .await;
+    let a = app.register("busy@example.com").await;
+    let b = app.register("calm@example.com").await;
+    let a_usd = app.open_wallet(&a, "USD").await;
+    let b_usd = app.open_wallet(&b, "USD").await;
+    for i in 0..3 {
+        data(&app.deposit(&a, &a_usd, "1", &format!("d{i}")).await, "deposit");
+    }
+    assert_rate_limited(&app.deposit(&a, &a_usd, "1", "d3").await);
+    let w = app.withdraw(&a, &a_usd, "1", "w0").await;
+    assert_rate_limited(&w);
+    // The refused deposit moved nothing.
+    let wallet = app.wallet(&a, &a_usd).await;
+    assert_eq!(data(&wallet, "wallet")["balance"], "3");
+    data(&app.deposit(&b, &b_usd, "1", "d0").await, "deposit");
+}
+
+#[tokio::test]
+async fn requests_are_limited_per_tier_with_http_429_and_retry_after() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_requests_anonymous = rate(5);
+        s.rate_requests_user = rate(8);
+    })
+    .await;
+    // `register` is the first anonymous request.
+    let s = app.register("tier@example.com").await;
+    let post = |token: Option<String>| {
+        let mut req = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": "{ me { id } }" }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    for _ in 0..4 {
+        assert!(post(None).await.expect("send").status().is_success());
+    }
+    let refused = post(None).await.expect("send");
+    assert_eq!(refused.status().as_u16(), 429);
+    let retry: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After header");
+    assert!((1..=60).contains(&retry));
+    let body: Value = refused.json().await.expect("json");
+    assert_rate_limited(&body);
+    // A signed-in user has a budget of its own ...
+    for _ in 0..8 {
+        let resp = post(Some(s.token.clone())).await.expect("send");
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    // ... which runs out too.
+    assert_eq!(post(Some(s.token.clone())).await.expect("send").status().as_u16(), 429);
+}
+
+#[tokio::test]
+async fn aliases_root_fields_and_repeated_sign_ins_are_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let aliases: String = (0..31).map(|i| format!("a{i}: __typename ")).collect();
+    let body = app.gql(None, &format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    let fields: String = (0..21).map(|_| "__typename ").collect();
+    let body = app.gql(None, &format!("{{ {fields} }}"), json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // Guessing passwords through aliases in one request.
+    let body = app
+        .gql(
+            None,
+            r#"mutation { a: login(input: {email: "x@example.com", password: "first guess!"}) { __typename }
+                          b: login(input: {email: "x@example.com", password: "second guess"}) { __typename } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    assert!(body["data"].is_null(), "nothing ran: {body}");
+}
+
+#[tokio::test]
+async fn sign_in_and_money_mutations_cannot_be_batched() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let s = app.register("batch@example.com").await;
+    let usd = app.open_wallet(&s, "USD").await;
+    let batch = json!([
+        { "query": "{ me { id } }" },
+        { "query": "mutation($w: ID!) { deposit(input: {walletId: $w, amount: \"5\"}, idempotencyKey: \"b1\") { replayed } }",
+          "variables": { "w": usd } },
+    ]);
+    let body: Value = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&s.token)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body[0]["data"]["me"]["id"], s.user_id.as_str(), "{body}");
+    assert_eq!(error_code(&body[1]), "BAD_USER_INPUT", "{body}");
+    let wallet = app.wallet(&s, &usd).await;
+    assert_eq!(data(&wallet, "wallet")["balance"], "0", "the batched deposit did not run");
+    // Alone, the same deposit runs.
+    data(&app.deposit(&s, &usd, "5", "b1").await, "deposit");
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn persisted_queries_registered_on_one_instance_work_on_another() {
+    let prefix = format!("wallet-bff-test:{}", uuid::Uuid::new_v4());
+    let tweak = |s: &mut api::config::Settings| {
+        s.redis_url = Some(redis_url());
+        s.rate_limit_prefix = prefix.clone();
+    };
+    let one = TestApp::spawn_with(Backend::Postgres, tweak).await;
+    let two = TestApp::spawn_with(Backend::Postgres, tweak).await;
+    let query = "query Probe { __typename }";
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(query) } });
+    let send = |app: &TestApp, body: Value| {
+        let req = app.client.post(app.url("/graphql")).json(&body);
+        async move {
+            req.send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let miss = send(&two, json!({ "extensions": ext })).await;
+    assert_eq!(error_code(&miss), "PERSISTED_QUERY_NOT_FOUND");
+    let full = send(&one, json!({ "query": query, "extensions": ext })).await;
+    assert_eq!(full["data"]["__typename"], "Query");
+    let hit = send(&two, json!({ "extensions": ext })).await;
+    assert_eq!(hit["data"]["__typename"], "Query", "{hit}");
+
+    // A persisted sign-in is still refused inside a batch: the check runs
+    // on the stored document, not on the (absent) text.
+    let login = r#"mutation { login(input: {email: "apq@example.com", password: "whatever pw"}) { __typename } }"#;
+    let login_ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(login) } });
+    send(&one, json!({ "query": login, "extensions": login_ext })).await;
+    let batch = send(&two, json!([{ "query": "{ __typename }" }, { "extensions": login_ext }])).await;
+    assert_eq!(error_code(&batch[1]), "BAD_USER_INPUT", "{batch}");
+}
+
+#[tokio::test]
+async fn production_mode_hides_the_schema_and_graphiql() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.app_env = AppEnv::Production;
+        s.introspection_enabled = false;
+        s.graphiql_enabled = false;
+    })
+    .await;
+    let body = app.gql(None, "{ __schema { types { name } } }", json!({})).await;
+    // async-graphql answers a disabled introspection with null.
+    assert!(body["data"]["__schema"].is_null(), "{body}");
+    assert!(!body.to_string().contains("\"Wallet\""), "{body}");
+    // No field suggestions either ("Did you mean ...").
+    let typo = app.gql(None, "{ mee { id } }", json!({})).await;
+    let message = typo["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("Did you mean"), "{typo}");
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(page.status().as_u16(), 404);
+    // Queries themselves still work.
+    let ok = app.gql(None, "{ __typename }", json!({})).await;
+    assert_eq!(ok["data"]["__typename"], "Query");
+}
