@@ -189,7 +189,10 @@ impl std::str::FromStr for RateSetting {
         let (limit, window) = s
             .split_once('/')
             .ok_or_else(|| "expected count/seconds such as 10/60".to_owned())?;
-        let limit: u64 = limit.trim().parse().map_err(|_| "count is not a number".to_owned())?;
+        let limit: u64 = limit
+            .trim()
+            .parse()
+            .map_err(|_| "count is not a number".to_owned())?;
         let window_secs: u64 = window
             .trim()
             .parse()
@@ -294,7 +297,8 @@ pub fn parse_thresholds(raw: &str) -> anyhow::Result<BTreeMap<Currency, Decimal>
         let (code, amount) = part
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("{part:?} is not CURRENCY=amount"))?;
-        let currency = Currency::parse(code).map_err(|e| anyhow::anyhow!("{part:?}: {}", e.message))?;
+        let currency =
+            Currency::parse(code).map_err(|e| anyhow::anyhow!("{part:?}: {}", e.message))?;
         let amount = domain::money::parse_exact(amount.trim())
             .map_err(|e| anyhow::anyhow!("{part:?}: {}", e.message))?;
         if amount.is_sign_negative() {
@@ -437,7 +441,8 @@ impl Settings {
             oauth_redirect_uris: list("OAUTH_REDIRECT_URIS"),
             oauth_flow_ttl_secs: parsed("OAUTH_FLOW_TTL_SECS", 600i64)?,
             rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
-            rate_limit_prefix: var("RATE_LIMIT_PREFIX").unwrap_or_else(|| "wallet-bff:rl".to_owned()),
+            rate_limit_prefix: var("RATE_LIMIT_PREFIX")
+                .unwrap_or_else(|| "wallet-bff:rl".to_owned()),
             rate_login_per_account: parsed("RATE_LOGIN_PER_ACCOUNT", rate(10, 900))?,
             rate_login_per_address: parsed("RATE_LOGIN_PER_ADDRESS", rate(50, 900))?,
             rate_money_per_user: parsed("RATE_MONEY_PER_USER", rate(30, 60))?,

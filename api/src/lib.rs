@@ -145,15 +145,15 @@ pub async fn serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Subscription streams complete and WebSockets close before the
-            // HTTP connections drain. `send_replace` keeps the value even
-            // when nothing listens yet, so late sockets see it too.
-            live_for_signal.shutdown.send_replace(true);
-        })
-        .await
-        .context("serving HTTP");
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Subscription streams complete and WebSockets close before the
+        // HTTP connections drain. `send_replace` keeps the value even
+        // when nothing listens yet, so late sockets see it too.
+        live_for_signal.shutdown.send_replace(true);
+    })
+    .await
+    .context("serving HTTP");
     // Upgraded WebSockets are not tracked by axum: wait for them to finish
     // their `complete` messages and close frames.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -60,7 +60,9 @@ impl std::fmt::Debug for RateLimiter {
             Backend::Memory(_) => "memory",
             Backend::Off => "off",
         };
-        f.debug_struct("RateLimiter").field("backend", &kind).finish()
+        f.debug_struct("RateLimiter")
+            .field("backend", &kind)
+            .finish()
     }
 }
 
@@ -109,7 +111,6 @@ pub async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
 }
 
 impl RateLimiter {
-
     fn key(&self, bucket: Bucket<'_>, window: u64) -> String {
         let p = &self.prefix;
         match bucket {
@@ -138,7 +139,10 @@ impl RateLimiter {
                 let counted: redis::RedisResult<(u64, i64)> = redis::pipe()
                     .atomic()
                     .incr(&key, 1u64)
-                    .expire(&key, i64::try_from(rate.window_secs + 1).unwrap_or(i64::MAX))
+                    .expire(
+                        &key,
+                        i64::try_from(rate.window_secs + 1).unwrap_or(i64::MAX),
+                    )
                     .query_async(&mut conn)
                     .await;
                 match counted {
@@ -151,7 +155,9 @@ impl RateLimiter {
             }
             Backend::Memory(map) => {
                 let key = self.key(bucket, 0);
-                let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut map = map
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if map.len() > 100_000 {
                     map.retain(|_, (w, _)| *w + 1 >= window);
                 }
@@ -179,9 +185,13 @@ impl RateLimiter {
     ) -> Result<(), Limited> {
         match user {
             Some(u) if u.roles.iter().any(|r| *r != domain::Role::User) => {
-                self.hit(Bucket::Staff(u.id), settings.rate_requests_staff).await
+                self.hit(Bucket::Staff(u.id), settings.rate_requests_staff)
+                    .await
             }
-            Some(u) => self.hit(Bucket::User(u.id), settings.rate_requests_user).await,
+            Some(u) => {
+                self.hit(Bucket::User(u.id), settings.rate_requests_user)
+                    .await
+            }
             None => {
                 self.hit(Bucket::Anonymous(addr), settings.rate_requests_anonymous)
                     .await

@@ -65,7 +65,11 @@ impl MigrationTrait for Migration {
                     .col(uuid(WebauthnCredentials::UserId))
                     .col(string(WebauthnCredentials::Name, 64))
                     .col(string(WebauthnCredentials::CredentialId, 1400).unique_key())
-                    .col(ColumnDef::new(WebauthnCredentials::Passkey).text().not_null())
+                    .col(
+                        ColumnDef::new(WebauthnCredentials::Passkey)
+                            .text()
+                            .not_null(),
+                    )
                     .col(big_int(WebauthnCredentials::SignCount))
                     .col(timestamp(WebauthnCredentials::CreatedAt))
                     .col(opt_timestamp(WebauthnCredentials::LastUsedAt))
@@ -96,7 +100,11 @@ impl MigrationTrait for Migration {
                     .col(string(AuthFlows::Lookup, 128).unique_key())
                     .col(ColumnDef::new(AuthFlows::UserId).uuid().null())
                     .col(ColumnDef::new(AuthFlows::Payload).text().not_null())
-                    .col(ColumnDef::new(AuthFlows::ConsumedRef).string_len(300).null())
+                    .col(
+                        ColumnDef::new(AuthFlows::ConsumedRef)
+                            .string_len(300)
+                            .null(),
+                    )
                     .col(timestamp(AuthFlows::CreatedAt))
                     .col(timestamp(AuthFlows::ExpiresAt))
                     .foreign_key(&mut fk(

@@ -14,8 +14,8 @@ use std::time::Duration as StdDuration;
 use anyhow::Context as _;
 use chrono::Duration;
 use domain::{DisplayName, DomainError, Email};
-use entity::store::security::{self, NewFlow, OauthOutcome, ProviderIdentity};
 use entity::store::records::UserRecord;
+use entity::store::security::{self, NewFlow, OauthOutcome, ProviderIdentity};
 use oauth2::basic::BasicClient;
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
@@ -150,7 +150,11 @@ impl OauthProviders {
                 known.sort_unstable();
                 DomainError::bad_input(format!(
                     "unknown OAuth2 provider; configured: {}",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ))
                 .into()
             })
@@ -167,13 +171,18 @@ impl OauthProviders {
                 };
                 let pick = |explicit: &Option<String>, found: Option<String>, what: &str| {
                     explicit.clone().or(found).ok_or_else(|| {
-                        unavailable(&p.name, format!("no {what} endpoint configured or discovered"))
+                        unavailable(
+                            &p.name,
+                            format!("no {what} endpoint configured or discovered"),
+                        )
                     })
                 };
                 Ok::<_, ApiError>(Endpoints {
                     auth_url: pick(
                         &p.auth_url,
-                        discovered.as_ref().map(|d| d.authorization_endpoint.clone()),
+                        discovered
+                            .as_ref()
+                            .map(|d| d.authorization_endpoint.clone()),
                         "authorization",
                     )?,
                     token_url: pick(
@@ -183,7 +192,9 @@ impl OauthProviders {
                     )?,
                     userinfo_url: pick(
                         &p.userinfo_url,
-                        discovered.as_ref().and_then(|d| d.userinfo_endpoint.clone()),
+                        discovered
+                            .as_ref()
+                            .and_then(|d| d.userinfo_endpoint.clone()),
                         "userinfo",
                     )?,
                 })
@@ -210,7 +221,10 @@ impl OauthProviders {
         if discovery.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
             return Err(unavailable(
                 name,
-                format!("discovery names issuer {:?}, configured {issuer:?}", discovery.issuer),
+                format!(
+                    "discovery names issuer {:?}, configured {issuer:?}",
+                    discovery.issuer
+                ),
             ));
         }
         Ok(discovery)
@@ -231,15 +245,19 @@ impl OauthProviders {
         >,
     > {
         let name = &provider.settings.name;
-        Ok(BasicClient::new(ClientId::new(provider.settings.client_id.clone()))
-            .set_client_secret(ClientSecret::new(provider.settings.client_secret.clone()))
-            .set_auth_uri(AuthUrl::new(endpoints.auth_url.clone()).map_err(|e| unavailable(name, e))?)
-            .set_token_uri(
-                TokenUrl::new(endpoints.token_url.clone()).map_err(|e| unavailable(name, e))?,
-            )
-            .set_redirect_uri(
-                RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| unavailable(name, e))?,
-            ))
+        Ok(
+            BasicClient::new(ClientId::new(provider.settings.client_id.clone()))
+                .set_client_secret(ClientSecret::new(provider.settings.client_secret.clone()))
+                .set_auth_uri(
+                    AuthUrl::new(endpoints.auth_url.clone()).map_err(|e| unavailable(name, e))?,
+                )
+                .set_token_uri(
+                    TokenUrl::new(endpoints.token_url.clone()).map_err(|e| unavailable(name, e))?,
+                )
+                .set_redirect_uri(
+                    RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| unavailable(name, e))?,
+                ),
+        )
     }
 
     /// Starts a login at `provider`, returning to `redirect_uri` (which must
@@ -328,7 +346,9 @@ impl OauthProviders {
             .map_err(|err| {
                 // The provider refused the code (wrong, used or expired).
                 tracing::info!(provider = %name, error = %err, "OAuth2 code exchange refused");
-                DomainError::unauthenticated("the provider did not accept this sign-in: start it again")
+                DomainError::unauthenticated(
+                    "the provider did not accept this sign-in: start it again",
+                )
             })?;
         let info: UserInfo = self
             .http

@@ -74,7 +74,9 @@ impl RelyingParty {
                 .with_context(|| format!("WEBAUTHN_EXTRA_ORIGINS entry {extra:?}"))?;
             builder = builder.append_allowed_origin(&url);
         }
-        let webauthn = builder.build().context("building the WebAuthn relying party")?;
+        let webauthn = builder
+            .build()
+            .context("building the WebAuthn relying party")?;
         Ok(Self {
             webauthn,
             ceremony_ttl: Duration::seconds(
@@ -138,8 +140,12 @@ pub async fn finish_registration(
     credential: Value,
     name: &str,
 ) -> ApiResult<Credential> {
-    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
-        .map_err(|_| DomainError::bad_input("credential is not a PublicKeyCredential from navigator.credentials.create"))?;
+    let credential: RegisterPublicKeyCredential =
+        serde_json::from_value(credential).map_err(|_| {
+            DomainError::bad_input(
+                "credential is not a PublicKeyCredential from navigator.credentials.create",
+            )
+        })?;
     let flow = security::take_flow(
         &state.db,
         kinds::REGISTER,
@@ -147,7 +153,9 @@ pub async fn finish_registration(
     )
     .await?
     .ok_or_else(|| {
-        DomainError::bad_input("no registration in progress, or it expired: call beginWebauthnRegistration again")
+        DomainError::bad_input(
+            "no registration in progress, or it expired: call beginWebauthnRegistration again",
+        )
     })?;
     let registration: PasskeyRegistration =
         serde_json::from_str(&flow.payload).map_err(|e| internal("registration state", e))?;
@@ -198,7 +206,9 @@ pub async fn begin_assertion(
         },
     )
     .await?;
-    Ok(Some(serde_json::to_value(options).map_err(|e| internal("request options", e))?))
+    Ok(Some(
+        serde_json::to_value(options).map_err(|e| internal("request options", e))?,
+    ))
 }
 
 /// Verifies an assertion against a flow already taken from the store, and
@@ -215,7 +225,9 @@ pub async fn finish_assertion(
         .user_id
         .ok_or_else(|| internal("assertion flow", "no user"))?;
     let assertion: PublicKeyCredential = serde_json::from_value(assertion).map_err(|_| {
-        DomainError::bad_input("assertion is not a PublicKeyCredential from navigator.credentials.get")
+        DomainError::bad_input(
+            "assertion is not a PublicKeyCredential from navigator.credentials.get",
+        )
     })?;
     let authentication: PasskeyAuthentication =
         serde_json::from_str(&flow.payload).map_err(|e| internal("authentication state", e))?;
@@ -228,7 +240,16 @@ pub async fn finish_assertion(
         Err(err) => {
             let compromised = matches!(err, WebauthnError::CredentialPossibleCompromise);
             tracing::warn!(user.id = %user_id, error = %err, "WebAuthn assertion refused");
-            audit_failure(state, user_id, if compromised { "counter_regression" } else { "invalid" }).await;
+            audit_failure(
+                state,
+                user_id,
+                if compromised {
+                    "counter_regression"
+                } else {
+                    "invalid"
+                },
+            )
+            .await;
             return Err(refused(code, "the security key's assertion did not verify"));
         }
     };

@@ -184,9 +184,16 @@ impl AccountMutation {
         let known = row.as_ref().map(|r| r.id);
         let Some(row) = row.filter(|_| ok) else {
             tracing::info!("login refused");
-            let masked = Email::parse(&input.email).map(|e| e.masked()).unwrap_or_default();
-            audit_refusal(state, known, "auth.login_failed", json!({ "email": masked, "method": "password" }))
-                .await;
+            let masked = Email::parse(&input.email)
+                .map(|e| e.masked())
+                .unwrap_or_default();
+            audit_refusal(
+                state,
+                known,
+                "auth.login_failed",
+                json!({ "email": masked, "method": "password" }),
+            )
+            .await;
             return Err(refused().into());
         };
         let user = users::load(&state.db, row.id)

@@ -37,7 +37,10 @@ impl RedisApq {
 impl CacheStorage for RedisApq {
     async fn get(&self, key: String) -> Option<ExecutableDocument> {
         let mut conn = self.conn.clone();
-        let stored: Option<String> = match conn.get_ex(self.key(&key), redis::Expiry::EX(TTL_SECS)).await {
+        let stored: Option<String> = match conn
+            .get_ex(self.key(&key), redis::Expiry::EX(TTL_SECS))
+            .await
+        {
             Ok(v) => v,
             Err(err) => {
                 tracing::warn!(error = %err, "persisted query lookup failed");

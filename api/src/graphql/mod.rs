@@ -1,8 +1,8 @@
 //! The GraphQL schema: roots merged from one module per area. Free of axum.
 
 pub mod account;
-pub mod apq;
 pub mod admin;
+pub mod apq;
 pub mod live;
 pub mod notifications;
 pub mod scalars;

@@ -128,7 +128,9 @@ impl SecurityMutation {
         let user = users::load(&state.db, auth.id)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::from(DomainError::unauthenticated("the account no longer exists")))?;
+            .ok_or_else(|| {
+                ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+            })?;
         let options =
             webauthn::begin_registration(state, user.id, &user.email, &user.display_name).await?;
         Ok(Json(options))
@@ -191,22 +193,36 @@ impl SecurityMutation {
             )
             .await
             .map_err(ApiError::from)?;
-        let flow = security::take_flow(&state.db, kinds::MFA_LOGIN, &lookup(kinds::MFA_LOGIN, &mfa_token))
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::from(DomainError::unauthenticated(
-                    "this sign-in is unknown, used or expired: sign in again",
-                ))
-            })?;
+        let flow = security::take_flow(
+            &state.db,
+            kinds::MFA_LOGIN,
+            &lookup(kinds::MFA_LOGIN, &mfa_token),
+        )
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            ApiError::from(DomainError::unauthenticated(
+                "this sign-in is unknown, used or expired: sign in again",
+            ))
+        })?;
         let user_id =
-            webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::Unauthenticated).await?;
+            webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::Unauthenticated)
+                .await?;
         let user = users::load(&state.db, user_id)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::from(DomainError::unauthenticated("the account no longer exists")))?;
-        audit(state, Some(user.id), "auth.login", "user", Some(user.id), json!({ "factor": "webauthn" }))
-            .await?;
+            .ok_or_else(|| {
+                ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+            })?;
+        audit(
+            state,
+            Some(user.id),
+            "auth.login",
+            "user",
+            Some(user.id),
+            json!({ "factor": "webauthn" }),
+        )
+        .await?;
         tracing::info!(user.id = %user.id, "logged in with a second factor");
         Ok(issue_session(state, user).await?)
     }
@@ -219,7 +235,11 @@ impl SecurityMutation {
 
     /// Finishes a step-up and issues a short-lived, single-use token for
     /// one sensitive operation.
-    async fn finish_step_up(&self, ctx: &Context<'_>, assertion: Json<Value>) -> Result<StepUpToken> {
+    async fn finish_step_up(
+        &self,
+        ctx: &Context<'_>,
+        assertion: Json<Value>,
+    ) -> Result<StepUpToken> {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
         let flow = security::take_flow(
@@ -238,7 +258,15 @@ impl SecurityMutation {
         })?;
         webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::StepUpRequired).await?;
         let (token, expires_at) = webauthn::issue_step_up_token(state, user.id).await?;
-        audit(state, Some(user.id), "mfa.step_up", "user", Some(user.id), json!({})).await?;
+        audit(
+            state,
+            Some(user.id),
+            "mfa.step_up",
+            "user",
+            Some(user.id),
+            json!({}),
+        )
+        .await?;
         Ok(StepUpToken { token, expires_at })
     }
 
@@ -313,7 +341,13 @@ async fn change_password(
             .ok_or_else(wrong)
             .and_then(|p| Password::parse_existing(p).map_err(|_| wrong()))?;
         if !passwords::verify(&current, row.password_hash.clone()).await? {
-            crate::auth::audit_refusal(state, Some(user_id), "user.password_change_refused", json!({})).await;
+            crate::auth::audit_refusal(
+                state,
+                Some(user_id),
+                "user.password_change_refused",
+                json!({}),
+            )
+            .await;
             return Err(wrong().into());
         }
     }

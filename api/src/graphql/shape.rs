@@ -9,9 +9,7 @@
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{
-    ExecutableDocument, OperationType, Selection, SelectionSet,
-};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Variables};
 use domain::ErrorCode;
 
@@ -138,7 +136,9 @@ pub fn check(doc: &ExecutableDocument, in_batch: bool) -> Result<(), ServerError
             if sensitive.len() > 1 {
                 return Err(refuse(
                     ErrorCode::QueryTooComplex,
-                    format!("{first} and the other sign-in and money mutations may appear once per operation"),
+                    format!(
+                        "{first} and the other sign-in and money mutations may appear once per operation"
+                    ),
                 ));
             }
             if in_batch {
@@ -189,9 +189,13 @@ mod tests {
 
     #[test]
     fn aliases_are_limited() {
-        let ok: String = (0..MAX_ALIASES).map(|i| format!("a{i}: me {{ id }} ")).collect();
+        let ok: String = (0..MAX_ALIASES)
+            .map(|i| format!("a{i}: me {{ id }} "))
+            .collect();
         assert_eq!(code_of(&format!("{{ {ok} }}"), false), None);
-        let many: String = (0..=MAX_ALIASES).map(|i| format!("a{i}: me {{ id }} ")).collect();
+        let many: String = (0..=MAX_ALIASES)
+            .map(|i| format!("a{i}: me {{ id }} "))
+            .collect();
         assert_eq!(
             code_of(&format!("{{ {many} }}"), false).as_deref(),
             Some("\"QUERY_TOO_COMPLEX\"")
@@ -220,7 +224,10 @@ mod tests {
     #[test]
     fn sensitive_mutations_once_and_never_batched() {
         let twice = r#"mutation { a: login(input: {email: "a@b.c", password: "x"}) { __typename } b: login(input: {email: "a@b.c", password: "y"}) { __typename } }"#;
-        assert_eq!(code_of(twice, false).as_deref(), Some("\"QUERY_TOO_COMPLEX\""));
+        assert_eq!(
+            code_of(twice, false).as_deref(),
+            Some("\"QUERY_TOO_COMPLEX\"")
+        );
         let once = r#"mutation { login(input: {email: "a@b.c", password: "x"}) { __typename } }"#;
         assert_eq!(code_of(once, false), None);
         assert_eq!(code_of(once, true).as_deref(), Some("\"BAD_USER_INPUT\""));

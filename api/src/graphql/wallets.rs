@@ -149,11 +149,20 @@ async fn run_money(
             state.settings.rate_money_per_user,
         )
         .await?;
-    if let (MoneyCommand::Transfer { from_wallet_id, amount, .. }, Some(step_up_token)) =
-        (&command, step_up_token)
+    if let (
+        MoneyCommand::Transfer {
+            from_wallet_id,
+            amount,
+            ..
+        },
+        Some(step_up_token),
+    ) = (&command, step_up_token)
     {
         let wallet = wallets::get_owned(&state.db, user.id, *from_wallet_id).await?;
-        if state.step_up.transfer_needs_step_up(wallet.currency, *amount) {
+        if state
+            .step_up
+            .transfer_needs_step_up(wallet.currency, *amount)
+        {
             crate::auth::webauthn::require_step_up(
                 state,
                 user.id,

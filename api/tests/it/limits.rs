@@ -9,8 +9,12 @@ use crate::support::{Backend, TestApp, data, error_code, redis_url};
 const LOGIN: &str = "mutation($i: LoginInput!) { login(input: $i) { __typename } }";
 
 async fn login(app: &TestApp, email: &str, password: &str) -> Value {
-    app.gql(None, LOGIN, json!({ "i": { "email": email, "password": password } }))
-        .await
+    app.gql(
+        None,
+        LOGIN,
+        json!({ "i": { "email": email, "password": password } }),
+    )
+    .await
 }
 
 fn rate(limit: u64) -> RateSetting {
@@ -42,8 +46,15 @@ async fn sign_in_attempts_per_account_are_shared_by_instances_through_redis() {
     one.register("bystander@example.com").await;
 
     // Three attempts, spread over both instances, use up the account's budget.
-    for (app, password) in [(&one, "guess number one"), (&two, "guess number two"), (&one, "guess number 3")] {
-        assert_eq!(error_code(&login(app, "target@example.com", password).await), "UNAUTHENTICATED");
+    for (app, password) in [
+        (&one, "guess number one"),
+        (&two, "guess number two"),
+        (&one, "guess number 3"),
+    ] {
+        assert_eq!(
+            error_code(&login(app, "target@example.com", password).await),
+            "UNAUTHENTICATED"
+        );
     }
     // The fourth is refused on either instance, even with the right password.
     assert_rate_limited(&login(&two, "target@example.com", "correct horse battery").await);
@@ -80,7 +91,10 @@ async fn money_mutations_are_limited_per_user() {
     let a_usd = app.open_wallet(&a, "USD").await;
     let b_usd = app.open_wallet(&b, "USD").await;
     for i in 0..3 {
-        data(&app.deposit(&a, &a_usd, "1", &format!("d{i}")).await, "deposit");
+        data(
+            &app.deposit(&a, &a_usd, "1", &format!("d{i}")).await,
+            "deposit",
+        );
     }
     assert_rate_limited(&app.deposit(&a, &a_usd, "1", "d3").await);
     let w = app.withdraw(&a, &a_usd, "1", "w0").await;
@@ -130,7 +144,14 @@ async fn requests_are_limited_per_tier_with_http_429_and_retry_after() {
         assert!(resp.status().is_success(), "{}", resp.status());
     }
     // ... which runs out too.
-    assert_eq!(post(Some(s.token.clone())).await.expect("send").status().as_u16(), 429);
+    assert_eq!(
+        post(Some(s.token.clone()))
+            .await
+            .expect("send")
+            .status()
+            .as_u16(),
+        429
+    );
 }
 
 #[tokio::test]
@@ -179,7 +200,11 @@ async fn sign_in_and_money_mutations_cannot_be_batched() {
     assert_eq!(body[0]["data"]["me"]["id"], s.user_id.as_str(), "{body}");
     assert_eq!(error_code(&body[1]), "BAD_USER_INPUT", "{body}");
     let wallet = app.wallet(&s, &usd).await;
-    assert_eq!(data(&wallet, "wallet")["balance"], "0", "the batched deposit did not run");
+    assert_eq!(
+        data(&wallet, "wallet")["balance"],
+        "0",
+        "the batched deposit did not run"
+    );
     // Alone, the same deposit runs.
     data(&app.deposit(&s, &usd, "5", "b1").await, "deposit");
 }
@@ -223,7 +248,11 @@ async fn persisted_queries_registered_on_one_instance_work_on_another() {
     let login = r#"mutation { login(input: {email: "apq@example.com", password: "whatever pw"}) { __typename } }"#;
     let login_ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(login) } });
     send(&one, json!({ "query": login, "extensions": login_ext })).await;
-    let batch = send(&two, json!([{ "query": "{ __typename }" }, { "extensions": login_ext }])).await;
+    let batch = send(
+        &two,
+        json!([{ "query": "{ __typename }" }, { "extensions": login_ext }]),
+    )
+    .await;
     assert_eq!(error_code(&batch[1]), "BAD_USER_INPUT", "{batch}");
 }
 
@@ -235,7 +264,9 @@ async fn production_mode_hides_the_schema_and_graphiql() {
         s.graphiql_enabled = false;
     })
     .await;
-    let body = app.gql(None, "{ __schema { types { name } } }", json!({})).await;
+    let body = app
+        .gql(None, "{ __schema { types { name } } }", json!({}))
+        .await;
     // async-graphql answers a disabled introspection with null.
     assert!(body["data"]["__schema"].is_null(), "{body}");
     assert!(!body.to_string().contains("\"Wallet\""), "{body}");

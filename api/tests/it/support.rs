@@ -171,12 +171,30 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         rate_limits_enabled: true,
         // Each app counts in its own namespace unless a test shares one.
         rate_limit_prefix: format!("wallet-bff-test:{}", uuid::Uuid::new_v4()),
-        rate_login_per_account: RateSetting { limit: 10_000, window_secs: 60 },
-        rate_login_per_address: RateSetting { limit: 10_000, window_secs: 60 },
-        rate_money_per_user: RateSetting { limit: 10_000, window_secs: 60 },
-        rate_requests_anonymous: RateSetting { limit: 100_000, window_secs: 60 },
-        rate_requests_user: RateSetting { limit: 100_000, window_secs: 60 },
-        rate_requests_staff: RateSetting { limit: 100_000, window_secs: 60 },
+        rate_login_per_account: RateSetting {
+            limit: 10_000,
+            window_secs: 60,
+        },
+        rate_login_per_address: RateSetting {
+            limit: 10_000,
+            window_secs: 60,
+        },
+        rate_money_per_user: RateSetting {
+            limit: 10_000,
+            window_secs: 60,
+        },
+        rate_requests_anonymous: RateSetting {
+            limit: 100_000,
+            window_secs: 60,
+        },
+        rate_requests_user: RateSetting {
+            limit: 100_000,
+            window_secs: 60,
+        },
+        rate_requests_staff: RateSetting {
+            limit: 100_000,
+            window_secs: 60,
+        },
         trust_forwarded_for: false,
     }
 }

@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-use webauthn_authenticator_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+use webauthn_authenticator_rs::prelude::{
+    CreationChallengeResponse, RequestChallengeResponse, Url,
+};
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::support::{Backend, Session, TestApp, WEBAUTHN_ORIGIN, data, error_code};
@@ -49,7 +51,8 @@ const LOGIN: &str = "mutation($i: LoginInput!) { login(input: $i) {
     ... on AuthPayload { accessToken user { id twoFactorEnabled } }
     ... on MfaChallenge { mfaToken webauthnOptions } } }";
 
-const FINISH_LOGIN: &str = "mutation($t: String!, $a: JSON!) { finishWebauthnLogin(mfaToken: $t, assertion: $a) {
+const FINISH_LOGIN: &str =
+    "mutation($t: String!, $a: JSON!) { finishWebauthnLogin(mfaToken: $t, assertion: $a) {
     accessToken refreshToken user { id email twoFactorEnabled } } }";
 
 async fn password_login(app: &TestApp, email: &str) -> Value {
@@ -65,7 +68,11 @@ async fn password_login(app: &TestApp, email: &str) -> Value {
 
 async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> Value {
     let body = app
-        .gql(Some(&s.token), "mutation { beginWebauthnRegistration }", json!({}))
+        .gql(
+            Some(&s.token),
+            "mutation { beginWebauthnRegistration }",
+            json!({}),
+        )
         .await;
     let options = data(&body, "beginWebauthnRegistration").clone();
     assert!(options["publicKey"]["challenge"].is_string(), "{options}");
@@ -81,7 +88,9 @@ async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> 
 }
 
 async fn step_up(app: &TestApp, s: &Session, key: &mut Key) -> String {
-    let body = app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    let body = app
+        .gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
+        .await;
     let options = data(&body, "beginStepUp").clone();
     let assertion = key.assert(&options);
     let body = app
@@ -120,10 +129,17 @@ async fn two_factor_login(backend: Backend) {
     assert!(cred["lastUsedAt"].is_null());
 
     let me = app
-        .gql(Some(&s.token), "{ me { twoFactorEnabled } webauthnCredentials { id name } }", json!({}))
+        .gql(
+            Some(&s.token),
+            "{ me { twoFactorEnabled } webauthnCredentials { id name } }",
+            json!({}),
+        )
         .await;
     assert_eq!(data(&me, "me")["twoFactorEnabled"], true);
-    assert_eq!(data(&me, "webauthnCredentials").as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        data(&me, "webauthnCredentials").as_array().map(Vec::len),
+        Some(1)
+    );
 
     // The password alone is no longer enough.
     let first = password_login(&app, &s.email).await;
@@ -135,11 +151,17 @@ async fn two_factor_login(backend: Backend) {
     // Another challenge's token with this assertion: refused.
     let other = password_login(&app, &s.email).await;
     let crossed = app
-        .gql(None, FINISH_LOGIN, json!({ "t": other["mfaToken"], "a": assertion }))
+        .gql(
+            None,
+            FINISH_LOGIN,
+            json!({ "t": other["mfaToken"], "a": assertion }),
+        )
         .await;
     assert_eq!(error_code(&crossed), "UNAUTHENTICATED", "{crossed}");
 
-    let done = app.gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion })).await;
+    let done = app
+        .gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion }))
+        .await;
     let payload = data(&done, "finishWebauthnLogin");
     assert_eq!(payload["user"]["email"], "mfa@example.com");
     let new_token = payload["accessToken"].as_str().expect("access token");
@@ -147,11 +169,17 @@ async fn two_factor_login(backend: Backend) {
     assert_eq!(data(&me, "me")["id"], s.user_id.as_str());
 
     // The same assertion again: the challenge is spent.
-    let replay = app.gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion })).await;
+    let replay = app
+        .gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion }))
+        .await;
     assert_eq!(error_code(&replay), "UNAUTHENTICATED", "{replay}");
     // A wrong password never reaches the second factor.
     let wrong = app
-        .gql(None, LOGIN, json!({ "i": { "email": s.email, "password": "wrong horse battery" } }))
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "email": s.email, "password": "wrong horse battery" } }),
+        )
         .await;
     assert_eq!(error_code(&wrong), "UNAUTHENTICATED");
 
@@ -163,7 +191,10 @@ async fn two_factor_login(backend: Backend) {
         "mfa.assertion_failed",
         "auth.login_failed",
     ] {
-        assert!(actions.iter().any(|a| a == expected), "no {expected} in {actions:?}");
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "no {expected} in {actions:?}"
+        );
     }
 }
 
@@ -191,14 +222,22 @@ async fn an_assertion_older_than_one_accepted_is_refused() {
     let older = key.assert(&a["webauthnOptions"]);
     let newer = key.assert(&b["webauthnOptions"]);
     let ok = app
-        .gql(None, FINISH_LOGIN, json!({ "t": b["mfaToken"], "a": newer }))
+        .gql(
+            None,
+            FINISH_LOGIN,
+            json!({ "t": b["mfaToken"], "a": newer }),
+        )
         .await;
     data(&ok, "finishWebauthnLogin");
     // The held-back assertion now carries a counter that did not increase:
     // a cloned key or a stale assertion. Its challenge is still valid, so
     // only the counter check stops it.
     let stale = app
-        .gql(None, FINISH_LOGIN, json!({ "t": a["mfaToken"], "a": older }))
+        .gql(
+            None,
+            FINISH_LOGIN,
+            json!({ "t": a["mfaToken"], "a": older }),
+        )
         .await;
     assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
     assert!(
@@ -212,10 +251,9 @@ async fn an_assertion_older_than_one_accepted_is_refused() {
 #[tokio::test]
 async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     let app = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.step_up_thresholds = api::config::parse_thresholds(
-            "USD=500,EUR=500,USDC=500,BTC=0.01,ETH=0.1",
-        )
-        .expect("thresholds");
+        s.step_up_thresholds =
+            api::config::parse_thresholds("USD=500,EUR=500,USDC=500,BTC=0.01,ETH=0.1")
+                .expect("thresholds");
     })
     .await;
     let s = app.register("stepup@example.com").await;
@@ -223,43 +261,65 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     let usd = app.open_wallet(&s, "USD").await;
     app.open_wallet(&friend, "USD").await;
     app.deposit(&s, &usd, "5000", "fund").await;
-    let transfer = |amount: &str, token: Option<&str>| {
-        json!({ "fromWalletId": usd, "toEmail": "friend@example.com", "amount": amount, "stepUpToken": token })
-    };
+    let transfer = |amount: &str, token: Option<&str>| json!({ "fromWalletId": usd, "toEmail": "friend@example.com", "amount": amount, "stepUpToken": token });
 
     // Below the threshold nothing extra is asked.
-    data(&app.transfer(&s, transfer("499.99", None), "small").await, "transfer");
+    data(
+        &app.transfer(&s, transfer("499.99", None), "small").await,
+        "transfer",
+    );
     // At the threshold without a key: STEP_UP_REQUIRED, and step-up itself
     // says a key is needed.
-    assert_eq!(error_code(&app.transfer(&s, transfer("500", None), "big-0").await), "STEP_UP_REQUIRED");
-    let no_key = app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    assert_eq!(
+        error_code(&app.transfer(&s, transfer("500", None), "big-0").await),
+        "STEP_UP_REQUIRED"
+    );
+    let no_key = app
+        .gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
+        .await;
     assert_eq!(error_code(&no_key), "STEP_UP_REQUIRED");
 
     let mut key = Key::new();
     let cred = register_key(&app, &s, &mut key, "Phone").await;
-    assert_eq!(error_code(&app.transfer(&s, transfer("500", None), "big-1").await), "STEP_UP_REQUIRED");
-    let forged = app.transfer(&s, transfer("500", Some("not-a-token")), "big-1").await;
+    assert_eq!(
+        error_code(&app.transfer(&s, transfer("500", None), "big-1").await),
+        "STEP_UP_REQUIRED"
+    );
+    let forged = app
+        .transfer(&s, transfer("500", Some("not-a-token")), "big-1")
+        .await;
     assert_eq!(error_code(&forged), "STEP_UP_REQUIRED");
 
     let token = step_up(&app, &s, &mut key).await;
-    let sent = app.transfer(&s, transfer("750", Some(&token)), "big-2").await;
+    let sent = app
+        .transfer(&s, transfer("750", Some(&token)), "big-2")
+        .await;
     assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "750");
     // A retry of the same request (same key) replays with the same token...
-    let again = app.transfer(&s, transfer("750", Some(&token)), "big-2").await;
+    let again = app
+        .transfer(&s, transfer("750", Some(&token)), "big-2")
+        .await;
     assert_eq!(data(&again, "transfer")["replayed"], true);
     // ...but the token does not authorise a second transfer.
-    let reused = app.transfer(&s, transfer("750", Some(&token)), "big-3").await;
+    let reused = app
+        .transfer(&s, transfer("750", Some(&token)), "big-3")
+        .await;
     assert_eq!(error_code(&reused), "STEP_UP_REQUIRED", "{reused}");
     // Nor is it anyone else's.
-    let theirs = app.transfer(&friend, transfer("750", Some(&token)), "big-4").await;
+    let theirs = app
+        .transfer(&friend, transfer("750", Some(&token)), "big-4")
+        .await;
     assert!(theirs["errors"].is_array(), "{theirs}");
 
     // A step-up answered with an assertion for another challenge fails
     // without signing the app out (not UNAUTHENTICATED).
-    let body = app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    let body = app
+        .gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
+        .await;
     let first_options = data(&body, "beginStepUp").clone();
     let stale = key.assert(&first_options);
-    app.gql(Some(&s.token), "mutation { beginStepUp }", json!({})).await;
+    app.gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
+        .await;
     let mismatch = app
         .gql(
             Some(&s.token),
@@ -297,32 +357,58 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
         .await;
     assert_eq!(data(&changed, "changePassword"), true);
     let old = app
-        .gql(None, LOGIN, json!({ "i": { "email": s.email, "password": "correct horse battery" } }))
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "email": s.email, "password": "correct horse battery" } }),
+        )
         .await;
     assert_eq!(error_code(&old), "UNAUTHENTICATED");
 
     // Removing the key: refused without a step-up, then done with one.
-    let remove = "mutation($id: ID!, $t: String) { removeWebauthnCredential(id: $id, stepUpToken: $t) }";
+    let remove =
+        "mutation($id: ID!, $t: String) { removeWebauthnCredential(id: $id, stepUpToken: $t) }";
     let refused = app
-        .gql(Some(&s.token), remove, json!({ "id": cred["id"], "t": null }))
+        .gql(
+            Some(&s.token),
+            remove,
+            json!({ "id": cred["id"], "t": null }),
+        )
         .await;
     assert_eq!(error_code(&refused), "STEP_UP_REQUIRED");
     let token = step_up(&app, &s, &mut key).await;
     let removed = app
-        .gql(Some(&s.token), remove, json!({ "id": cred["id"], "t": token }))
+        .gql(
+            Some(&s.token),
+            remove,
+            json!({ "id": cred["id"], "t": token }),
+        )
         .await;
     assert_eq!(data(&removed, "removeWebauthnCredential"), true);
-    let me = app.gql(Some(&s.token), "{ me { twoFactorEnabled } }", json!({})).await;
+    let me = app
+        .gql(Some(&s.token), "{ me { twoFactorEnabled } }", json!({}))
+        .await;
     assert_eq!(data(&me, "me")["twoFactorEnabled"], false);
     // Without a key, the new password signs in directly again.
     let back = app
-        .gql(None, LOGIN, json!({ "i": { "email": s.email, "password": "an even longer passphrase" } }))
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "email": s.email, "password": "an even longer passphrase" } }),
+        )
         .await;
     assert_eq!(data(&back, "login")["__typename"], "AuthPayload");
 
     let actions = audit_actions(&app, &s.user_id).await;
-    for expected in ["mfa.step_up", "user.password_changed", "mfa.credential_removed"] {
-        assert!(actions.iter().any(|a| a == expected), "no {expected} in {actions:?}");
+    for expected in [
+        "mfa.step_up",
+        "user.password_changed",
+        "mfa.credential_removed",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "no {expected} in {actions:?}"
+        );
     }
 }
 
@@ -332,7 +418,11 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
     let s = app.register("slow@example.com").await;
     let mut key = Key::new();
     let body = app
-        .gql(Some(&s.token), "mutation { beginWebauthnRegistration }", json!({}))
+        .gql(
+            Some(&s.token),
+            "mutation { beginWebauthnRegistration }",
+            json!({}),
+        )
         .await;
     let credential = key.create(data(&body, "beginWebauthnRegistration"));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
@@ -354,6 +444,8 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
         .await;
     assert_eq!(error_code(&garbage), "BAD_USER_INPUT", "{garbage}");
     // Registration needs a signed-in user.
-    let anon = app.gql(None, "mutation { beginWebauthnRegistration }", json!({})).await;
+    let anon = app
+        .gql(None, "mutation { beginWebauthnRegistration }", json!({}))
+        .await;
     assert_eq!(error_code(&anon), "UNAUTHENTICATED");
 }

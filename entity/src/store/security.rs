@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use domain::{DisplayName, DomainError, Email, ErrorCode};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -168,7 +168,10 @@ pub async fn credential_used(
     };
     let updated = webauthn_credentials::Entity::update_many()
         .col_expr(webauthn_credentials::Column::LastUsedAt, Expr::value(now()))
-        .col_expr(webauthn_credentials::Column::SignCount, Expr::value(counter))
+        .col_expr(
+            webauthn_credentials::Column::SignCount,
+            Expr::value(counter),
+        )
         .col_expr(webauthn_credentials::Column::Passkey, Expr::value(passkey))
         .filter(webauthn_credentials::Column::Id.eq(id))
         .filter(fresh)

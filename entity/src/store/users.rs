@@ -161,7 +161,6 @@ pub async fn review_kyc(
     decision: domain::KycDecision,
     reason: Option<&str>,
 ) -> StoreResult<UserRecord> {
-
     use sea_orm::sea_query::Expr;
 
     if actor_id == user_id {
@@ -273,7 +272,6 @@ pub async fn with_kyc_status(
     db: &impl ConnectionTrait,
     status: &str,
 ) -> StoreResult<Vec<UserRecord>> {
-
     let rows = users::Entity::find()
         .filter(users::Column::KycStatus.eq(status))
         .order_by_asc(users::Column::UpdatedAt)
