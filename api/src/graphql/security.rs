@@ -271,7 +271,8 @@ impl SecurityMutation {
     }
 
     /// Changes the password. Needs the current one (if the account has one)
-    /// and, when two-factor is on, a step-up token.
+    /// and, when two-factor is on, a step-up token. Every other session is
+    /// signed out (its refresh token stops working).
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
         let auth = viewer.require_user().map_err(ApiError::from)?;
@@ -279,7 +280,7 @@ impl SecurityMutation {
         let row = users::find_row(&state.db, auth.id)
             .await
             .map_err(ApiError::from)?;
-        change_password(ctx, auth.id, row, input, new_password).await?;
+        change_password(ctx, auth, row, input, new_password).await?;
         Ok(true)
     }
 
@@ -325,12 +326,13 @@ impl SecurityMutation {
 
 async fn change_password(
     ctx: &Context<'_>,
-    user_id: uuid::Uuid,
+    auth: &crate::auth::AuthUser,
     row: Option<entity::entities::users::Model>,
     input: ChangePasswordInput,
     new_password: Password,
 ) -> ApiResult<()> {
     let (state, _) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let user_id = auth.id;
     let row = row.ok_or_else(|| DomainError::unauthenticated("the account no longer exists"))?;
     let has_password = row.password_hash.is_some();
     if has_password {
@@ -366,7 +368,7 @@ async fn change_password(
         .into());
     }
     let hash = passwords::hash(&new_password).await?;
-    users::set_password(&state.db, user_id, hash).await?;
+    users::set_password(&state.db, user_id, hash, auth.session_id).await?;
     tracing::info!(user.id = %user_id, "password changed");
     Ok(())
 }

@@ -257,6 +257,7 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     })
     .await;
     let s = app.register("stepup@example.com").await;
+    let other_device = app.login("stepup@example.com").await;
     let friend = app.register("friend@example.com").await;
     let usd = app.open_wallet(&s, "USD").await;
     app.open_wallet(&friend, "USD").await;
@@ -356,6 +357,14 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
         )
         .await;
     assert_eq!(data(&changed, "changePassword"), true);
+    // Other devices are signed out; this one keeps its session.
+    let refresh = "mutation($r: String!) { refreshSession(refreshToken: $r) { accessToken } }";
+    let gone = app
+        .gql(None, refresh, json!({ "r": other_device.refresh }))
+        .await;
+    assert_eq!(error_code(&gone), "UNAUTHENTICATED", "{gone}");
+    let kept = app.gql(None, refresh, json!({ "r": s.refresh })).await;
+    data(&kept, "refreshSession");
     let old = app
         .gql(
             None,

@@ -159,7 +159,7 @@ pub async fn rotate(
     })
 }
 
-async fn revoke_in(db: &impl ConnectionTrait, session_id: Uuid) -> StoreResult<()> {
+pub(crate) async fn revoke_in(db: &impl ConnectionTrait, session_id: Uuid) -> StoreResult<()> {
     let at = now();
     // The session row first: it waits for a rotation in flight to commit,
     // so the token update below sees the token that rotation issued.
@@ -184,4 +184,22 @@ pub async fn revoke(db: &DatabaseConnection, session_id: Uuid) -> StoreResult<()
     revoke_in(&txn, session_id).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Revokes every live session of the user except `keep`; returns how many.
+pub(crate) async fn revoke_others(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    keep: Uuid,
+) -> StoreResult<usize> {
+    let others = sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::Id.ne(keep))
+        .all(db)
+        .await?;
+    for session in &others {
+        revoke_in(db, session.id).await?;
+    }
+    Ok(others.len())
 }

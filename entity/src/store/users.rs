@@ -235,8 +235,14 @@ pub async fn review_kyc(
     Ok(user)
 }
 
-/// Replaces the user's password hash and audits it.
-pub async fn set_password(db: &DatabaseConnection, user_id: Uuid, hash: String) -> StoreResult<()> {
+/// Replaces the user's password hash, signs out every other session (their
+/// refresh tokens stop working) and audits it.
+pub async fn set_password(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    hash: String,
+    keep_session: Uuid,
+) -> StoreResult<()> {
     let txn = db.begin().await?;
     let updated = users::Entity::update_many()
         .col_expr(users::Column::PasswordHash, Expr::value(Some(hash)))
@@ -247,6 +253,7 @@ pub async fn set_password(db: &DatabaseConnection, user_id: Uuid, hash: String) 
     if updated.rows_affected == 0 {
         return Err(DomainError::not_found("user").into());
     }
+    let signed_out = super::sessions::revoke_others(&txn, user_id, keep_session).await?;
     audit::record(
         &txn,
         AuditRecord {
@@ -254,7 +261,7 @@ pub async fn set_password(db: &DatabaseConnection, user_id: Uuid, hash: String) 
             action: "user.password_changed",
             subject_type: "user",
             subject_id: Some(user_id),
-            details: json!({}),
+            details: json!({ "other_sessions_revoked": signed_out }),
         },
     )
     .await?;
