@@ -517,3 +517,36 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_as_count_per_seconds() {
+        assert_eq!(
+            "10/900".parse::<RateSetting>(),
+            Ok(RateSetting {
+                limit: 10,
+                window_secs: 900
+            })
+        );
+        for bad in ["10", "0/60", "10/0", "ten/60", "10/sixty", ""] {
+            assert!(bad.parse::<RateSetting>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn thresholds_need_every_currency_and_exact_amounts() {
+        let map = parse_thresholds(DEFAULT_STEP_UP_THRESHOLDS).expect("default parses");
+        assert_eq!(map.len(), Currency::ALL.len());
+        assert_eq!(map[&Currency::Btc].to_string(), "0.02");
+        assert!(parse_thresholds("USD=1000").is_err(), "missing currencies");
+        assert!(
+            parse_thresholds("USD=-1,EUR=1,USDC=1,BTC=1,ETH=1").is_err(),
+            "negative"
+        );
+        assert!(parse_thresholds("USD=1,EUR=1,USDC=1,BTC=1,ETH=1,XYZ=1").is_err());
+        assert!(parse_thresholds("USD=1.5e3,EUR=1,USDC=1,BTC=1,ETH=1").is_err());
+    }
+}
