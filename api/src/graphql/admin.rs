@@ -171,21 +171,7 @@ impl AdminMutation {
         role: RoleGql,
         step_up_token: Option<String>,
     ) -> Result<User> {
-        let (state, viewer) = parts(ctx)?;
-        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let user_id = parse_id(&user_id, "userId").map_err(ApiError::from)?;
-        crate::auth::webauthn::require_step_up(
-            state,
-            admin.id,
-            step_up_token.as_deref(),
-            &format!("grant-role:{}", uuid::Uuid::new_v4()),
-        )
-        .await?;
-        let user = users::grant_role_to(&state.db, Some(admin.id), user_id, role.into())
-            .await
-            .map_err(ApiError::from)?;
-        tracing::info!(user.id = %user.id, admin.id = %admin.id, role = ?role, "role granted");
-        Ok(user.into())
+        change_role(ctx, &user_id, role, step_up_token, RoleChange::Grant).await
     }
 
     /// Withdraws a role (admin role, with a step-up token). Takes effect
@@ -197,21 +183,7 @@ impl AdminMutation {
         role: RoleGql,
         step_up_token: Option<String>,
     ) -> Result<User> {
-        let (state, viewer) = parts(ctx)?;
-        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let user_id = parse_id(&user_id, "userId").map_err(ApiError::from)?;
-        crate::auth::webauthn::require_step_up(
-            state,
-            admin.id,
-            step_up_token.as_deref(),
-            &format!("revoke-role:{}", uuid::Uuid::new_v4()),
-        )
-        .await?;
-        let user = users::revoke_role(&state.db, Some(admin.id), user_id, role.into())
-            .await
-            .map_err(ApiError::from)?;
-        tracing::info!(user.id = %user.id, admin.id = %admin.id, role = ?role, "role revoked");
-        Ok(user.into())
+        change_role(ctx, &user_id, role, step_up_token, RoleChange::Revoke).await
     }
 
     /// Freezes a wallet: it refuses money movements (compliance or admin role).
@@ -284,4 +256,40 @@ async fn set_wallet_status(
         .map_err(ApiError::from)?;
     tracing::info!(wallet.id = %id, officer.id = %officer.id, status = status.as_str(), "wallet status changed");
     Ok(wallet.into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoleChange {
+    Grant,
+    Revoke,
+}
+
+async fn change_role(
+    ctx: &Context<'_>,
+    user_id: &ID,
+    role: RoleGql,
+    step_up_token: Option<String>,
+    change: RoleChange,
+) -> Result<User> {
+    let (state, viewer) = parts(ctx)?;
+    let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+    let user_id = parse_id(user_id, "userId").map_err(ApiError::from)?;
+    crate::auth::webauthn::require_step_up(
+        state,
+        admin.id,
+        step_up_token.as_deref(),
+        &format!("role-change:{}", uuid::Uuid::new_v4()),
+    )
+    .await?;
+    let user = match change {
+        RoleChange::Grant => {
+            users::grant_role_to(&state.db, Some(admin.id), user_id, role.into()).await
+        }
+        RoleChange::Revoke => {
+            users::revoke_role(&state.db, Some(admin.id), user_id, role.into()).await
+        }
+    }
+    .map_err(ApiError::from)?;
+    tracing::info!(user.id = %user.id, admin.id = %admin.id, role = ?role, change = ?change, "role changed");
+    Ok(user.into())
 }

@@ -458,3 +458,110 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
         .await;
     assert_eq!(error_code(&anon), "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn admins_grant_and_revoke_roles_with_a_step_up() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.admin("root@example.com").await;
+    let staff = app.register("helper@example.com").await;
+    let mut key = Key::new();
+    register_key(&app, &admin, &mut key, "Admin key").await;
+    let grant = "mutation($u: ID!, $r: Role!, $t: String) { grantRole(userId: $u, role: $r, stepUpToken: $t) { id roles } }";
+    let revoke = "mutation($u: ID!, $r: Role!, $t: String) { revokeRole(userId: $u, role: $r, stepUpToken: $t) { id roles } }";
+
+    let without = app
+        .gql(
+            Some(&admin.token),
+            grant,
+            json!({ "u": staff.user_id, "r": "SUPPORT" }),
+        )
+        .await;
+    assert_eq!(error_code(&without), "STEP_UP_REQUIRED");
+    let token = step_up(&app, &admin, &mut key).await;
+    let granted = app
+        .gql(
+            Some(&admin.token),
+            grant,
+            json!({ "u": staff.user_id, "r": "SUPPORT", "t": token }),
+        )
+        .await;
+    assert_eq!(
+        data(&granted, "grantRole")["roles"],
+        json!(["USER", "SUPPORT"])
+    );
+    // The token was spent on that grant.
+    let again = app
+        .gql(
+            Some(&admin.token),
+            grant,
+            json!({ "u": staff.user_id, "r": "COMPLIANCE", "t": token }),
+        )
+        .await;
+    assert_eq!(error_code(&again), "STEP_UP_REQUIRED");
+
+    // The role reaches the user's token at the next refresh.
+    let refreshed = app
+        .gql(
+            None,
+            "mutation($r: String!) { refreshSession(refreshToken: $r) { accessToken } }",
+            json!({ "r": staff.refresh }),
+        )
+        .await;
+    let staff_token = data(&refreshed, "refreshSession")["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let lookup = app
+        .gql(
+            Some(&staff_token),
+            "query($id: ID!) { user(id: $id) { email } }",
+            json!({ "id": admin.user_id }),
+        )
+        .await;
+    assert_eq!(data(&lookup, "user")["email"], "root@example.com");
+
+    // The last admin cannot demote itself.
+    let token = step_up(&app, &admin, &mut key).await;
+    let last = app
+        .gql(
+            Some(&admin.token),
+            revoke,
+            json!({ "u": admin.user_id, "r": "ADMIN", "t": token }),
+        )
+        .await;
+    assert_eq!(error_code(&last), "BAD_USER_INPUT", "{last}");
+    let token = step_up(&app, &admin, &mut key).await;
+    let revoked = app
+        .gql(
+            Some(&admin.token),
+            revoke,
+            json!({ "u": staff.user_id, "r": "SUPPORT", "t": token }),
+        )
+        .await;
+    assert_eq!(data(&revoked, "revokeRole")["roles"], json!(["USER"]));
+
+    let audit = app
+        .gql(
+            Some(&admin.token),
+            "query($a: ID) { auditLog(first: 50, actorId: $a) { edges { node { action subjectId } } } }",
+            json!({ "a": admin.user_id }),
+        )
+        .await;
+    let actions: Vec<String> = data(&audit, "auditLog")["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["action"].as_str().map(str::to_owned))
+        .collect();
+    for expected in [
+        "user.role_granted",
+        "user.role_revoked",
+        "mfa.step_up",
+        "mfa.credential_added",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "no {expected} in {actions:?}"
+        );
+    }
+}
