@@ -318,7 +318,21 @@ impl SecurityMutation {
             )
             .await
             .map_err(ApiError::from)?;
-        let (user, outcome) = app.oauth.complete(app, &provider, &code, &state).await?;
+        let (user, outcome) = match app.oauth.complete(app, &provider, &code, &state).await {
+            Ok(found) => found,
+            Err(err) => {
+                if let ApiError::Refused(refusal) = &err {
+                    crate::auth::audit_refusal(
+                        app,
+                        None,
+                        "auth.login_failed",
+                        json!({ "method": "oauth", "provider": provider, "code": refusal.code.as_str() }),
+                    )
+                    .await;
+                }
+                return Err(err.into());
+            }
+        };
         tracing::info!(user.id = %user.id, ?outcome, "OAuth2 sign-in");
         Ok(sign_in(app, user, "oauth").await?)
     }
