@@ -5,7 +5,8 @@
 # Starts PostgreSQL and Redis when they are installed but stopped, installs
 # them (and the build tools) with apt on a fresh Debian machine when missing,
 # and fails loudly when a service still cannot be reached. Tests never skip a
-# missing service.
+# missing service. Installs the npm packages of the local OpenID Connect
+# provider the OAuth2 tests run (scripts/oidc) when they are missing or stale.
 #
 # Environment:
 #   TEST_POSTGRES_URL  server URL without database (default postgres://postgres@127.0.0.1:5432)
@@ -48,6 +49,20 @@ ensure_build_tools() {
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 }
 
+# The local OpenID Connect provider of the OAuth2 tests (scripts/oidc).
+ensure_oidc_provider() {
+  local dir=scripts/oidc
+  command -v node >/dev/null || die "node is not installed (apt-get install nodejs npm)"
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+    || die "node $(node --version) is too old for $dir (oidc-provider): install Node.js >= 20.19"
+  # npm writes node_modules/.package-lock.json last: a missing or older one
+  # means no (complete) install of the current package-lock.json.
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "npm ci --prefix $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund || die "npm ci --prefix $dir failed"
+  fi
+}
+
 ensure_postgres() {
   export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
   if port_open 127.0.0.1 5432; then return 0; fi
@@ -80,6 +95,7 @@ ensure_redis() {
 }
 
 ensure_build_tools
+ensure_oidc_provider
 ensure_postgres
 ensure_redis
 log "PostgreSQL at ${TEST_POSTGRES_URL%%@*}@..., Redis at $REDIS_URL"

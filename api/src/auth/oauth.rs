@@ -326,12 +326,12 @@ impl OauthProviders {
         if csrf_state.is_empty() || csrf_state.len() > 512 || code.is_empty() || code.len() > 2048 {
             return Err(stale());
         }
+        let provider = self.provider(provider)?;
         let flow = security::take_flow(&state.db, kinds::OAUTH, &lookup(kinds::OAUTH, csrf_state))
             .await?
             .ok_or_else(stale)?;
         let pending: PendingLogin =
             serde_json::from_str(&flow.payload).map_err(|e| ApiError::Internal(e.into()))?;
-        let provider = self.provider(provider)?;
         if provider.settings.name != pending.provider {
             return Err(stale());
         }
