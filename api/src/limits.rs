@@ -6,13 +6,15 @@
 //! mutations per user, and requests per user tier. Counter keys never hold
 //! PII: accounts are keyed by a hash of the normalized e-mail.
 //!
-//! If Redis cannot be reached the request is let through and the failure is
-//! logged: the limits protect against abuse, and refusing every sign-in and
-//! payment while Redis is away would turn a cache outage into a full one.
+//! If Redis fails or does not answer within [`REDIS_BUDGET`], the instance
+//! counts in process for [`REDIS_BACKOFF`] and then tries Redis again: the
+//! limits still hold per instance during an outage, requests are not slowed
+//! down by it, and a cache outage never refuses every sign-in and payment.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use redis::aio::ConnectionManager;
@@ -41,9 +43,42 @@ impl From<Limited> for ApiError {
     }
 }
 
+/// Longest wait for Redis before counting in process instead.
+pub const REDIS_BUDGET: Duration = Duration::from_millis(250);
+/// How long to count in process after Redis failed.
+pub const REDIS_BACKOFF: Duration = Duration::from_secs(5);
+
+/// In-process fixed-window counters: key -> (window, count).
+#[derive(Default)]
+struct Counters(Mutex<HashMap<String, (u64, u64)>>);
+
+impl Counters {
+    fn hit(&self, key: String, window: u64) -> u64 {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 100_000 {
+            map.retain(|_, (w, _)| *w + 1 >= window);
+        }
+        let entry = map.entry(key).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 += 1;
+        entry.1
+    }
+}
+
 enum Backend {
-    Redis(ConnectionManager),
-    Memory(Mutex<HashMap<String, (u64, u64)>>),
+    Redis {
+        conn: ConnectionManager,
+        /// Used while Redis is failing.
+        fallback: Counters,
+        /// Until when Redis is skipped.
+        down_until: Mutex<Option<Instant>>,
+    },
+    Memory(Counters),
     Off,
 }
 
@@ -56,7 +91,7 @@ pub struct RateLimiter {
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.backend {
-            Backend::Redis(_) => "redis",
+            Backend::Redis { .. } => "redis",
             Backend::Memory(_) => "memory",
             Backend::Off => "off",
         };
@@ -88,8 +123,12 @@ impl RateLimiter {
     pub fn new(settings: &Settings, redis: Option<ConnectionManager>) -> Self {
         let backend = match (redis, settings.rate_limits_enabled) {
             (_, false) => Backend::Off,
-            (Some(manager), true) => Backend::Redis(manager),
-            (None, true) => Backend::Memory(Mutex::new(HashMap::new())),
+            (Some(conn), true) => Backend::Redis {
+                conn,
+                fallback: Counters::default(),
+                down_until: Mutex::new(None),
+            },
+            (None, true) => Backend::Memory(Counters::default()),
         };
         Self {
             backend,
@@ -133,46 +172,68 @@ impl RateLimiter {
         let retry_after_secs = ((window + 1) * rate.window_secs).saturating_sub(now).max(1);
         let count = match &self.backend {
             Backend::Off => return Ok(()),
-            Backend::Redis(manager) => {
-                let key = self.key(bucket, window);
-                let mut conn = manager.clone();
-                let counted: redis::RedisResult<(u64, i64)> = redis::pipe()
-                    .atomic()
-                    .incr(&key, 1u64)
-                    .expire(
-                        &key,
-                        i64::try_from(rate.window_secs + 1).unwrap_or(i64::MAX),
-                    )
-                    .query_async(&mut conn)
-                    .await;
+            Backend::Memory(counters) => counters.hit(self.key(bucket, 0), window),
+            Backend::Redis {
+                conn,
+                fallback,
+                down_until,
+            } => {
+                let skip = down_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some_and(|until| Instant::now() < until);
+                let counted = if skip {
+                    None
+                } else {
+                    self.redis_hit(conn, bucket, window, rate).await
+                };
                 match counted {
-                    Ok((count, _)) => count,
-                    Err(err) => {
-                        tracing::error!(error = %err, "rate limit counter unavailable; letting the request through");
-                        return Ok(());
+                    Some(count) => count,
+                    None => {
+                        if !skip {
+                            *down_until
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some(Instant::now() + REDIS_BACKOFF);
+                        }
+                        fallback.hit(self.key(bucket, 0), window)
                     }
                 }
-            }
-            Backend::Memory(map) => {
-                let key = self.key(bucket, 0);
-                let mut map = map
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if map.len() > 100_000 {
-                    map.retain(|_, (w, _)| *w + 1 >= window);
-                }
-                let entry = map.entry(key).or_insert((window, 0));
-                if entry.0 != window {
-                    *entry = (window, 0);
-                }
-                entry.1 += 1;
-                entry.1
             }
         };
         if count > rate.limit {
             Err(Limited { retry_after_secs })
         } else {
             Ok(())
+        }
+    }
+
+    /// One count in Redis; `None` (logged) when Redis fails or is slow.
+    async fn redis_hit(
+        &self,
+        conn: &ConnectionManager,
+        bucket: Bucket<'_>,
+        window: u64,
+        rate: RateSetting,
+    ) -> Option<u64> {
+        let key = self.key(bucket, window);
+        let mut conn = conn.clone();
+        let ttl = i64::try_from(rate.window_secs + 1).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.atomic().incr(&key, 1u64).expire(&key, ttl);
+        let query = pipe.query_async::<(u64, i64)>(&mut conn);
+        match tokio::time::timeout(REDIS_BUDGET, query).await {
+            Ok(Ok((count, _))) => Some(count),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "rate limit counters unavailable in Redis; counting in process for now");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Redis did not answer the rate limit counter in time; counting in process for now"
+                );
+                None
+            }
         }
     }
 

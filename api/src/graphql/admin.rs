@@ -141,8 +141,8 @@ pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    /// Completes or fails a pending withdrawal (admin role). `wallet` in the
-    /// result is the owner's wallet.
+    /// Completes or fails a pending withdrawal (admin role; never one's
+    /// own). `wallet` in the result is the owner's wallet.
     async fn settle_withdrawal(
         &self,
         ctx: &Context<'_>,
@@ -186,12 +186,13 @@ impl AdminMutation {
         change_role(ctx, &user_id, role, step_up_token, RoleChange::Revoke).await
     }
 
-    /// Freezes a wallet: it refuses money movements (compliance or admin role).
+    /// Freezes a wallet: it refuses money movements (compliance or admin
+    /// role; never one's own wallet).
     async fn freeze_wallet(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Wallet> {
         set_wallet_status(ctx, &id, WalletStatus::Frozen, Some(reason)).await
     }
 
-    /// Unfreezes a wallet (compliance or admin role).
+    /// Unfreezes a wallet (compliance or admin role; never one's own wallet).
     async fn unfreeze_wallet(&self, ctx: &Context<'_>, id: ID) -> Result<Wallet> {
         set_wallet_status(ctx, &id, WalletStatus::Active, None).await
     }

@@ -7,6 +7,7 @@ use async_graphql::parser::types::ExecutableDocument;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+use crate::limits::REDIS_BUDGET;
 use crate::state::AppState;
 
 /// How long a persisted query is kept, seconds.
@@ -55,9 +56,11 @@ impl CacheStorage for RedisApq {
             return;
         };
         let mut conn = self.conn.clone();
-        let stored: redis::RedisResult<()> = conn.set_ex(self.key(&key), text, TTL_SECS).await;
-        if let Err(err) = stored {
-            tracing::warn!(error = %err, "storing a persisted query failed");
+        let store = conn.set_ex::<_, _, ()>(self.key(&key), text, TTL_SECS);
+        match tokio::time::timeout(REDIS_BUDGET, store).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "storing a persisted query failed"),
+            Err(_) => tracing::warn!("storing a persisted query timed out"),
         }
     }
 }

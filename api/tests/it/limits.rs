@@ -286,3 +286,26 @@ async fn production_mode_hides_the_schema_and_graphiql() {
     let ok = app.gql(None, "{ __typename }", json!({})).await;
     assert_eq!(ok["data"]["__typename"], "Query");
 }
+
+#[tokio::test]
+async fn limits_hold_per_instance_while_redis_is_down() {
+    let mut redis = crate::support::PrivateRedis::start();
+    let url = redis.url();
+    let app = TestApp::spawn_with(Backend::Postgres, move |s| {
+        s.redis_url = Some(url);
+        s.rate_login_per_account = rate(3);
+    })
+    .await;
+    app.register("outage-limit@example.com").await;
+    // One attempt counted in Redis, then Redis goes away.
+    let first = login(&app, "outage-limit@example.com", "guess number one").await;
+    assert_eq!(error_code(&first), "UNAUTHENTICATED");
+    redis.stop();
+    // The instance keeps counting on its own: requests still get answers,
+    // and the limit still bites.
+    for password in ["guess number two", "guess number 3", "guess number four"] {
+        let body = login(&app, "outage-limit@example.com", password).await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    assert_rate_limited(&login(&app, "outage-limit@example.com", "correct horse battery").await);
+}

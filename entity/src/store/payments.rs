@@ -492,6 +492,10 @@ pub async fn settle_withdrawal(
         .from_wallet_id
         .ok_or_else(|| DomainError::bad_input("only withdrawals can be settled"))?;
     let [wallet] = lock_exact::<1>(&txn, [wallet_id]).await?;
+    if actor == Some(wallet.user_id) {
+        // Separation of duties: staff never settle their own pay-outs.
+        return Err(DomainError::forbidden("nobody may settle their own withdrawal").into());
+    }
     // Re-read under the wallet lock: every settlement takes it first.
     let tx = TransactionRecord::try_from(
         transactions::Entity::find_by_id(transaction_id)

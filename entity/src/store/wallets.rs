@@ -207,6 +207,12 @@ pub async fn set_status(
         .await?
         .pop()
         .ok_or_else(|| inconsistent("locked wallet missing"))?;
+    if wallet.user_id == actor_id {
+        // Separation of duties: another officer must act on staff's own wallets.
+        return Err(
+            DomainError::forbidden("nobody may freeze or unfreeze their own wallet").into(),
+        );
+    }
     let at = now();
     wallets::Entity::update_many()
         .col_expr(wallets::Column::Status, Expr::value(status.as_str()))
