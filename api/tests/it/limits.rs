@@ -309,3 +309,20 @@ async fn limits_hold_per_instance_while_redis_is_down() {
     }
     assert_rate_limited(&login(&app, "outage-limit@example.com", "correct horse battery").await);
 }
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_are_refused() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.body_limit_bytes = 4_096).await;
+    let padding = "x".repeat(8_192);
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": format!("{{ __typename }} # {padding}") }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 413);
+    // Under the limit the same request runs.
+    let ok = app.gql(None, "{ __typename } # short", json!({})).await;
+    assert_eq!(ok["data"]["__typename"], "Query");
+}
