@@ -89,7 +89,7 @@ fn request_error(status: StatusCode, message: &str) -> Response {
 
 /// The client's address: the peer, or with `TRUST_FORWARDED_FOR` the
 /// address the proxy in front appended last to `X-Forwarded-For`.
-fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState) -> IpAddr {
+pub(crate) fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState) -> IpAddr {
     if app.settings.trust_forwarded_for
         && let Some(forwarded) = headers
             .get("x-forwarded-for")
@@ -103,7 +103,7 @@ fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState) -> IpAddr 
 }
 
 /// `RATE_LIMITED` as an HTTP 429 with `Retry-After`.
-fn too_many_requests(retry_after_secs: u64) -> Response {
+pub(crate) fn too_many_requests(retry_after_secs: u64) -> Response {
     let body = json!({
         "errors": [{
             "message": format!("too many requests: try again in {retry_after_secs} s"),

@@ -18,8 +18,8 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::ErrorCode;
@@ -52,9 +52,21 @@ impl Protocol {
 /// The upgrade handler.
 pub async fn graphql_ws(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The upgrade carries no token yet: it counts against the address's
+    // anonymous request budget, like any other request without one.
+    let addr = super::client_addr(&headers, peer, &state.app);
+    if let Err(limited) = state
+        .app
+        .limiter
+        .request(&state.app.settings, None, addr)
+        .await
+    {
+        return super::too_many_requests(limited.retry_after_secs);
+    }
     let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()

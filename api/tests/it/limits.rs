@@ -326,3 +326,35 @@ async fn request_bodies_over_the_limit_are_refused() {
     let ok = app.gql(None, "{ __typename } # short", json!({})).await;
     assert_eq!(ok["data"]["__typename"], "Query");
 }
+
+#[tokio::test]
+async fn websocket_upgrades_count_against_the_address() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_requests_anonymous = rate(2);
+    })
+    .await;
+    let upgrade = || {
+        let mut req = format!("ws://{}/graphql/ws", app.addr)
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        tokio_tungstenite::connect_async(req)
+    };
+    for _ in 0..2 {
+        upgrade().await.expect("upgrade within the budget");
+    }
+    match upgrade().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        other => panic!(
+            "expected HTTP 429, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+}

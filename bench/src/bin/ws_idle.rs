@@ -45,6 +45,9 @@ fn start(binary: &str, read: usize, write: usize) -> anyhow::Result<Server> {
         .env("WS_WRITE_BUFFER_BYTES", write.to_string())
         .env("WS_KEEPALIVE_SECS", "3600")
         .env("WS_MAX_SUBSCRIPTIONS", "5")
+        // Every connection comes from 127.0.0.1: the per-address limits would
+        // cut the benchmark short.
+        .env("RATE_LIMITS_ENABLED", "false")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
