@@ -74,17 +74,14 @@ pub(crate) async fn sign_in(
     method: &str,
 ) -> ApiResult<LoginResult> {
     let mfa_token = tokens::random_token();
-    let challenge = if user.two_factor_enabled {
-        webauthn::begin_assertion(
-            state,
-            user.id,
-            kinds::MFA_LOGIN,
-            lookup(kinds::MFA_LOGIN, &mfa_token),
-        )
-        .await?
-    } else {
-        None
-    };
+    // Decided by the credentials themselves, not by the cached flag.
+    let challenge = webauthn::begin_assertion(
+        state,
+        user.id,
+        kinds::MFA_LOGIN,
+        lookup(kinds::MFA_LOGIN, &mfa_token),
+    )
+    .await?;
     if let Some(options) = challenge {
         audit(
             state,

@@ -136,16 +136,36 @@ impl SecurityMutation {
         Ok(Json(options))
     }
 
-    /// Finishes registering a security key and turns two-factor on.
+    /// Finishes registering a security key and turns two-factor on. Needs
+    /// the current password (accounts without one: a sign-in in the last
+    /// 10 minutes) and, when the account already has keys, a step-up token.
     async fn finish_webauthn_registration(
         &self,
         ctx: &Context<'_>,
         credential: Json<Value>,
         name: String,
+        current_password: Option<String>,
+        step_up_token: Option<String>,
     ) -> Result<WebauthnCredential> {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
         let name = credential_name(&name).map_err(ApiError::from)?;
+        let row = users::find_row(&state.db, user.id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+            })?;
+        // A stolen access token alone must not add the thief's key.
+        reauthenticate(
+            state,
+            user,
+            &row,
+            current_password.as_deref(),
+            step_up_token.as_deref(),
+            "add-credential",
+        )
+        .await?;
         let stored = webauthn::finish_registration(state, user.id, credential.0, &name).await?;
         tracing::info!(user.id = %user.id, credential.id = %stored.id, "security key registered");
         Ok(stored.into())
@@ -270,8 +290,9 @@ impl SecurityMutation {
         Ok(StepUpToken { token, expires_at })
     }
 
-    /// Changes the password. Needs the current one (if the account has one)
-    /// and, when two-factor is on, a step-up token. Every other session is
+    /// Changes the password. Needs the current one (accounts without one: a
+    /// sign-in in the last 10 minutes) and, with security keys, a step-up
+    /// token. Every other session is
     /// signed out (its refresh token stops working).
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
@@ -338,6 +359,71 @@ impl SecurityMutation {
     }
 }
 
+/// How recent a sign-in stands in for the password of an account that has
+/// none (created through OAuth2) and no security key.
+pub const FRESH_SIGN_IN_MINUTES: i64 = 10;
+
+/// Proof, beyond the access token, that the account holder is present, for
+/// changing credentials: the current password when the account has one, a
+/// step-up token when it has security keys, and when it has neither a
+/// sign-in within [`FRESH_SIGN_IN_MINUTES`]. Attempts count against the
+/// account's sign-in limit, so this is no password oracle.
+async fn reauthenticate(
+    state: &crate::state::AppState,
+    auth: &crate::auth::AuthUser,
+    row: &entity::entities::users::Model,
+    current_password: Option<&str>,
+    step_up_token: Option<&str>,
+    purpose: &str,
+) -> ApiResult<()> {
+    state
+        .limiter
+        .hit(
+            crate::limits::Bucket::LoginAccount(&row.email),
+            state.settings.rate_login_per_account,
+        )
+        .await?;
+    let has_password = row.password_hash.is_some();
+    if has_password {
+        let wrong = || DomainError::bad_input("the current password is incorrect");
+        let current = current_password
+            .ok_or_else(wrong)
+            .and_then(|p| Password::parse_existing(p).map_err(|_| wrong()))?;
+        if !passwords::verify(&current, row.password_hash.clone()).await? {
+            crate::auth::audit_refusal(
+                state,
+                Some(auth.id),
+                "auth.reauthentication_failed",
+                json!({ "purpose": purpose }),
+            )
+            .await;
+            return Err(wrong().into());
+        }
+    }
+    let has_keys = !security::credentials(&state.db, auth.id).await?.is_empty();
+    if has_keys {
+        webauthn::require_step_up(
+            state,
+            auth.id,
+            step_up_token,
+            &format!("{purpose}:{}", uuid::Uuid::new_v4()),
+        )
+        .await?;
+    } else if !has_password {
+        let started = entity::store::sessions::started_at(&state.db, auth.session_id).await?;
+        let fresh = started.is_some_and(|at| {
+            entity::store::now() - at <= chrono::Duration::minutes(FRESH_SIGN_IN_MINUTES)
+        });
+        if !fresh {
+            return Err(DomainError::unauthenticated(format!(
+                "sign in again (within {FRESH_SIGN_IN_MINUTES} minutes) to change how this account signs in"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 async fn change_password(
     ctx: &Context<'_>,
     auth: &crate::auth::AuthUser,
@@ -348,39 +434,15 @@ async fn change_password(
     let (state, _) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
     let user_id = auth.id;
     let row = row.ok_or_else(|| DomainError::unauthenticated("the account no longer exists"))?;
-    let has_password = row.password_hash.is_some();
-    if has_password {
-        let wrong = || DomainError::bad_input("the current password is incorrect");
-        let current = input
-            .current_password
-            .as_deref()
-            .ok_or_else(wrong)
-            .and_then(|p| Password::parse_existing(p).map_err(|_| wrong()))?;
-        if !passwords::verify(&current, row.password_hash.clone()).await? {
-            crate::auth::audit_refusal(
-                state,
-                Some(user_id),
-                "user.password_change_refused",
-                json!({}),
-            )
-            .await;
-            return Err(wrong().into());
-        }
-    }
-    if row.two_factor_enabled {
-        webauthn::require_step_up(
-            state,
-            user_id,
-            input.step_up_token.as_deref(),
-            &format!("change-password:{}", uuid::Uuid::new_v4()),
-        )
-        .await?;
-    } else if !has_password {
-        return Err(DomainError::forbidden(
-            "this account signs in through a provider: register a security key before setting a password",
-        )
-        .into());
-    }
+    reauthenticate(
+        state,
+        auth,
+        &row,
+        input.current_password.as_deref(),
+        input.step_up_token.as_deref(),
+        "change-password",
+    )
+    .await?;
     let hash = passwords::hash(&new_password).await?;
     users::set_password(&state.db, user_id, hash, auth.session_id).await?;
     tracing::info!(user.id = %user_id, "password changed");

@@ -19,8 +19,10 @@ pub const MAX_ALIASES: usize = 30;
 pub const MAX_ROOT_FIELDS: usize = 20;
 /// Mutations that sign in or move money: at most once per operation, and
 /// never inside a batch (each attempt must meet the rate limits alone).
-pub const SENSITIVE_MUTATIONS: [&str; 9] = [
+pub const SENSITIVE_MUTATIONS: [&str; 11] = [
     "login",
+    "changePassword",
+    "finishWebauthnRegistration",
     "register",
     "refreshSession",
     "finishWebauthnLogin",

@@ -167,7 +167,13 @@ async fn run_money(
                 state,
                 user.id,
                 step_up_token,
-                &format!("transfer:{}", key.as_str()),
+                // Bound to the key and to what the transfer does: a retry of
+                // the same request may reuse it, a different transfer may not.
+                &format!(
+                    "transfer:{}:{}",
+                    key.as_str(),
+                    command.fingerprint().as_str()
+                ),
             )
             .await?;
         }

@@ -80,8 +80,8 @@ async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> 
     let body = app
         .gql(
             Some(&s.token),
-            "mutation($c: JSON!, $n: String!) { finishWebauthnRegistration(credential: $c, name: $n) { id name createdAt lastUsedAt } }",
-            json!({ "c": credential, "n": name }),
+            "mutation($c: JSON!, $n: String!, $p: String) { finishWebauthnRegistration(credential: $c, name: $n, currentPassword: $p) { id name createdAt lastUsedAt } }",
+            json!({ "c": credential, "n": name, "p": "correct horse battery" }),
         )
         .await;
     data(&body, "finishWebauthnRegistration").clone()
@@ -438,7 +438,7 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
     let late = app
         .gql(
             Some(&s.token),
-            "mutation($c: JSON!) { finishWebauthnRegistration(credential: $c, name: \"k\") { id } }",
+            "mutation($c: JSON!) { finishWebauthnRegistration(credential: $c, name: \"k\", currentPassword: \"correct horse battery\") { id } }",
             json!({ "c": credential }),
         )
         .await;
@@ -447,7 +447,7 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
     let garbage = app
         .gql(
             Some(&s.token),
-            "mutation { finishWebauthnRegistration(credential: {id: 1}, name: \"k\") { id } }",
+            "mutation { finishWebauthnRegistration(credential: {id: 1}, name: \"k\", currentPassword: \"correct horse battery\") { id } }",
             json!({}),
         )
         .await;
@@ -564,4 +564,63 @@ async fn admins_grant_and_revoke_roles_with_a_step_up() {
             "no {expected} in {actions:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_stolen_access_token_alone_cannot_add_a_key() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.register("victim@example.com").await;
+    let finish = "mutation($c: JSON!, $p: String, $t: String) { finishWebauthnRegistration(credential: $c, name: \"k\", currentPassword: $p, stepUpToken: $t) { id } }";
+    let begin = "mutation { beginWebauthnRegistration }";
+
+    // Without the password (a thief holding only the token): refused.
+    let mut thief_key = Key::new();
+    let options = app.gql(Some(&s.token), begin, json!({})).await;
+    let credential = thief_key.create(data(&options, "beginWebauthnRegistration"));
+    let refused = app
+        .gql(Some(&s.token), finish, json!({ "c": credential }))
+        .await;
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+    let me = app
+        .gql(Some(&s.token), "{ me { twoFactorEnabled } }", json!({}))
+        .await;
+    assert_eq!(data(&me, "me")["twoFactorEnabled"], false);
+
+    // The owner adds a first key with the password ...
+    let mut key = Key::new();
+    register_key(&app, &s, &mut key, "First").await;
+    // ... and a second one needs the password and a step-up with the first.
+    let mut second = Key::new();
+    let options = app.gql(Some(&s.token), begin, json!({})).await;
+    let credential = second.create(data(&options, "beginWebauthnRegistration"));
+    let no_step_up = app
+        .gql(
+            Some(&s.token),
+            finish,
+            json!({ "c": credential, "p": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(error_code(&no_step_up), "STEP_UP_REQUIRED", "{no_step_up}");
+    let token = step_up(&app, &s, &mut key).await;
+    let options = app.gql(Some(&s.token), begin, json!({})).await;
+    let credential = second.create(data(&options, "beginWebauthnRegistration"));
+    let added = app
+        .gql(
+            Some(&s.token),
+            finish,
+            json!({ "c": credential, "p": "correct horse battery", "t": token }),
+        )
+        .await;
+    data(&added, "finishWebauthnRegistration");
+    let list = app
+        .gql(
+            Some(&s.token),
+            "{ webauthnCredentials { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data(&list, "webauthnCredentials").as_array().map(Vec::len),
+        Some(2)
+    );
 }

@@ -125,6 +125,13 @@ pub async fn remove_credential(
     credential: Uuid,
 ) -> StoreResult<bool> {
     let txn = db.begin().await?;
+    // Same lock as `add_credential`: the two-factor flag cannot be computed
+    // from a list a racing registration is changing.
+    users::Entity::find_by_id(user_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
     let removed = webauthn_credentials::Entity::delete_many()
         .filter(webauthn_credentials::Column::Id.eq(credential))
         .filter(webauthn_credentials::Column::UserId.eq(user_id))

@@ -203,3 +203,15 @@ pub(crate) async fn revoke_others(
     }
     Ok(others.len())
 }
+
+/// When a live session started (its sign-in); `None` when revoked or unknown.
+pub async fn started_at(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    Ok(sessions::Entity::find_by_id(session_id)
+        .one(db)
+        .await?
+        .filter(|s| s.revoked_at.is_none())
+        .map(|s| s.created_at))
+}
