@@ -33,6 +33,8 @@ pub mod users {
         pub kyc_level: i32,
         /// Whether a second factor is registered.
         pub two_factor_enabled: bool,
+        /// When an identity provider vouched for the e-mail address.
+        pub email_verified_at: Option<DateTimeUtc>,
         /// Last event sequence handed out for this user.
         pub event_seq: i64,
         /// Creation time.

@@ -43,6 +43,12 @@ enum AuthFlows {
     ExpiresAt,
 }
 
+/// New column of `users`.
+#[derive(DeriveIden)]
+enum UserEmail {
+    EmailVerifiedAt,
+}
+
 #[derive(DeriveIden)]
 enum OauthIdentities {
     Table,
@@ -57,6 +63,15 @@ enum OauthIdentities {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Set when an identity provider vouched for the address.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .add_column(opt_timestamp(UserEmail::EmailVerifiedAt))
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -172,6 +187,13 @@ impl MigrationTrait for Migration {
                 .drop_table(Table::drop().table(table).to_owned())
                 .await?;
         }
-        Ok(())
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .drop_column(UserEmail::EmailVerifiedAt)
+                    .to_owned(),
+            )
+            .await
     }
 }

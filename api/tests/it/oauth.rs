@@ -350,12 +350,45 @@ async fn a_password_account_is_linked_through_the_same_verified_email() {
     assert_eq!(audit[0].details["provider"], PROVIDER);
     assert_eq!(audit[0].details["new_account"], false);
 
-    // The password still works, and the provider login keeps finding the
-    // same account without linking again.
+    assert_eq!(audit[0].details["credentials_reset"], true);
+
+    // Sign-up never verified the address, so whoever chose the password may
+    // not own it (an account pre-registered with someone else's e-mail): the
+    // password and the sessions made with it end; the verified owner keeps
+    // the account.
+    let old_password = app
+        .gql(
+            None,
+            "mutation($i: LoginInput!) { login(input: $i) { __typename } }",
+            json!({ "i": { "email": "linked@example.com", "password": "correct horse battery" } }),
+        )
+        .await;
     assert_eq!(
-        app.login("linked@example.com").await.user_id,
-        existing.user_id
+        old_password["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{old_password}"
     );
+    let old_session = app
+        .gql(
+            None,
+            "mutation($r: String!) { refreshSession(refreshToken: $r) { accessToken } }",
+            json!({ "r": existing.refresh }),
+        )
+        .await;
+    assert_eq!(
+        old_session["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    // The new session may set a password again (a fresh sign-in stands in for
+    // the old one), and the provider login keeps finding the same account.
+    let token = p["accessToken"].as_str().expect("token");
+    let set = app
+        .gql(
+            Some(token),
+            "mutation { changePassword(input: {newPassword: \"a brand new passphrase\"}) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(set["data"]["changePassword"], true, "{set}");
     let again = login(&app, &idp, "linked@example.com", true, "sub-linked").await;
     assert_eq!(payload(&again)["user"]["id"], json!(existing.user_id));
     assert_eq!(identities(&app).await, 1);

@@ -350,13 +350,31 @@ pub async fn oauth_user(
         )
         .into());
     };
-    let (user_id, outcome) = match super::users::find_row_by_email(&txn, &email).await? {
-        Some(row) => (row.id, OauthOutcome::Linked),
+    let (user_id, outcome, reset) = match super::users::find_row_by_email(&txn, &email).await? {
+        Some(row) => {
+            // Nobody proved this address when the account was made (sign-up
+            // does not verify e-mail). Whoever set its password or keys may
+            // not own it: the provider-verified owner takes the account over
+            // and those credentials and sessions end, so an account
+            // pre-registered with someone else's address cannot be kept.
+            let reset = row.email_verified_at.is_none()
+                && (row.password_hash.is_some() || row.two_factor_enabled);
+            if reset {
+                take_over(&txn, row.id).await?;
+            }
+            (row.id, OauthOutcome::Linked, reset)
+        }
         None => {
             let user = super::users::create(&txn, &email, &identity.display_name, None).await?;
-            (user.id, OauthOutcome::Created)
+            (user.id, OauthOutcome::Created, false)
         }
     };
+    users::Entity::update_many()
+        .col_expr(users::Column::EmailVerifiedAt, Expr::value(Some(now())))
+        .filter(users::Column::Id.eq(user_id))
+        .filter(users::Column::EmailVerifiedAt.is_null())
+        .exec(&txn)
+        .await?;
     oauth_identities::Entity::insert(oauth_identities::ActiveModel {
         id: Set(Uuid::now_v7()),
         provider: Set(identity.provider.to_owned()),
@@ -378,6 +396,7 @@ pub async fn oauth_user(
                 "provider": identity.provider,
                 "email": email.masked(),
                 "new_account": outcome == OauthOutcome::Created,
+                "credentials_reset": reset,
             }),
         },
     )
@@ -387,4 +406,30 @@ pub async fn oauth_user(
         .ok_or_else(|| super::inconsistent("user vanished"))?;
     txn.commit().await?;
     Ok((user, outcome))
+}
+
+/// Ends every credential and session of an account whose e-mail was never
+/// verified, before linking it to the verified owner.
+async fn take_over(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<()> {
+    users::Entity::find_by_id(user_id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    users::Entity::update_many()
+        .col_expr(
+            users::Column::PasswordHash,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(users::Column::TwoFactorEnabled, Expr::value(false))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now()))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    webauthn_credentials::Entity::delete_many()
+        .filter(webauthn_credentials::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    super::sessions::revoke_others(db, user_id, Uuid::nil()).await?;
+    Ok(())
 }

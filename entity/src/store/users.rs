@@ -32,6 +32,7 @@ pub async fn create(
         kyc_status: Set("NOT_STARTED".to_owned()),
         kyc_level: Set(0),
         two_factor_enabled: Set(false),
+        email_verified_at: Set(None),
         event_seq: Set(0),
         created_at: Set(at),
         updated_at: Set(at),
