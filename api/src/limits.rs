@@ -48,24 +48,29 @@ pub const REDIS_BUDGET: Duration = Duration::from_millis(250);
 /// How long to count in process after Redis failed.
 pub const REDIS_BACKOFF: Duration = Duration::from_secs(5);
 
-/// In-process fixed-window counters: key -> (window, count).
+/// Most keys kept in process before expired ones are swept.
+const MAX_KEYS: usize = 100_000;
+
+/// In-process fixed-window counters: key -> (window end, count), the end
+/// in seconds since the epoch, so buckets of different window lengths expire
+/// correctly side by side.
 #[derive(Default)]
 struct Counters(Mutex<HashMap<String, (u64, u64)>>);
 
 impl Counters {
-    fn hit(&self, key: String, window: u64) -> u64 {
+    fn hit(&self, key: String, window_end: u64, now: u64, cost: u64) -> u64 {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() > 100_000 {
-            map.retain(|_, (w, _)| *w + 1 >= window);
+        if map.len() >= MAX_KEYS {
+            map.retain(|_, (end, _)| *end > now);
         }
-        let entry = map.entry(key).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+        let entry = map.entry(key).or_insert((window_end, 0));
+        if entry.0 != window_end {
+            *entry = (window_end, 0);
         }
-        entry.1 += 1;
+        entry.1 += cost;
         entry.1
     }
 }
@@ -152,27 +157,46 @@ pub async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
 impl RateLimiter {
     fn key(&self, bucket: Bucket<'_>, window: u64) -> String {
         let p = &self.prefix;
+        // One IPv6 client usually holds a whole /64: count it as one address.
+        let network = |ip: IpAddr| match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            IpAddr::V4(v4) => v4.to_string(),
+        };
         match bucket {
             Bucket::LoginAccount(account) => {
                 let digest = hex::encode(Sha256::digest(account.as_bytes()));
                 format!("{p}:login-account:{}:{window}", &digest[..32])
             }
-            Bucket::LoginAddress(ip) => format!("{p}:login-addr:{ip}:{window}"),
+            Bucket::LoginAddress(ip) => format!("{p}:login-addr:{}:{window}", network(ip)),
             Bucket::Money(id) => format!("{p}:money:{id}:{window}"),
             Bucket::User(id) => format!("{p}:req-user:{id}:{window}"),
             Bucket::Staff(id) => format!("{p}:req-staff:{id}:{window}"),
-            Bucket::Anonymous(ip) => format!("{p}:req-anon:{ip}:{window}"),
+            Bucket::Anonymous(ip) => format!("{p}:req-anon:{}:{window}", network(ip)),
         }
     }
 
     /// Counts one event in `bucket`; refuses when it goes over `rate`.
     pub async fn hit(&self, bucket: Bucket<'_>, rate: RateSetting) -> Result<(), Limited> {
+        self.hit_n(bucket, rate, 1).await
+    }
+
+    /// Counts `cost` events in `bucket`; refuses when they go over `rate`.
+    pub async fn hit_n(
+        &self,
+        bucket: Bucket<'_>,
+        rate: RateSetting,
+        cost: u64,
+    ) -> Result<(), Limited> {
         let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
         let window = now / rate.window_secs;
-        let retry_after_secs = ((window + 1) * rate.window_secs).saturating_sub(now).max(1);
+        let window_end = (window + 1) * rate.window_secs;
+        let retry_after_secs = window_end.saturating_sub(now).max(1);
         let count = match &self.backend {
             Backend::Off => return Ok(()),
-            Backend::Memory(counters) => counters.hit(self.key(bucket, 0), window),
+            Backend::Memory(counters) => counters.hit(self.key(bucket, 0), window_end, now, cost),
             Backend::Redis {
                 conn,
                 fallback,
@@ -185,7 +209,7 @@ impl RateLimiter {
                 let counted = if skip {
                     None
                 } else {
-                    self.redis_hit(conn, bucket, window, rate).await
+                    self.redis_hit(conn, bucket, window, rate, cost).await
                 };
                 match counted {
                     Some(count) => count,
@@ -196,7 +220,7 @@ impl RateLimiter {
                                 .unwrap_or_else(std::sync::PoisonError::into_inner) =
                                 Some(Instant::now() + REDIS_BACKOFF);
                         }
-                        fallback.hit(self.key(bucket, 0), window)
+                        fallback.hit(self.key(bucket, 0), window_end, now, cost)
                     }
                 }
             }
@@ -215,12 +239,13 @@ impl RateLimiter {
         bucket: Bucket<'_>,
         window: u64,
         rate: RateSetting,
+        cost: u64,
     ) -> Option<u64> {
         let key = self.key(bucket, window);
         let mut conn = conn.clone();
         let ttl = i64::try_from(rate.window_secs + 1).unwrap_or(i64::MAX);
         let mut pipe = redis::pipe();
-        pipe.atomic().incr(&key, 1u64).expire(&key, ttl);
+        pipe.atomic().incr(&key, cost).expire(&key, ttl);
         let query = pipe.query_async::<(u64, i64)>(&mut conn);
         match tokio::time::timeout(REDIS_BUDGET, query).await {
             Ok(Ok((count, _))) => Some(count),
@@ -244,20 +269,25 @@ impl RateLimiter {
         user: Option<&AuthUser>,
         addr: IpAddr,
     ) -> Result<(), Limited> {
-        match user {
+        self.requests(settings, user, addr, 1).await
+    }
+
+    /// `count` requests (the operations of a batch) of the caller's tier.
+    pub async fn requests(
+        &self,
+        settings: &Settings,
+        user: Option<&AuthUser>,
+        addr: IpAddr,
+        count: u64,
+    ) -> Result<(), Limited> {
+        let (bucket, rate) = match user {
             Some(u) if u.roles.iter().any(|r| *r != domain::Role::User) => {
-                self.hit(Bucket::Staff(u.id), settings.rate_requests_staff)
-                    .await
+                (Bucket::Staff(u.id), settings.rate_requests_staff)
             }
-            Some(u) => {
-                self.hit(Bucket::User(u.id), settings.rate_requests_user)
-                    .await
-            }
-            None => {
-                self.hit(Bucket::Anonymous(addr), settings.rate_requests_anonymous)
-                    .await
-            }
-        }
+            Some(u) => (Bucket::User(u.id), settings.rate_requests_user),
+            None => (Bucket::Anonymous(addr), settings.rate_requests_anonymous),
+        };
+        self.hit_n(bucket, rate, count).await
     }
 
     /// A sign-in attempt for `account` from `addr`.
@@ -274,5 +304,70 @@ impl RateLimiter {
             settings.rate_login_per_account,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter() -> RateLimiter {
+        RateLimiter {
+            backend: Backend::Memory(Counters::default()),
+            prefix: "t".to_owned(),
+        }
+    }
+
+    fn rate(limit: u64, window_secs: u64) -> RateSetting {
+        RateSetting { limit, window_secs }
+    }
+
+    #[tokio::test]
+    async fn the_limit_refuses_with_the_time_left_in_the_window() {
+        let l = limiter();
+        let id = uuid::Uuid::new_v4();
+        for _ in 0..3 {
+            assert!(l.hit(Bucket::Money(id), rate(3, 60)).await.is_ok());
+        }
+        let refused = l
+            .hit(Bucket::Money(id), rate(3, 60))
+            .await
+            .expect_err("4th");
+        assert!((1..=60).contains(&refused.retry_after_secs));
+        // Costs add up: a batch of 3 fills a budget of 3.
+        let other = uuid::Uuid::new_v4();
+        assert!(l.hit_n(Bucket::User(other), rate(3, 60), 3).await.is_ok());
+        assert!(l.hit(Bucket::User(other), rate(3, 60)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_network_counts_as_one_address() {
+        let l = limiter();
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(l.hit(Bucket::LoginAddress(a), rate(1, 60)).await.is_ok());
+        assert!(l.hit(Bucket::LoginAddress(b), rate(1, 60)).await.is_err());
+        assert!(l.hit(Bucket::LoginAddress(c), rate(1, 60)).await.is_ok());
+    }
+
+    #[test]
+    fn sweeping_keeps_live_windows_of_every_length() {
+        let counters = Counters::default();
+        let now = 1_000_000;
+        // A long window still running and a short one that has ended.
+        assert_eq!(counters.hit("long".into(), now + 800, now, 1), 1);
+        assert_eq!(counters.hit("short".into(), now - 1, now - 30, 1), 1);
+        {
+            let mut map = counters.0.lock().expect("lock");
+            for i in 0..MAX_KEYS {
+                map.insert(format!("old{i}"), (now - 5, 1));
+            }
+        }
+        // The next hit sweeps: ended windows go, the running one stays.
+        assert_eq!(counters.hit("new".into(), now + 60, now, 1), 1);
+        assert_eq!(counters.hit("long".into(), now + 800, now, 1), 2);
+        let map = counters.0.lock().expect("lock");
+        assert!(!map.contains_key("short") && !map.contains_key("old1"));
     }
 }

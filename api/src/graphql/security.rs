@@ -347,7 +347,7 @@ impl SecurityMutation {
                         app,
                         None,
                         "auth.login_failed",
-                        json!({ "method": "oauth", "provider": provider, "code": refusal.code.as_str() }),
+                        json!({ "method": "oauth", "provider": known_provider(app, &provider), "code": refusal.code.as_str() }),
                     )
                     .await;
                 }
@@ -356,6 +356,22 @@ impl SecurityMutation {
         };
         tracing::info!(user.id = %user.id, ?outcome, "OAuth2 sign-in");
         Ok(sign_in(app, user, "oauth").await?)
+    }
+}
+
+/// The provider name for the audit trail: a configured one, never free
+/// text from an anonymous caller.
+fn known_provider(state: &crate::state::AppState, name: &str) -> String {
+    let name = name.trim().to_ascii_lowercase();
+    if state
+        .settings
+        .oauth_providers
+        .iter()
+        .any(|p| p.name == name)
+    {
+        name
+    } else {
+        "unknown".to_owned()
     }
 }
 

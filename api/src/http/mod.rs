@@ -129,10 +129,15 @@ async fn execute(
         Viewer::User(u) => Some(u),
         _ => None,
     };
+    // Every operation of a batch counts.
+    let operations = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(items) => items.len().max(1) as u64,
+    };
     if let Err(limited) = state
         .app
         .limiter
-        .request(&state.app.settings, user, addr)
+        .requests(&state.app.settings, user, addr, operations)
         .await
     {
         return too_many_requests(limited.retry_after_secs);

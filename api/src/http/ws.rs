@@ -30,6 +30,7 @@ use tokio_stream::StreamMap;
 use super::HttpState;
 use crate::auth::{AuthUser, Viewer};
 use crate::error::enforce_codes;
+use crate::limits::ClientAddr;
 
 /// The two subprotocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +99,7 @@ pub async fn graphql_ws(
         .on_upgrade(move |socket| async move {
             let live = state.app.live.clone();
             live.ws_connections.fetch_add(1, Ordering::Relaxed);
-            Connection::new(socket, state, protocol).run().await;
+            Connection::new(socket, state, protocol, addr).run().await;
             live.ws_connections.fetch_sub(1, Ordering::Relaxed);
             live.ws_closed.notify_waiters();
         })
@@ -113,6 +114,8 @@ struct Connection {
     socket: WebSocket,
     state: HttpState,
     protocol: Protocol,
+    /// The client's address, for rate limits and the resolvers.
+    addr: std::net::IpAddr,
 }
 
 /// How the connection ended, from our side.
@@ -151,12 +154,32 @@ fn bearer(payload: &Value) -> Option<&str> {
 }
 
 impl Connection {
-    fn new(socket: WebSocket, state: HttpState, protocol: Protocol) -> Self {
+    fn new(
+        socket: WebSocket,
+        state: HttpState,
+        protocol: Protocol,
+        addr: std::net::IpAddr,
+    ) -> Self {
         Self {
             socket,
             state,
             protocol,
+            addr,
         }
+    }
+
+    /// Refuses one operation with an `error` message; `Some` when the peer
+    /// is gone.
+    async fn refuse_operation(&mut self, id: String, error: Value) -> Option<Ending> {
+        let payload = if self.protocol == Protocol::Transport {
+            json!([error])
+        } else {
+            error
+        };
+        (!self
+            .send_json(json!({ "id": id, "type": "error", "payload": payload }))
+            .await)
+            .then_some(Ending::Gone)
     }
 
     /// Sends one frame; false when the peer is gone or does not read it
@@ -382,15 +405,29 @@ impl Connection {
                         "message": format!("at most {limit} operations may run on one connection"),
                         "extensions": { "code": ErrorCode::LimitExceeded.as_str() },
                     });
-                    let payload = if self.protocol == Protocol::Transport {
-                        json!([error])
-                    } else {
-                        error
-                    };
-                    return (!self
-                        .send_json(json!({ "id": id, "type": "error", "payload": payload }))
-                        .await)
-                        .then_some(Ending::Gone);
+                    return self.refuse_operation(id, error).await;
+                }
+                // Each operation counts against the caller's request budget,
+                // like an HTTP request.
+                let user = match viewer {
+                    Viewer::User(u) => Some(u),
+                    _ => None,
+                };
+                if let Err(limited) = self
+                    .state
+                    .app
+                    .limiter
+                    .request(&self.state.app.settings, user, self.addr)
+                    .await
+                {
+                    let error = json!({
+                        "message": format!("too many requests: try again in {} s", limited.retry_after_secs),
+                        "extensions": {
+                            "code": ErrorCode::RateLimited.as_str(),
+                            "retryAfter": limited.retry_after_secs,
+                        },
+                    });
+                    return self.refuse_operation(id, error).await;
                 }
                 let request: async_graphql::Request = match serde_json::from_value(
                     msg.get("payload").cloned().unwrap_or(Value::Null),
@@ -401,7 +438,7 @@ impl Connection {
                 let stream = self
                     .state
                     .schema
-                    .execute_stream(request.data(viewer.clone()));
+                    .execute_stream(request.data(viewer.clone()).data(ClientAddr(self.addr)));
                 let stream: ResponseStream = Box::pin(
                     stream
                         .map(Some)

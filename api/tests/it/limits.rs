@@ -358,3 +358,21 @@ async fn websocket_upgrades_count_against_the_address() {
         ),
     }
 }
+
+#[tokio::test]
+async fn every_operation_of_a_batch_counts() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_requests_anonymous = rate(4);
+    })
+    .await;
+    let batch: Vec<Value> = (0..4)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
+    let send = |body: Value| app.client.post(app.url("/graphql")).json(&body).send();
+    let first = send(json!(batch)).await.expect("send");
+    assert!(first.status().is_success());
+    let next = send(json!({ "query": "{ __typename }" }))
+        .await
+        .expect("send");
+    assert_eq!(next.status().as_u16(), 429);
+}
