@@ -111,6 +111,22 @@ fn unavailable(provider: &str, err: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(anyhow::anyhow!("OAuth2 provider {provider}: {err}"))
 }
 
+/// Sends a request to the provider and reads its JSON answer; any failure
+/// is the provider being unavailable (logged, masked for the client).
+async fn fetch_json<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+) -> ApiResult<T> {
+    request
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| unavailable(provider, e))?
+        .json()
+        .await
+        .map_err(|e| unavailable(provider, e))
+}
+
 impl OauthProviders {
     /// From the `OAUTH_*` settings.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
@@ -208,16 +224,7 @@ impl OauthProviders {
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let discovery: Discovery = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unavailable(name, e))?
-            .json()
-            .await
-            .map_err(|e| unavailable(name, e))?;
+        let discovery: Discovery = fetch_json(name, self.http.get(&url)).await?;
         if discovery.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
             return Err(unavailable(
                 name,
@@ -350,17 +357,13 @@ impl OauthProviders {
                     "the provider did not accept this sign-in: start it again",
                 )
             })?;
-        let info: UserInfo = self
-            .http
-            .get(&endpoints.userinfo_url)
-            .bearer_auth(token.access_token().secret())
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unavailable(name, e))?
-            .json()
-            .await
-            .map_err(|e| unavailable(name, e))?;
+        let info: UserInfo = fetch_json(
+            name,
+            self.http
+                .get(&endpoints.userinfo_url)
+                .bearer_auth(token.access_token().secret()),
+        )
+        .await?;
         if info.sub.is_empty() || info.sub.len() > 255 {
             return Err(unavailable(name, "userinfo without a usable sub"));
         }

@@ -40,6 +40,16 @@ pub async fn credentials(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResul
         .await?)
 }
 
+/// Locks the user's row: credential changes of one user run one at a time.
+async fn lock_user(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<()> {
+    users::Entity::find_by_id(user_id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    Ok(())
+}
+
 async fn set_two_factor(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<bool> {
     let enabled = !credentials(db, user_id).await?.is_empty();
     users::Entity::update_many()
@@ -61,11 +71,7 @@ pub async fn add_credential(
 ) -> StoreResult<Credential> {
     let txn = db.begin().await?;
     // Serialize registrations of one user so the limit holds under races.
-    users::Entity::find_by_id(user_id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    lock_user(&txn, user_id).await?;
     if credentials(&txn, user_id).await?.len() >= MAX_CREDENTIALS {
         return Err(DomainError::new(
             ErrorCode::LimitExceeded,
@@ -127,11 +133,7 @@ pub async fn remove_credential(
     let txn = db.begin().await?;
     // Same lock as `add_credential`: the two-factor flag cannot be computed
     // from a list a racing registration is changing.
-    users::Entity::find_by_id(user_id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    lock_user(&txn, user_id).await?;
     let removed = webauthn_credentials::Entity::delete_many()
         .filter(webauthn_credentials::Column::Id.eq(credential))
         .filter(webauthn_credentials::Column::UserId.eq(user_id))
@@ -411,11 +413,7 @@ pub async fn oauth_user(
 /// Ends every credential and session of an account whose e-mail was never
 /// verified, before linking it to the verified owner.
 async fn take_over(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<()> {
-    users::Entity::find_by_id(user_id)
-        .lock_exclusive()
-        .one(db)
-        .await?
-        .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
+    lock_user(db, user_id).await?;
     users::Entity::update_many()
         .col_expr(
             users::Column::PasswordHash,
