@@ -17,6 +17,7 @@
 //! | `IDEMPOTENCY_KEY_LEASE_SECS` | `30` | how long a crashed request blocks its key |
 //! | `GRAPHIQL_ENABLED` | `true` in development, `false` in production | serve GraphiQL at `GET /graphql` |
 //! | `GRAPHQL_INTROSPECTION` | `true` in development, `false` in production | allow schema introspection |
+//! | `GRAPHQL_FIELD_SUGGESTIONS` | as `GRAPHQL_INTROSPECTION` | "did you mean ...?" in validation errors (they reveal field names) |
 //! | `REQUEST_BODY_LIMIT_BYTES` | `1048576` | largest accepted request body |
 //! | `REQUEST_TIMEOUT_SECS` | `30` | longest request execution |
 //! | `OUTBOX_RELAY_ENABLED` | `true` | run the outbox relay in this process |
@@ -111,6 +112,8 @@ pub struct Settings {
     pub graphiql_enabled: bool,
     /// Whether introspection is allowed.
     pub introspection_enabled: bool,
+    /// Whether validation errors suggest field names.
+    pub suggestions_enabled: bool,
     /// Largest request body, bytes.
     pub body_limit_bytes: usize,
     /// Request timeout, seconds.
@@ -235,19 +238,8 @@ impl std::fmt::Debug for OauthProviderSettings {
     }
 }
 
-fn list(name: &str) -> Vec<String> {
-    var(name)
-        .map(|v| {
-            v.split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn oauth_providers() -> anyhow::Result<Vec<OauthProviderSettings>> {
-    list("OAUTH_PROVIDERS")
+fn oauth_providers(env: &Env<'_>) -> anyhow::Result<Vec<OauthProviderSettings>> {
+    env.list("OAUTH_PROVIDERS")
         .into_iter()
         .map(|raw| {
             let name = raw.to_ascii_lowercase();
@@ -257,16 +249,18 @@ fn oauth_providers() -> anyhow::Result<Vec<OauthProviderSettings>> {
             let upper = name.to_ascii_uppercase();
             let key = |suffix: &str| format!("OAUTH_{upper}_{suffix}");
             let required = |suffix: &str| {
-                var(&key(suffix)).ok_or_else(|| anyhow::anyhow!("{} is required", key(suffix)))
+                env.var(&key(suffix))
+                    .ok_or_else(|| anyhow::anyhow!("{} is required", key(suffix)))
             };
             let provider = OauthProviderSettings {
-                issuer: var(&key("ISSUER")),
-                auth_url: var(&key("AUTH_URL")),
-                token_url: var(&key("TOKEN_URL")),
-                userinfo_url: var(&key("USERINFO_URL")),
+                issuer: env.var(&key("ISSUER")),
+                auth_url: env.var(&key("AUTH_URL")),
+                token_url: env.var(&key("TOKEN_URL")),
+                userinfo_url: env.var(&key("USERINFO_URL")),
                 client_id: required("CLIENT_ID")?,
                 client_secret: required("CLIENT_SECRET")?,
-                scopes: var(&key("SCOPES"))
+                scopes: env
+                    .var(&key("SCOPES"))
                     .unwrap_or_else(|| "openid email profile".to_owned())
                     .split_whitespace()
                     .map(str::to_owned)
@@ -334,48 +328,71 @@ const fn rate(limit: u64, window_secs: u64) -> RateSetting {
     RateSetting { limit, window_secs }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+/// Where settings are read from: the process environment, or a map in tests.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={raw:?} is invalid: {e}")),
+impl Env<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
     }
-}
 
-fn flag(name: &str, default: bool) -> anyhow::Result<bool> {
-    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
-        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
-        Some(v) => bail!("{name}={v:?} is not a boolean (true/false)"),
+    fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.var(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{name}={raw:?} is invalid: {e}")),
+        }
+    }
+
+    fn flag(&self, name: &str, default: bool) -> anyhow::Result<bool> {
+        match self.var(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => bail!("{name}={v:?} is not a boolean (true/false)"),
+        }
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.var(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
 impl Settings {
     /// Reads every variable; fails with a message naming the bad one.
     pub fn from_env() -> anyhow::Result<Self> {
-        let app_env = match var("APP_ENV").as_deref().map(str::trim) {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads every variable through `lookup` ([`Settings::from_env`] reads
+    /// the process environment).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let env = &Env(lookup);
+        let app_env = match env.var("APP_ENV").as_deref().map(str::trim) {
             None | Some("development") => AppEnv::Development,
             Some("production") => AppEnv::Production,
             Some(other) => bail!("APP_ENV={other:?} must be development or production"),
         };
         let dev = app_env == AppEnv::Development;
-        let log_format = match var("LOG_FORMAT").as_deref().map(str::trim) {
+        let log_format = match env.var("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => bail!("LOG_FORMAT={other:?} must be text or json"),
         };
-        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
-        let (database_url, embedded) = match var("DATABASE_URL") {
+        let data_dir = PathBuf::from(env.var("DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
+        let (database_url, embedded) = match env.var("DATABASE_URL") {
             Some(url) => (url, false),
             None => (
                 format!(
@@ -385,7 +402,7 @@ impl Settings {
                 true,
             ),
         };
-        let jwt_secret = var("JWT_SECRET");
+        let jwt_secret = env.var("JWT_SECRET");
         if let Some(secret) = &jwt_secret
             && secret.len() < 32
         {
@@ -394,62 +411,70 @@ impl Settings {
         if jwt_secret.is_none() && !dev {
             bail!("JWT_SECRET is required when APP_ENV=production");
         }
-        let idempotency_retention_secs = parsed("IDEMPOTENCY_KEY_RETENTION_SECS", 86_400i64)?;
+        let idempotency_retention_secs = env.parsed("IDEMPOTENCY_KEY_RETENTION_SECS", 86_400i64)?;
         if idempotency_retention_secs < 86_400 {
             bail!("IDEMPOTENCY_KEY_RETENTION_SECS must be at least 86400 (24 hours)");
         }
+        let introspection_enabled = env.flag("GRAPHQL_INTROSPECTION", dev)?;
         let settings = Self {
-            bind_addr: parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            bind_addr: env.parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url,
             embedded,
-            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 10u32)?,
+            database_max_connections: env.parsed("DATABASE_MAX_CONNECTIONS", 10u32)?,
             data_dir,
-            redis_url: var("REDIS_URL"),
+            redis_url: env.var("REDIS_URL"),
             jwt_secret,
             app_env,
             log_format,
-            access_token_ttl_secs: parsed("ACCESS_TOKEN_TTL_SECS", 900i64)?,
-            refresh_token_ttl_secs: parsed("REFRESH_TOKEN_TTL_SECS", 2_592_000i64)?,
+            access_token_ttl_secs: env.parsed("ACCESS_TOKEN_TTL_SECS", 900i64)?,
+            refresh_token_ttl_secs: env.parsed("REFRESH_TOKEN_TTL_SECS", 2_592_000i64)?,
             idempotency_retention_secs,
-            idempotency_lease_secs: parsed("IDEMPOTENCY_KEY_LEASE_SECS", 30i64)?,
-            graphiql_enabled: flag("GRAPHIQL_ENABLED", dev)?,
-            introspection_enabled: flag("GRAPHQL_INTROSPECTION", dev)?,
-            body_limit_bytes: parsed("REQUEST_BODY_LIMIT_BYTES", 1_048_576usize)?,
-            request_timeout_secs: parsed("REQUEST_TIMEOUT_SECS", 30u64)?,
-            outbox_relay_enabled: flag("OUTBOX_RELAY_ENABLED", true)?,
-            outbox_poll_interval_ms: parsed("OUTBOX_POLL_INTERVAL_MS", 500u64)?,
-            subscription_buffer: parsed("SUBSCRIPTION_BUFFER", 256usize)?,
-            ws_init_timeout_secs: parsed("WS_INIT_TIMEOUT_SECS", 10u64)?,
-            ws_keepalive_secs: parsed("WS_KEEPALIVE_SECS", 15u64)?,
-            ws_max_subscriptions: parsed("WS_MAX_SUBSCRIPTIONS", 25usize)?,
-            ws_max_message_bytes: parsed("WS_MAX_MESSAGE_BYTES", 65_536usize)?,
-            ws_read_buffer_bytes: parsed("WS_READ_BUFFER_BYTES", 4_096usize)?,
-            ws_write_buffer_bytes: parsed("WS_WRITE_BUFFER_BYTES", 4_096usize)?,
-            webauthn_rp_id: var("WEBAUTHN_RP_ID").unwrap_or_else(|| "localhost".to_owned()),
-            webauthn_rp_origin: var("WEBAUTHN_RP_ORIGIN")
+            idempotency_lease_secs: env.parsed("IDEMPOTENCY_KEY_LEASE_SECS", 30i64)?,
+            graphiql_enabled: env.flag("GRAPHIQL_ENABLED", dev)?,
+            introspection_enabled,
+            suggestions_enabled: env.flag("GRAPHQL_FIELD_SUGGESTIONS", introspection_enabled)?,
+            body_limit_bytes: env.parsed("REQUEST_BODY_LIMIT_BYTES", 1_048_576usize)?,
+            request_timeout_secs: env.parsed("REQUEST_TIMEOUT_SECS", 30u64)?,
+            outbox_relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true)?,
+            outbox_poll_interval_ms: env.parsed("OUTBOX_POLL_INTERVAL_MS", 500u64)?,
+            subscription_buffer: env.parsed("SUBSCRIPTION_BUFFER", 256usize)?,
+            ws_init_timeout_secs: env.parsed("WS_INIT_TIMEOUT_SECS", 10u64)?,
+            ws_keepalive_secs: env.parsed("WS_KEEPALIVE_SECS", 15u64)?,
+            ws_max_subscriptions: env.parsed("WS_MAX_SUBSCRIPTIONS", 25usize)?,
+            ws_max_message_bytes: env.parsed("WS_MAX_MESSAGE_BYTES", 65_536usize)?,
+            ws_read_buffer_bytes: env.parsed("WS_READ_BUFFER_BYTES", 4_096usize)?,
+            ws_write_buffer_bytes: env.parsed("WS_WRITE_BUFFER_BYTES", 4_096usize)?,
+            webauthn_rp_id: env
+                .var("WEBAUTHN_RP_ID")
+                .unwrap_or_else(|| "localhost".to_owned()),
+            webauthn_rp_origin: env
+                .var("WEBAUTHN_RP_ORIGIN")
                 .unwrap_or_else(|| "http://localhost:8080".to_owned()),
-            webauthn_extra_origins: list("WEBAUTHN_EXTRA_ORIGINS"),
-            webauthn_rp_name: var("WEBAUTHN_RP_NAME").unwrap_or_else(|| "wallet-bff".to_owned()),
-            webauthn_ceremony_ttl_secs: parsed("WEBAUTHN_CEREMONY_TTL_SECS", 120u64)?,
-            step_up_token_ttl_secs: parsed("STEP_UP_TOKEN_TTL_SECS", 300i64)?,
+            webauthn_extra_origins: env.list("WEBAUTHN_EXTRA_ORIGINS"),
+            webauthn_rp_name: env
+                .var("WEBAUTHN_RP_NAME")
+                .unwrap_or_else(|| "wallet-bff".to_owned()),
+            webauthn_ceremony_ttl_secs: env.parsed("WEBAUTHN_CEREMONY_TTL_SECS", 120u64)?,
+            step_up_token_ttl_secs: env.parsed("STEP_UP_TOKEN_TTL_SECS", 300i64)?,
             step_up_thresholds: parse_thresholds(
-                &var("STEP_UP_TRANSFER_THRESHOLDS")
+                &env.var("STEP_UP_TRANSFER_THRESHOLDS")
                     .unwrap_or_else(|| DEFAULT_STEP_UP_THRESHOLDS.to_owned()),
             )
             .context("STEP_UP_TRANSFER_THRESHOLDS")?,
-            oauth_providers: oauth_providers()?,
-            oauth_redirect_uris: list("OAUTH_REDIRECT_URIS"),
-            oauth_flow_ttl_secs: parsed("OAUTH_FLOW_TTL_SECS", 600i64)?,
-            rate_limits_enabled: flag("RATE_LIMITS_ENABLED", true)?,
-            rate_limit_prefix: var("RATE_LIMIT_PREFIX")
+            oauth_providers: oauth_providers(env)?,
+            oauth_redirect_uris: env.list("OAUTH_REDIRECT_URIS"),
+            oauth_flow_ttl_secs: env.parsed("OAUTH_FLOW_TTL_SECS", 600i64)?,
+            rate_limits_enabled: env.flag("RATE_LIMITS_ENABLED", true)?,
+            rate_limit_prefix: env
+                .var("RATE_LIMIT_PREFIX")
                 .unwrap_or_else(|| "wallet-bff:rl".to_owned()),
-            rate_login_per_account: parsed("RATE_LOGIN_PER_ACCOUNT", rate(10, 900))?,
-            rate_login_per_address: parsed("RATE_LOGIN_PER_ADDRESS", rate(50, 900))?,
-            rate_money_per_user: parsed("RATE_MONEY_PER_USER", rate(30, 60))?,
-            rate_requests_anonymous: parsed("RATE_REQUESTS_ANONYMOUS", rate(300, 60))?,
-            rate_requests_user: parsed("RATE_REQUESTS_USER", rate(600, 60))?,
-            rate_requests_staff: parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
-            trust_forwarded_for: flag("TRUST_FORWARDED_FOR", false)?,
+            rate_login_per_account: env.parsed("RATE_LOGIN_PER_ACCOUNT", rate(10, 900))?,
+            rate_login_per_address: env.parsed("RATE_LOGIN_PER_ADDRESS", rate(50, 900))?,
+            rate_money_per_user: env.parsed("RATE_MONEY_PER_USER", rate(30, 60))?,
+            rate_requests_anonymous: env.parsed("RATE_REQUESTS_ANONYMOUS", rate(300, 60))?,
+            rate_requests_user: env.parsed("RATE_REQUESTS_USER", rate(600, 60))?,
+            rate_requests_staff: env.parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
+            trust_forwarded_for: env.flag("TRUST_FORWARDED_FOR", false)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");
@@ -521,6 +546,42 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings_of(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(&move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn production_hides_the_schema_graphiql_and_suggestions_by_default() {
+        let secret = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let prod = settings_of(&[("APP_ENV", "production"), secret]).expect("production");
+        assert!(!prod.introspection_enabled);
+        assert!(!prod.suggestions_enabled);
+        assert!(!prod.graphiql_enabled);
+        let dev = settings_of(&[]).expect("development");
+        assert!(dev.introspection_enabled && dev.suggestions_enabled && dev.graphiql_enabled);
+        assert!(dev.embedded);
+        // Each can be switched on its own.
+        let mixed = settings_of(&[
+            ("APP_ENV", "production"),
+            secret,
+            ("GRAPHQL_INTROSPECTION", "true"),
+            ("GRAPHQL_FIELD_SUGGESTIONS", "false"),
+        ])
+        .expect("mixed");
+        assert!(mixed.introspection_enabled && !mixed.suggestions_enabled);
+        assert!(
+            settings_of(&[("APP_ENV", "production")]).is_err(),
+            "no JWT_SECRET"
+        );
+        assert!(settings_of(&[("GRAPHIQL_ENABLED", "maybe")]).is_err());
+    }
 
     #[test]
     fn rates_parse_as_count_per_seconds() {

@@ -323,12 +323,14 @@ pub async fn require_step_up(
     let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 128) else {
         return Err(required());
     };
+    // Stored as a digest: a transfer's reference holds its idempotency key
+    // (up to 255 characters) and would not fit the column otherwise.
     let ok = security::consume_token(
         &state.db,
         kinds::STEP_UP_TOKEN,
         &lookup(kinds::STEP_UP_TOKEN, token),
         user_id,
-        reference,
+        &lookup("ref", reference),
     )
     .await?;
     if ok { Ok(()) } else { Err(required()) }

@@ -12,6 +12,10 @@ use crate::state::AppState;
 
 /// How long a persisted query is kept, seconds.
 const TTL_SECS: u64 = 86_400;
+/// Largest stored document (its JSON form). Anyone may register a query, so
+/// the store must not become a way to fill the Redis that also holds the
+/// rate limits; a larger query still runs, its text is just sent each time.
+const MAX_STORED_BYTES: usize = 32 * 1024;
 
 /// The Redis-backed store.
 #[derive(Clone)]
@@ -38,13 +42,15 @@ impl RedisApq {
 impl CacheStorage for RedisApq {
     async fn get(&self, key: String) -> Option<ExecutableDocument> {
         let mut conn = self.conn.clone();
-        let stored: Option<String> = match conn
-            .get_ex(self.key(&key), redis::Expiry::EX(TTL_SECS))
-            .await
-        {
-            Ok(v) => v,
-            Err(err) => {
+        let lookup = conn.get_ex(self.key(&key), redis::Expiry::EX(TTL_SECS));
+        let stored: Option<String> = match tokio::time::timeout(REDIS_BUDGET, lookup).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(err)) => {
                 tracing::warn!(error = %err, "persisted query lookup failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!("persisted query lookup timed out");
                 return None;
             }
         };
@@ -55,6 +61,10 @@ impl CacheStorage for RedisApq {
         let Ok(text) = serde_json::to_string(&query) else {
             return;
         };
+        if text.len() > MAX_STORED_BYTES {
+            tracing::debug!(bytes = text.len(), "persisted query too large to store");
+            return;
+        }
         let mut conn = self.conn.clone();
         let store = conn.set_ex::<_, _, ()>(self.key(&key), text, TTL_SECS);
         match tokio::time::timeout(REDIS_BUDGET, store).await {

@@ -71,7 +71,10 @@ pub fn build_schema(state: AppState) -> AppSchema {
     };
     b = b.extension(shape::QueryShape);
     if !state.settings.introspection_enabled {
-        b = b.disable_introspection().disable_suggestions();
+        b = b.disable_introspection();
+    }
+    if !state.settings.suggestions_enabled {
+        b = b.disable_suggestions();
     }
     b.finish()
 }

@@ -313,6 +313,15 @@ impl SecurityMutation {
         redirect_uri: String,
     ) -> Result<OAuthStart> {
         let (state, _) = parts(ctx)?;
+        // Each start stores a pending flow: it counts as a sign-in attempt.
+        state
+            .limiter
+            .hit(
+                crate::limits::Bucket::LoginAddress(client_addr(ctx)),
+                state.settings.rate_login_per_address,
+            )
+            .await
+            .map_err(ApiError::from)?;
         let started = state.oauth.start(state, &provider, &redirect_uri).await?;
         Ok(OAuthStart {
             authorization_url: started.authorization_url,

@@ -19,8 +19,9 @@ pub const MAX_ALIASES: usize = 30;
 pub const MAX_ROOT_FIELDS: usize = 20;
 /// Mutations that sign in or move money: at most once per operation, and
 /// never inside a batch (each attempt must meet the rate limits alone).
-pub const SENSITIVE_MUTATIONS: [&str; 11] = [
+pub const SENSITIVE_MUTATIONS: [&str; 12] = [
     "login",
+    "startOAuthLogin",
     "changePassword",
     "finishWebauthnRegistration",
     "register",
@@ -36,6 +37,12 @@ pub const SENSITIVE_MUTATIONS: [&str; 11] = [
 /// Marks a request that arrived in a batch.
 #[derive(Debug, Clone, Copy)]
 pub struct InBatch;
+
+/// Marks a request that arrived over `GET`: it may run queries only. The
+/// HTTP layer refuses a mutation it can see; this catches the one it cannot,
+/// a hash-only persisted query whose stored document is a mutation.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaGet;
 
 /// The extension factory.
 #[derive(Debug, Clone, Copy, Default)]
@@ -171,6 +178,17 @@ impl Extension for QueryShapeExtension {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         check(&doc, ctx.data_opt::<InBatch>().is_some())?;
+        if ctx.data_opt::<ViaGet>().is_some()
+            && doc
+                .operations
+                .iter()
+                .any(|(_, op)| op.node.ty != OperationType::Query)
+        {
+            return Err(refuse(
+                ErrorCode::BadUserInput,
+                "GET requests may only run queries: send mutations with POST".to_owned(),
+            ));
+        }
         Ok(doc)
     }
 }

@@ -159,9 +159,20 @@ async fn run_money(
     ) = (&command, step_up_token)
     {
         let wallet = wallets::get_owned(&state.db, user.id, *from_wallet_id).await?;
+        let fingerprint = command.fingerprint();
+        // A retry of a completed transfer replays its result whatever became
+        // of the step-up token it was sent with (expired, say).
         if state
             .step_up
             .transfer_needs_step_up(wallet.currency, *amount)
+            && !entity::store::idempotency::completed_for(
+                &state.db,
+                user.id,
+                &key,
+                command.operation(),
+                &fingerprint,
+            )
+            .await?
         {
             crate::auth::webauthn::require_step_up(
                 state,
@@ -169,11 +180,7 @@ async fn run_money(
                 step_up_token,
                 // Bound to the key and to what the transfer does: a retry of
                 // the same request may reuse it, a different transfer may not.
-                &format!(
-                    "transfer:{}:{}",
-                    key.as_str(),
-                    command.fingerprint().as_str()
-                ),
+                &format!("transfer:{}:{}", key.as_str(), fingerprint.as_str()),
             )
             .await?;
         }

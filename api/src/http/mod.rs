@@ -8,6 +8,7 @@ use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::body::Bytes;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -54,7 +55,7 @@ pub fn routes(state: HttpState) -> Router {
         .merge(graphiql::routes())
 }
 
-fn viewer_from(headers: &HeaderMap, app: &AppState) -> Viewer {
+async fn viewer_from(headers: &HeaderMap, app: &AppState) -> Viewer {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Viewer::Anonymous;
     };
@@ -66,7 +67,10 @@ fn viewer_from(headers: &HeaderMap, app: &AppState) -> Viewer {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match token.and_then(|t| app.keys.verify_access(t)) {
+    let Some(token) = token else {
+        return Viewer::InvalidToken;
+    };
+    match crate::auth::authenticate(app, token).await {
         Some(user) => Viewer::User(user),
         None => Viewer::InvalidToken,
     }
@@ -91,8 +95,12 @@ fn request_error(status: StatusCode, message: &str) -> Response {
 /// address the proxy in front appended last to `X-Forwarded-For`.
 pub(crate) fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState) -> IpAddr {
     if app.settings.trust_forwarded_for
+        // The last address of the last header line: the one our proxy
+        // added (some proxies add a line rather than append to the first).
         && let Some(forwarded) = headers
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
@@ -123,7 +131,7 @@ async fn execute(
     peer: SocketAddr,
     batch: BatchRequest,
 ) -> Response {
-    let viewer = viewer_from(headers, &state.app);
+    let viewer = viewer_from(headers, &state.app).await;
     let addr = client_addr(headers, peer, &state.app);
     let user = match &viewer {
         Viewer::User(u) => Some(u),
@@ -192,10 +200,62 @@ async fn execute(
     }
 }
 
+/// The request ran past `REQUEST_TIMEOUT_SECS` and was cancelled: a
+/// GraphQL error (HTTP 503 with `Retry-After`) rather than an empty body,
+/// so Apollo Client shows a coded error. Dropping the request's future
+/// rolls back its open database transaction; a money mutation whose outcome
+/// the client did not learn is resolved by retrying it with the same
+/// `idempotencyKey`.
+fn timed_out(limit: std::time::Duration) -> Response {
+    let body = json!({
+        "errors": [{
+            "message": timed_out_message(limit),
+            "extensions": { "code": ErrorCode::InternalServerError.as_str(), "timedOut": true }
+        }]
+    });
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// What a client is told of a request cancelled at the time limit.
+pub(crate) fn timed_out_message(limit: std::time::Duration) -> String {
+    format!(
+        "the request took longer than the server's limit of {} s and was cancelled; \
+         retry it (money mutations with the same idempotencyKey)",
+        limit.as_secs().max(1)
+    )
+}
+
+/// Runs a GraphQL handler within `REQUEST_TIMEOUT_SECS`.
+async fn within_time_limit(state: &HttpState, work: impl Future<Output = Response>) -> Response {
+    let limit = std::time::Duration::from_secs(state.app.settings.request_timeout_secs);
+    match tokio::time::timeout(limit, work).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(
+                limit.secs = limit.as_secs(),
+                "GraphQL request cancelled at the time limit"
+            );
+            timed_out(limit)
+        }
+    }
+}
+
 async fn graphql_post(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    within_time_limit(&state, graphql_post_inner(&state, peer, &headers, body)).await
+}
+
+async fn graphql_post_inner(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
     let json_body = headers
@@ -226,7 +286,7 @@ async fn graphql_post(
             &format!("a batch may carry at most {MAX_BATCH} operations"),
         );
     }
-    execute(&state, &headers, peer, batch).await
+    execute(state, headers, peer, batch).await
 }
 
 /// Apollo's CSRF prevention: a GET is a "simple request" a browser sends
@@ -248,11 +308,10 @@ fn accepts_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// The operation a GET request would run is a mutation.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
+/// The type of the operation a request would run, when its text parses
+/// (a hash-only persisted query has none yet).
+pub(crate) fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
+    let doc = async_graphql::parser::parse_query(&request.query).ok()?;
     let op = match &request.operation_name {
         Some(name) => doc
             .operations
@@ -261,7 +320,7 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
             .map(|(_, op)| op.node.ty),
         None => doc.operations.iter().next().map(|(_, op)| op.node.ty),
     };
-    op == Some(OperationType::Mutation)
+    op
 }
 
 async fn graphql_get(
@@ -270,14 +329,23 @@ async fn graphql_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    within_time_limit(&state, graphql_get_inner(&state, peer, &headers, query)).await
+}
+
+async fn graphql_get_inner(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: Option<String>,
+) -> Response {
     let query = query.unwrap_or_default();
-    if !query.contains("query=") && accepts_html(&headers) {
+    if !query.contains("query=") && accepts_html(headers) {
         if state.app.settings.graphiql_enabled {
             return graphiql::page(GRAPHQL_PATH, GRAPHQL_WS_PATH).into_response();
         }
         return (StatusCode::NOT_FOUND, "GraphiQL is disabled").into_response();
     }
-    if !preflighted(&headers) {
+    if !preflighted(headers) {
         return request_error(
             StatusCode::BAD_REQUEST,
             "this GET request could be a cross-site request forgery: send an `apollo-require-preflight: true` \
@@ -293,7 +361,7 @@ async fn graphql_get(
             );
         }
     };
-    if is_mutation(&request) {
+    if operation_type(&request) == Some(OperationType::Mutation) {
         let mut resp = request_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations are not allowed over GET; use POST",
@@ -302,7 +370,13 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&state, &headers, peer, BatchRequest::Single(request)).await
+    execute(
+        state,
+        headers,
+        peer,
+        BatchRequest::Single(request.data(crate::graphql::shape::ViaGet)),
+    )
+    .await
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use async_graphql::parser::types::OperationType;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -107,6 +108,16 @@ pub async fn graphql_ws(
 
 /// Longest a single frame may take to go out before the peer counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The answer to a query or mutation cancelled at `REQUEST_TIMEOUT_SECS`.
+fn timed_out_response(limit: Duration) -> async_graphql::Response {
+    let mut error = async_graphql::ServerError::new(super::timed_out_message(limit), None);
+    let mut ext = async_graphql::ErrorExtensionValues::default();
+    ext.set("code", ErrorCode::InternalServerError.as_str());
+    ext.set("timedOut", true);
+    error.extensions = Some(ext);
+    async_graphql::Response::from_errors(vec![error])
+}
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
 
@@ -249,7 +260,10 @@ impl Connection {
             match msg.get("type").and_then(Value::as_str) {
                 Some("connection_init") => {
                     let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
-                    let user = bearer(&payload).and_then(|t| self.state.app.keys.verify_access(t));
+                    let user = match bearer(&payload) {
+                        Some(token) => crate::auth::authenticate(&self.state.app, token).await,
+                        None => None,
+                    };
                     return match user {
                         Some(user) => Ok(user),
                         None => {
@@ -435,15 +449,37 @@ impl Connection {
                     Ok(r) => r,
                     Err(_) => return Some(Ending::Close(4400, "Invalid subscribe payload".into())),
                 };
-                let stream = self
-                    .state
-                    .schema
-                    .execute_stream(request.data(viewer.clone()).data(ClientAddr(self.addr)));
-                let stream: ResponseStream = Box::pin(
-                    stream
-                        .map(Some)
+                let request = request.data(viewer.clone()).data(ClientAddr(self.addr));
+                let stream: ResponseStream = if super::operation_type(&request)
+                    == Some(OperationType::Subscription)
+                {
+                    Box::pin(
+                        self.state
+                            .schema
+                            .execute_stream(request)
+                            .map(Some)
+                            .chain(futures_util::stream::once(async { None })),
+                    )
+                } else {
+                    // Queries and mutations get the HTTP time limit.
+                    let schema = self.state.schema.clone();
+                    let limit = Duration::from_secs(self.state.app.settings.request_timeout_secs);
+                    Box::pin(
+                        futures_util::stream::once(async move {
+                            match tokio::time::timeout(limit, schema.execute(request)).await {
+                                Ok(response) => Some(response),
+                                Err(_) => {
+                                    tracing::warn!(
+                                        limit.secs = limit.as_secs(),
+                                        "WebSocket operation cancelled at the time limit"
+                                    );
+                                    Some(timed_out_response(limit))
+                                }
+                            }
+                        })
                         .chain(futures_util::stream::once(async { None })),
-                );
+                    )
+                };
                 ops.insert(id, stream);
                 None
             }

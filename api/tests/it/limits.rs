@@ -254,13 +254,105 @@ async fn persisted_queries_registered_on_one_instance_work_on_another() {
     )
     .await;
     assert_eq!(error_code(&batch[1]), "BAD_USER_INPUT", "{batch}");
+
+    // Over GET (Apollo's useGETForHashedQueries) a hashed query runs, but a
+    // hashed mutation does not: GET never runs mutations, even when only
+    // the stored document says it is one.
+    let get = |app: &TestApp, ext: &Value| {
+        let req = app
+            .client
+            .get(app.url("/graphql"))
+            .header("apollo-require-preflight", "true")
+            .query(&[("extensions", ext.to_string())]);
+        async move {
+            req.send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let hit = get(&two, &ext).await;
+    assert_eq!(hit["data"]["__typename"], "Query", "{hit}");
+    let mutation = get(&two, &login_ext).await;
+    assert_eq!(error_code(&mutation), "BAD_USER_INPUT", "{mutation}");
+    assert!(
+        mutation["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("GET requests may only run queries")),
+        "{mutation}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves_nothing() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.request_timeout_secs = 1;
+        s.idempotency_lease_secs = 2;
+    })
+    .await;
+    let s = app.register("slow-db@example.com").await;
+    let usd = app.open_wallet(&s, "USD").await;
+    // Another transaction holds the wallet's row lock, so the deposit waits
+    // for it past the time limit.
+    let blocker = app.db.begin().await.expect("begin");
+    blocker
+        .execute_raw(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT id FROM wallets WHERE id = $1 FOR UPDATE",
+            [uuid::Uuid::parse_str(&usd).expect("uuid").into()],
+        ))
+        .await
+        .expect("lock the wallet");
+    let deposit = json!({
+        "query": "mutation($i: DepositInput!, $k: String!) { deposit(input: $i, idempotencyKey: $k) { replayed wallet { balance } } }",
+        "variables": { "i": { "walletId": usd, "amount": "10.00" }, "k": "slow-1" },
+    });
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&s.token)
+        .json(&deposit)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(error_code(&body), "INTERNAL_SERVER_ERROR", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["timedOut"], true, "{body}");
+    blocker.rollback().await.expect("release the lock");
+
+    // The cancelled transaction moved nothing.
+    let me = app
+        .gql(Some(&s.token), "{ me { wallets { balance } } }", json!({}))
+        .await;
+    assert_eq!(data(&me, "me")["wallets"][0]["balance"], "0", "{me}");
+    // Its claim on the key ends with its lease; the retry then moves the
+    // money, once.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let retry = app.deposit(&s, &usd, "10.00", "slow-1").await;
+    assert_eq!(data(&retry, "deposit")["replayed"], false, "{retry}");
+    assert_eq!(data(&retry, "deposit")["wallet"]["balance"], "10");
+    let again = app.deposit(&s, &usd, "10.00", "slow-1").await;
+    assert_eq!(data(&again, "deposit")["replayed"], true, "{again}");
+    assert_eq!(data(&again, "deposit")["wallet"]["balance"], "10");
 }
 
 #[tokio::test]
 async fn production_mode_hides_the_schema_and_graphiql() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.app_env = AppEnv::Production;
+        // The production defaults (config's unit test checks they are).
         s.introspection_enabled = false;
+        s.suggestions_enabled = false;
         s.graphiql_enabled = false;
     })
     .await;
@@ -268,7 +360,10 @@ async fn production_mode_hides_the_schema_and_graphiql() {
         .gql(None, "{ __schema { types { name } } }", json!({}))
         .await;
     // async-graphql answers a disabled introspection with null.
-    assert!(body["data"]["__schema"].is_null(), "{body}");
+    assert!(
+        body["data"].is_object() && body["data"]["__schema"].is_null(),
+        "{body}"
+    );
     assert!(!body.to_string().contains("\"Wallet\""), "{body}");
     // No field suggestions either ("Did you mean ...").
     let typo = app.gql(None, "{ mee { id } }", json!({})).await;

@@ -326,6 +326,33 @@ async fn first_login_creates_the_account_and_the_next_one_finds_it() {
     let second = login(&app, &idp, "newcomer@example.com", true, "sub-newcomer").await;
     assert_eq!(payload(&second)["user"]["id"], json!(user_id));
     assert_eq!(identities(&app).await, 1);
+
+    // Another subject of the same provider with the same address (an
+    // address the provider gave to someone new) does not get in.
+    let recycled = login(&app, &idp, "newcomer@example.com", true, "sub-someone-else").await;
+    assert_eq!(error_code(&recycled), "FORBIDDEN", "{recycled}");
+    assert_eq!(identities(&app).await, 1);
+}
+
+#[tokio::test]
+async fn two_first_logins_of_one_identity_racing_make_one_account() {
+    let idp = OidcProvider::start();
+    let app = idp.app().await;
+    for round in 0..3 {
+        let email = format!("racer{round}@example.com");
+        let sub = format!("sub-racer-{round}");
+        let (url_a, _) = started(&app).await;
+        let (url_b, _) = started(&app).await;
+        let a = idp.authorize(&url_a, &email, true, &sub).await;
+        let b = idp.authorize(&url_b, &email, true, &sub).await;
+        let (one, two) = tokio::join!(
+            complete(&app, &a.code, &a.state),
+            complete(&app, &b.code, &b.state)
+        );
+        let (one, two) = (payload(&one), payload(&two));
+        assert_eq!(one["user"]["id"], two["user"]["id"], "{one} {two}");
+        assert_eq!(identities(&app).await, round + 1);
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Backend, TestApp, data, error_code};
+use crate::support::{Backend, TestApp, audit_actions, data, error_code};
 
 const REFRESH: &str =
     "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }";
@@ -70,9 +70,28 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
     // The original token is presented again: theft is assumed.
     let reuse = app.gql(None, REFRESH, json!({ "t": s.refresh })).await;
     assert_eq!(error_code(&reuse), "UNAUTHENTICATED");
-    // ... so the newest token of the family no longer works either.
+    // ... so the newest token of the family no longer works either, nor
+    // does the access token issued with it (the thief's, maybe).
     let after = app.gql(None, REFRESH, json!({ "t": r1 })).await;
     assert_eq!(error_code(&after), "UNAUTHENTICATED");
+    let me = app
+        .gql(
+            Some(first["accessToken"].as_str().expect("at")),
+            "{ me { email } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&me), "UNAUTHENTICATED", "{me}");
+    // The reuse is on the audit trail, against the session's owner.
+    let reused = audit_actions(&app, &s.user_id).await;
+    assert_eq!(
+        reused
+            .iter()
+            .filter(|a| *a == "auth.refresh_token_reused")
+            .count(),
+        1,
+        "{reused:?}"
+    );
     let garbage = app.gql(None, REFRESH, json!({ "t": "nonsense" })).await;
     assert_eq!(error_code(&garbage), "UNAUTHENTICATED");
 }
@@ -87,6 +106,9 @@ async fn logout_ends_the_session_and_me_is_null_without_a_token() {
     assert_eq!(data(&out, "logout"), true);
     let refresh = app.gql(None, REFRESH, json!({ "t": s.refresh })).await;
     assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
+    // The access token of the ended session stops working at once.
+    let stale = app.gql(Some(&s.token), "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
     let anon = app.gql(None, "{ me { id } }", json!({})).await;
     assert!(
         anon["data"]["me"].is_null() && anon.get("errors").is_none(),

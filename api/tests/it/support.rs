@@ -143,6 +143,7 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         idempotency_lease_secs: 30,
         graphiql_enabled: true,
         introspection_enabled: true,
+        suggestions_enabled: true,
         body_limit_bytes: 1_048_576,
         request_timeout_secs: 30,
         outbox_relay_enabled: true,
@@ -719,4 +720,19 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The audit actions recorded with `user_id` as the actor, oldest first.
+pub async fn audit_actions(app: &TestApp, user_id: &str) -> Vec<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let id = uuid::Uuid::parse_str(user_id).expect("uuid");
+    entity::entities::audit_log::Entity::find()
+        .filter(entity::entities::audit_log::Column::ActorId.eq(id))
+        .order_by_asc(entity::entities::audit_log::Column::CreatedAt)
+        .all(&app.db)
+        .await
+        .expect("audit rows")
+        .into_iter()
+        .map(|r| r.action)
+        .collect()
 }

@@ -10,7 +10,7 @@ use webauthn_authenticator_rs::prelude::{
 };
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
-use crate::support::{Backend, Session, TestApp, WEBAUTHN_ORIGIN, data, error_code};
+use crate::support::{Backend, Session, TestApp, WEBAUTHN_ORIGIN, audit_actions, data, error_code};
 
 fn origin() -> Url {
     Url::parse(WEBAUTHN_ORIGIN).expect("origin")
@@ -104,20 +104,6 @@ async fn step_up(app: &TestApp, s: &Session, key: &mut Key) -> String {
         .as_str()
         .expect("token")
         .to_owned()
-}
-
-async fn audit_actions(app: &TestApp, user_id: &str) -> Vec<String> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-    let id = uuid::Uuid::parse_str(user_id).expect("uuid");
-    entity::entities::audit_log::Entity::find()
-        .filter(entity::entities::audit_log::Column::ActorId.eq(id))
-        .order_by_asc(entity::entities::audit_log::Column::CreatedAt)
-        .all(&app.db)
-        .await
-        .expect("audit rows")
-        .into_iter()
-        .map(|r| r.action)
-        .collect()
 }
 
 async fn two_factor_login(backend: Backend) {
@@ -260,8 +246,9 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     let other_device = app.login("stepup@example.com").await;
     let friend = app.register("friend@example.com").await;
     let usd = app.open_wallet(&s, "USD").await;
-    app.open_wallet(&friend, "USD").await;
+    let friend_usd = app.open_wallet(&friend, "USD").await;
     app.deposit(&s, &usd, "5000", "fund").await;
+    app.deposit(&friend, &friend_usd, "5000", "fund").await;
     let transfer = |amount: &str, token: Option<&str>| json!({ "fromWalletId": usd, "toEmail": "friend@example.com", "amount": amount, "stepUpToken": token });
 
     // Below the threshold nothing extra is asked.
@@ -292,25 +279,48 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     assert_eq!(error_code(&forged), "STEP_UP_REQUIRED");
 
     let token = step_up(&app, &s, &mut key).await;
+    // The longest idempotency key the contract allows.
+    let long_key = "k".repeat(255);
     let sent = app
-        .transfer(&s, transfer("750", Some(&token)), "big-2")
+        .transfer(&s, transfer("750", Some(&token)), &long_key)
         .await;
     assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "750");
-    // A retry of the same request (same key) replays with the same token...
-    let again = app
-        .transfer(&s, transfer("750", Some(&token)), "big-2")
-        .await;
-    assert_eq!(data(&again, "transfer")["replayed"], true);
+    // A retry of the same request (same key) replays with the same token,
+    // and without one: a completed transfer needs no new confirmation.
+    for retry_token in [Some(token.as_str()), None] {
+        let again = app
+            .transfer(&s, transfer("750", retry_token), &long_key)
+            .await;
+        assert_eq!(data(&again, "transfer")["replayed"], true, "{again}");
+    }
     // ...but the token does not authorise a second transfer.
     let reused = app
         .transfer(&s, transfer("750", Some(&token)), "big-3")
         .await;
     assert_eq!(error_code(&reused), "STEP_UP_REQUIRED", "{reused}");
-    // Nor is it anyone else's.
+    // Nor is it anyone else's: the friend's own large transfer with a
+    // fresh token of `s` is refused, and the token stays `s`'s to use.
+    let fresh = step_up(&app, &s, &mut key).await;
     let theirs = app
-        .transfer(&friend, transfer("750", Some(&token)), "big-4")
+        .transfer(
+            &friend,
+            json!({ "fromWalletId": friend_usd, "toEmail": s.email, "amount": "600", "stepUpToken": fresh }),
+            "big-4",
+        )
         .await;
-    assert!(theirs["errors"].is_array(), "{theirs}");
+    assert_eq!(error_code(&theirs), "STEP_UP_REQUIRED", "{theirs}");
+    // Two different transfers racing on one token: exactly one is sent.
+    let (a, b) = tokio::join!(
+        app.transfer(&s, transfer("501", Some(&fresh)), "race-a"),
+        app.transfer(&s, transfer("502", Some(&fresh)), "race-b"),
+    );
+    let sent: Vec<&Value> = [&a, &b]
+        .into_iter()
+        .filter(|r| r["data"]["transfer"].is_object())
+        .collect();
+    assert_eq!(sent.len(), 1, "{a} {b}");
+    let refused = if sent[0] == &a { &b } else { &a };
+    assert_eq!(error_code(refused), "STEP_UP_REQUIRED", "{refused}");
 
     // A step-up answered with an assertion for another challenge fails
     // without signing the app out (not UNAUTHENTICATED).

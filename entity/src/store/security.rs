@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{DisplayName, DomainError, Email, ErrorCode};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
@@ -204,13 +204,9 @@ pub struct NewFlow<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Stores a flow, replacing one with the same lookup key.
+/// Stores a flow, replacing one with the same lookup key (one statement, so
+/// two callers racing on the same key both succeed and the last one wins).
 pub async fn put_flow(db: &DatabaseConnection, flow: NewFlow<'_>) -> StoreResult<Uuid> {
-    let txn = db.begin().await?;
-    auth_flows::Entity::delete_many()
-        .filter(auth_flows::Column::Lookup.eq(flow.lookup.as_str()))
-        .exec(&txn)
-        .await?;
     let id = Uuid::now_v7();
     auth_flows::Entity::insert(auth_flows::ActiveModel {
         id: Set(id),
@@ -222,9 +218,21 @@ pub async fn put_flow(db: &DatabaseConnection, flow: NewFlow<'_>) -> StoreResult
         created_at: Set(now()),
         expires_at: Set(flow.expires_at),
     })
-    .exec_without_returning(&txn)
+    .on_conflict(
+        OnConflict::column(auth_flows::Column::Lookup)
+            .update_columns([
+                auth_flows::Column::Id,
+                auth_flows::Column::Kind,
+                auth_flows::Column::UserId,
+                auth_flows::Column::Payload,
+                auth_flows::Column::ConsumedRef,
+                auth_flows::Column::CreatedAt,
+                auth_flows::Column::ExpiresAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
     .await?;
-    txn.commit().await?;
     Ok(id)
 }
 
@@ -333,16 +341,46 @@ pub async fn oauth_user(
     db: &DatabaseConnection,
     identity: ProviderIdentity<'_>,
 ) -> StoreResult<(UserRecord, OauthOutcome)> {
-    let txn = db.begin().await?;
+    let (provider, subject) = (identity.provider, identity.subject);
+    match oauth_user_once(db, identity).await {
+        Err(err) => {
+            // Two first sign-ins of one identity racing: the loser hits a
+            // unique index; the winner's link is now there to find.
+            if let Some(user) = linked_user(db, provider, subject).await? {
+                return Ok((user, OauthOutcome::Known));
+            }
+            Err(err)
+        }
+        found => found,
+    }
+}
+
+/// The user already linked to the provider's subject.
+async fn linked_user(
+    db: &impl ConnectionTrait,
+    provider: &str,
+    subject: &str,
+) -> StoreResult<Option<UserRecord>> {
     let linked = oauth_identities::Entity::find()
-        .filter(oauth_identities::Column::Provider.eq(identity.provider))
-        .filter(oauth_identities::Column::Subject.eq(identity.subject))
-        .one(&txn)
+        .filter(oauth_identities::Column::Provider.eq(provider))
+        .filter(oauth_identities::Column::Subject.eq(subject))
+        .one(db)
         .await?;
-    if let Some(linked) = linked {
-        let user = super::users::load(&txn, linked.user_id)
+    match linked {
+        None => Ok(None),
+        Some(linked) => super::users::load(db, linked.user_id)
             .await?
-            .ok_or_else(|| super::inconsistent("linked user vanished"))?;
+            .ok_or_else(|| super::inconsistent("linked user vanished"))
+            .map(Some),
+    }
+}
+
+async fn oauth_user_once(
+    db: &DatabaseConnection,
+    identity: ProviderIdentity<'_>,
+) -> StoreResult<(UserRecord, OauthOutcome)> {
+    let txn = db.begin().await?;
+    if let Some(user) = linked_user(&txn, identity.provider, identity.subject).await? {
         txn.commit().await?;
         return Ok((user, OauthOutcome::Known));
     }
@@ -354,6 +392,20 @@ pub async fn oauth_user(
     };
     let (user_id, outcome, reset) = match super::users::find_row_by_email(&txn, &email).await? {
         Some(row) => {
+            // One identity per provider and account: a second subject with
+            // the same address (an address the provider recycled to a new
+            // owner, say) does not get into the account the first one has.
+            let already = oauth_identities::Entity::find()
+                .filter(oauth_identities::Column::Provider.eq(identity.provider))
+                .filter(oauth_identities::Column::UserId.eq(row.id))
+                .one(&txn)
+                .await?;
+            if already.is_some() {
+                return Err(DomainError::forbidden(
+                    "this account is linked to another sign-in of this provider: use that one, or your password",
+                )
+                .into());
+            }
             // Nobody proved this address when the account was made (sign-up
             // does not verify e-mail). Whoever set its password or keys may
             // not own it: the provider-verified owner takes the account over
