@@ -24,6 +24,7 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
+use crate::auth::AuthUser;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -102,10 +103,11 @@ fn parse_passkey(cred: &Credential) -> ApiResult<Passkey> {
 /// `PublicKeyCredentialCreationOptions` for `navigator.credentials.create`.
 pub async fn begin_registration(
     state: &AppState,
-    user_id: Uuid,
+    auth: &AuthUser,
     email: &str,
     display_name: &str,
 ) -> ApiResult<Value> {
+    let user_id = auth.id;
     let existing = security::credentials(&state.db, user_id).await?;
     let exclude = existing
         .iter()
@@ -122,8 +124,9 @@ pub async fn begin_registration(
         &state.db,
         NewFlow {
             kind: kinds::REGISTER,
-            // One registration in progress per user; a new one replaces it.
-            lookup: lookup(kinds::REGISTER, &user_id.to_string()),
+            // One registration in progress per session; a new one replaces
+            // it (and no other session can).
+            lookup: lookup(kinds::REGISTER, &auth.session_id.to_string()),
             user_id: Some(user_id),
             payload,
             expires_at: entity::store::now() + state.rp.ceremony_ttl,
@@ -136,10 +139,11 @@ pub async fn begin_registration(
 /// Finishes a registration begun by [`begin_registration`].
 pub async fn finish_registration(
     state: &AppState,
-    user_id: Uuid,
+    auth: &AuthUser,
     credential: Value,
     name: &str,
 ) -> ApiResult<Credential> {
+    let user_id = auth.id;
     let credential: RegisterPublicKeyCredential =
         serde_json::from_value(credential).map_err(|_| {
             DomainError::bad_input(
@@ -149,9 +153,10 @@ pub async fn finish_registration(
     let flow = security::take_flow(
         &state.db,
         kinds::REGISTER,
-        &lookup(kinds::REGISTER, &user_id.to_string()),
+        &lookup(kinds::REGISTER, &auth.session_id.to_string()),
     )
     .await?
+    .filter(|f| f.user_id == Some(user_id))
     .ok_or_else(|| {
         DomainError::bad_input(
             "no registration in progress, or it expired: call beginWebauthnRegistration again",
@@ -224,11 +229,22 @@ pub async fn finish_assertion(
     let user_id = flow
         .user_id
         .ok_or_else(|| internal("assertion flow", "no user"))?;
-    let assertion: PublicKeyCredential = serde_json::from_value(assertion).map_err(|_| {
-        DomainError::bad_input(
-            "assertion is not a PublicKeyCredential from navigator.credentials.get",
-        )
-    })?;
+    let ceremony = if code == ErrorCode::StepUpRequired {
+        Ceremony::StepUp
+    } else {
+        Ceremony::Login
+    };
+    let assertion: PublicKeyCredential = match serde_json::from_value(assertion) {
+        Ok(a) => a,
+        Err(_) => {
+            // The ceremony is spent all the same: on the record.
+            audit_failure(state, user_id, ceremony, "malformed").await;
+            return Err(DomainError::bad_input(
+                "assertion is not a PublicKeyCredential from navigator.credentials.get",
+            )
+            .into());
+        }
+    };
     let authentication: PasskeyAuthentication =
         serde_json::from_str(&flow.payload).map_err(|e| internal("authentication state", e))?;
     let result = match state
@@ -243,6 +259,7 @@ pub async fn finish_assertion(
             audit_failure(
                 state,
                 user_id,
+                ceremony,
                 if compromised {
                     "counter_regression"
                 } else {
@@ -254,17 +271,20 @@ pub async fn finish_assertion(
         }
     };
     let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
-    let stored = security::credentials(&state.db, user_id)
+    let Some(stored) = security::credentials(&state.db, user_id)
         .await?
         .into_iter()
         .find(|c| c.credential_id == credential_id)
-        .ok_or_else(|| refused(code, "this security key is no longer registered"))?;
+    else {
+        audit_failure(state, user_id, ceremony, "unknown_credential").await;
+        return Err(refused(code, "this security key is no longer registered"));
+    };
     let mut passkey = parse_passkey(&stored)?;
     passkey.update_credential(&result);
     let passkey = serde_json::to_string(&passkey).map_err(|e| internal("passkey", e))?;
     if !security::credential_used(&state.db, stored.id, result.counter(), passkey).await? {
         tracing::warn!(user.id = %user_id, credential.id = %stored.id, "WebAuthn counter did not increase");
-        audit_failure(state, user_id, "counter_regression").await;
+        audit_failure(state, user_id, ceremony, "counter_regression").await;
         return Err(refused(
             code,
             "the security key's signature counter went backwards: the assertion is stale or the key was cloned",
@@ -273,14 +293,38 @@ pub async fn finish_assertion(
     Ok(user_id)
 }
 
-async fn audit_failure(state: &AppState, user_id: Uuid, reason: &str) {
+/// What an assertion was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ceremony {
+    /// The second factor of a sign-in.
+    Login,
+    /// A step-up for a sensitive operation.
+    StepUp,
+}
+
+/// Records a refused assertion; one that failed a sign-in is also a
+/// failed login.
+async fn audit_failure(state: &AppState, user_id: Uuid, ceremony: Ceremony, reason: &str) {
+    let ceremony_name = match ceremony {
+        Ceremony::Login => "login",
+        Ceremony::StepUp => "step_up",
+    };
     crate::auth::audit_refusal(
         state,
         Some(user_id),
         "mfa.assertion_failed",
-        json!({ "reason": reason }),
+        json!({ "reason": reason, "ceremony": ceremony_name }),
     )
     .await;
+    if ceremony == Ceremony::Login {
+        crate::auth::audit_refusal(
+            state,
+            Some(user_id),
+            "auth.login_failed",
+            json!({ "method": "webauthn", "reason": reason }),
+        )
+        .await;
+    }
 }
 
 /// Issues a step-up token after a verified assertion: short-lived, single
@@ -333,5 +377,18 @@ pub async fn require_step_up(
         &lookup("ref", reference),
     )
     .await?;
-    if ok { Ok(()) } else { Err(required()) }
+    if ok {
+        return Ok(());
+    }
+    // A token was presented and refused: spent, expired, another user's or
+    // made up. Worth a record, as a replay attempt would be.
+    let operation = reference.split(':').next().unwrap_or_default();
+    crate::auth::audit_refusal(
+        state,
+        Some(user_id),
+        "mfa.step_up_refused",
+        json!({ "operation": operation }),
+    )
+    .await;
+    Err(required())
 }

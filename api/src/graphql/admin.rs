@@ -275,6 +275,14 @@ async fn change_role(
     let (state, viewer) = parts(ctx)?;
     let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
     let user_id = parse_id(user_id, "userId").map_err(ApiError::from)?;
+    // An unknown user should not spend the step-up token.
+    if users::load(&state.db, user_id)
+        .await
+        .map_err(ApiError::from)?
+        .is_none()
+    {
+        return Err(ApiError::from(domain::DomainError::not_found("user")).into());
+    }
     crate::auth::webauthn::require_step_up(
         state,
         admin.id,

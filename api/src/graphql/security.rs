@@ -132,7 +132,7 @@ impl SecurityMutation {
                 ApiError::from(DomainError::unauthenticated("the account no longer exists"))
             })?;
         let options =
-            webauthn::begin_registration(state, user.id, &user.email, &user.display_name).await?;
+            webauthn::begin_registration(state, auth, &user.email, &user.display_name).await?;
         Ok(Json(options))
     }
 
@@ -166,7 +166,7 @@ impl SecurityMutation {
             "add-credential",
         )
         .await?;
-        let stored = webauthn::finish_registration(state, user.id, credential.0, &name).await?;
+        let stored = webauthn::finish_registration(state, user, credential.0, &name).await?;
         tracing::info!(user.id = %user.id, credential.id = %stored.id, "security key registered");
         Ok(stored.into())
     }
@@ -181,6 +181,15 @@ impl SecurityMutation {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
         let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        // A wrong id should not spend the step-up token.
+        let known = security::credentials(&state.db, user.id)
+            .await
+            .map_err(ApiError::from)?
+            .iter()
+            .any(|c| c.id == id);
+        if !known {
+            return Err(ApiError::from(DomainError::not_found("security key")).into());
+        }
         webauthn::require_step_up(
             state,
             user.id,
@@ -219,12 +228,21 @@ impl SecurityMutation {
             &lookup(kinds::MFA_LOGIN, &mfa_token),
         )
         .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            ApiError::from(DomainError::unauthenticated(
+        .map_err(ApiError::from)?;
+        let Some(flow) = flow else {
+            // A replayed, expired or made-up mfaToken: no user to name.
+            crate::auth::audit_refusal(
+                state,
+                None,
+                "auth.login_failed",
+                json!({ "method": "webauthn", "reason": "unknown_challenge" }),
+            )
+            .await;
+            return Err(ApiError::from(DomainError::unauthenticated(
                 "this sign-in is unknown, used or expired: sign in again",
             ))
-        })?;
+            .into());
+        };
         let user_id =
             webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::Unauthenticated)
                 .await?;
@@ -277,7 +295,8 @@ impl SecurityMutation {
             ))
         })?;
         webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::StepUpRequired).await?;
-        let (token, expires_at) = webauthn::issue_step_up_token(state, user.id).await?;
+        // Recorded before the token exists: no token is ever issued that
+        // the audit trail does not show.
         audit(
             state,
             Some(user.id),
@@ -287,6 +306,7 @@ impl SecurityMutation {
             json!({}),
         )
         .await?;
+        let (token, expires_at) = webauthn::issue_step_up_token(state, user.id).await?;
         Ok(StepUpToken { token, expires_at })
     }
 

@@ -226,12 +226,33 @@ async fn an_assertion_older_than_one_accepted_is_refused() {
         )
         .await;
     assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
+    // Recorded as what it is, a counter that went backwards at sign-in.
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let failures = entity::entities::audit_log::Entity::find()
+        .filter(entity::entities::audit_log::Column::Action.eq("mfa.assertion_failed"))
+        .all(&app.db)
+        .await
+        .expect("audit rows");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].details["reason"], "counter_regression");
+    assert_eq!(failures[0].details["ceremony"], "login");
     assert!(
         audit_actions(&app, &s.user_id)
             .await
             .iter()
-            .any(|a| a == "mfa.assertion_failed")
+            .any(|a| a == "auth.login_failed")
     );
+    // The stale assertion moved nothing: the newer one still cannot be
+    // replayed against a fresh challenge either.
+    let c = password_login(&app, &s.email).await;
+    let replayed = app
+        .gql(
+            None,
+            FINISH_LOGIN,
+            json!({ "t": c["mfaToken"], "a": newer }),
+        )
+        .await;
+    assert_eq!(error_code(&replayed), "UNAUTHENTICATED", "{replayed}");
 }
 
 #[tokio::test]
@@ -421,6 +442,7 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     let actions = audit_actions(&app, &s.user_id).await;
     for expected in [
         "mfa.step_up",
+        "mfa.step_up_refused",
         "user.password_changed",
         "mfa.credential_removed",
     ] {
@@ -444,6 +466,25 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
         )
         .await;
     let credential = key.create(data(&body, "beginWebauthnRegistration"));
+    // Another user cannot finish it: ceremonies belong to the session that
+    // began them.
+    let other = app.register("other-slow@example.com").await;
+    let theirs = app
+        .gql(
+            Some(&other.token),
+            "mutation($c: JSON!) { finishWebauthnRegistration(credential: $c, name: \"k\", currentPassword: \"correct horse battery\") { id } }",
+            json!({ "c": credential }),
+        )
+        .await;
+    assert_eq!(error_code(&theirs), "BAD_USER_INPUT", "{theirs}");
+    let keys = app
+        .gql(
+            Some(&other.token),
+            "{ webauthnCredentials { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&keys, "webauthnCredentials"), &json!([]));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     let late = app
         .gql(
