@@ -109,6 +109,18 @@ pub async fn graphql_ws(
 /// Longest a single frame may take to go out before the peer counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether a socket's session is still live; a database that cannot answer
+/// keeps the socket (the token's expiry still bounds it).
+async fn session_live(db: &sea_orm::DatabaseConnection, session_id: uuid::Uuid) -> bool {
+    match entity::store::sessions::started_at(db, session_id).await {
+        Ok(started) => started.is_some(),
+        Err(err) => {
+            tracing::debug!(error = %err, "checking a WebSocket's session failed");
+            true
+        }
+    }
+}
+
 /// The answer to a query or mutation cancelled at `REQUEST_TIMEOUT_SECS`.
 fn timed_out_response(limit: Duration) -> async_graphql::Response {
     let mut error = async_graphql::ServerError::new(super::timed_out_message(limit), None);
@@ -305,6 +317,7 @@ impl Connection {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut unanswered = 0u8;
+        let session_id = user.session_id;
         let viewer = Viewer::User(user);
         loop {
             tokio::select! {
@@ -359,6 +372,12 @@ impl Connection {
                 _ = ping.tick() => {
                     if unanswered >= 2 {
                         return Ending::Close(4408, "Keep-alive timeout".into());
+                    }
+                    // A session ended since the socket opened (logout, a
+                    // reused refresh token, a password change) stops its
+                    // streams within one keep-alive interval.
+                    if !session_live(&self.state.app.db, session_id).await {
+                        return Ending::Close(4403, "Forbidden: the session ended; sign in again".into());
                     }
                     unanswered += 1;
                     if !self.send(Message::Ping(Vec::new().into())).await {

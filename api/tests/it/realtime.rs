@@ -644,3 +644,73 @@ async fn received_money_creates_a_notification_live_and_in_the_list() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_limit() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.ws_keepalive_secs = 1;
+        s.request_timeout_secs = 1;
+    })
+    .await;
+    let phone = app.register("ended@example.com").await;
+    let laptop = app.login("ended@example.com").await;
+    let usd = app.open_wallet(&laptop, "USD").await;
+    let mut on_phone = WsClient::authed(app.addr, "graphql-ws", &phone.token).await;
+    let mut on_laptop = WsClient::authed(app.addr, "graphql-transport-ws", &laptop.token).await;
+    on_phone.subscribe("b", BALANCES, json!({})).await;
+    on_laptop.subscribe("b", BALANCES, json!({})).await;
+
+    // Signing out on the phone ends the phone's socket, not the laptop's.
+    let out = app
+        .gql(Some(&phone.token), "mutation { logout }", json!({}))
+        .await;
+    assert_eq!(data(&out, "logout"), true);
+    assert_eq!(
+        on_phone.next_message(Duration::from_secs(5)).await,
+        Err(WsEnd::Closed(4403))
+    );
+    assert!(on_laptop.silent_for(Duration::from_secs(3)).await);
+    // Nor does the ended session's token open a new socket.
+    let mut again = WsClient::connect(app.addr, "graphql-transport-ws").await;
+    again
+        .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", phone.token) } }))
+        .await;
+    assert_eq!(
+        again.next_message(Duration::from_secs(5)).await,
+        Err(WsEnd::Closed(4403))
+    );
+
+    // A mutation sent over the socket is held to REQUEST_TIMEOUT_SECS like
+    // one over HTTP: here it waits for a wallet another transaction locks.
+    let blocker = app.db.begin().await.expect("begin");
+    blocker
+        .execute_raw(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT id FROM wallets WHERE id = $1 FOR UPDATE",
+            [uuid::Uuid::parse_str(&usd).expect("uuid").into()],
+        ))
+        .await
+        .expect("lock the wallet");
+    on_laptop
+        .subscribe(
+            "slow",
+            "mutation($i: DepositInput!, $k: String!) { deposit(input: $i, idempotencyKey: $k) { replayed } }",
+            json!({ "i": { "walletId": usd, "amount": "5" }, "k": "ws-slow" }),
+        )
+        .await;
+    let refused = on_laptop
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert_eq!(refused["id"], "slow", "{refused}");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{refused}"
+    );
+    assert_eq!(refused["payload"][0]["extensions"]["timedOut"], true);
+    blocker.rollback().await.expect("release the lock");
+    let wallet = app.wallet(&laptop, &usd).await;
+    assert_eq!(data(&wallet, "wallet")["balance"], "0", "{wallet}");
+}
