@@ -584,6 +584,27 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_read_is_documented_in_readme_and_env_sample() {
+        let asked = std::sync::Mutex::new(Vec::<String>::new());
+        Settings::from_lookup(&|name| {
+            asked.lock().expect("names").push(name.to_owned());
+            None
+        })
+        .expect("defaults");
+        let asked = asked.into_inner().expect("names");
+        assert!(asked.len() > 40, "{asked:?}");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        for file in ["README.md", ".env.sample"] {
+            let text = std::fs::read_to_string(format!("{root}/{file}")).expect(file);
+            let missing: Vec<&String> = asked
+                .iter()
+                .filter(|n| !text.contains(n.as_str()))
+                .collect();
+            assert!(missing.is_empty(), "{file} does not document {missing:?}");
+        }
+    }
+
+    #[test]
     fn rates_parse_as_count_per_seconds() {
         assert_eq!(
             "10/900".parse::<RateSetting>(),

@@ -36,6 +36,7 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// The audit trail, newest first (compliance or admin role).
+    #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

@@ -105,6 +105,14 @@ pub const MAX_PAGE: i32 = 100;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE: i32 = 20;
 
+/// Complexity of a connection field: its selection counts once per node
+/// the page may hold, so `first: 100` of a deep selection costs what it
+/// makes the server load.
+pub(crate) fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
+    let nodes = usize::try_from(first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)).unwrap_or(1);
+    nodes.saturating_mul(child_complexity).saturating_add(1)
+}
+
 /// The page size asked for with `first`, checked.
 pub(crate) fn page_size(first: Option<i32>) -> Result<u64, DomainError> {
     let limit = first.unwrap_or(DEFAULT_PAGE);

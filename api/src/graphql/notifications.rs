@@ -56,6 +56,7 @@ pub struct NotificationQuery;
 #[Object]
 impl NotificationQuery {
     /// The caller's notifications, newest first (Relay connection).
+    #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
     async fn notifications(
         &self,
         ctx: &Context<'_>,

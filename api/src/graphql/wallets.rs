@@ -69,6 +69,7 @@ impl WalletQuery {
     }
 
     /// The caller's transactions, newest first (Relay connection).
+    #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
     async fn transactions(
         &self,
         ctx: &Context<'_>,

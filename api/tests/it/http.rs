@@ -212,6 +212,30 @@ async fn graphiql_can_introspect_but_abusive_depth_is_refused() {
 }
 
 #[tokio::test]
+async fn connection_pages_count_towards_complexity_per_node() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let s = app.register("pages@example.com").await;
+    let page = |alias: &str, first: u32| {
+        format!(
+            "{alias}: transactions(first: {first}) {{ edges {{ cursor node {{ id kind status amount currency fromWalletId toWalletId memo createdAt }} }} pageInfo {{ hasNextPage endCursor }} }}"
+        )
+    };
+    // Shallow and with few aliases, but five full pages of a wide node.
+    let heavy: String = (0..5).map(|i| page(&format!("p{i}"), 100)).collect();
+    let body = app
+        .gql(Some(&s.token), &format!("{{ {heavy} }}"), json!({}))
+        .await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // The same selection over small pages is fine.
+    let light: String = (0..5).map(|i| page(&format!("p{i}"), 10)).collect();
+    let body = app
+        .gql(Some(&s.token), &format!("{{ {light} }}"), json!({}))
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["p4"]["edges"], json!([]));
+}
+
+#[tokio::test]
 async fn batches_are_capped() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let op = json!({ "query": "{ __typename }" });
