@@ -455,6 +455,59 @@ async fn websocket_upgrades_count_against_the_address() {
 }
 
 #[tokio::test]
+async fn operations_started_over_a_websocket_count_against_the_user() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_requests_user = rate(5);
+    })
+    .await;
+    let s = app.register("ws-budget@example.com").await;
+    // Neither `register` nor the socket's upgrade carries the user's token:
+    // both count against the address. The user's five go to the socket.
+    let mut ws = crate::support::WsClient::authed(app.addr, "graphql-transport-ws", &s.token).await;
+    let mut answered = Vec::new();
+    for i in 0..6 {
+        let id = format!("q{i}");
+        ws.subscribe(&id, "{ me { id } }", json!({})).await;
+        let first = ws
+            .next_message(std::time::Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        if first["type"] == "next" {
+            let done = ws
+                .next_message(std::time::Duration::from_secs(5))
+                .await
+                .expect("complete");
+            assert_eq!(done["type"], "complete", "{done}");
+        }
+        answered.push(first);
+    }
+    let ok = answered.iter().filter(|m| m["type"] == "next").count();
+    assert_eq!(ok, 5, "{answered:?}");
+    let refused = answered.last().expect("six answers");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{refused}"
+    );
+    assert!(
+        refused["payload"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .is_some_and(|r| (1..=60).contains(&r)),
+        "{refused}"
+    );
+    // Over HTTP the same user is out of budget too: one budget, two ways in.
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&s.token)
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 429);
+}
+
+#[tokio::test]
 async fn every_operation_of_a_batch_counts() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.rate_requests_anonymous = rate(4);
