@@ -121,6 +121,8 @@ pub enum Bucket<'a> {
     Staff(uuid::Uuid),
     /// Requests without a token, per address.
     Anonymous(IpAddr),
+    /// New persisted queries registered from one address.
+    PersistedQueries(IpAddr),
 }
 
 impl RateLimiter {
@@ -175,6 +177,7 @@ impl RateLimiter {
             Bucket::User(id) => format!("{p}:req-user:{id}:{window}"),
             Bucket::Staff(id) => format!("{p}:req-staff:{id}:{window}"),
             Bucket::Anonymous(ip) => format!("{p}:req-anon:{}:{window}", network(ip)),
+            Bucket::PersistedQueries(ip) => format!("{p}:apq-addr:{}:{window}", network(ip)),
         }
     }
 

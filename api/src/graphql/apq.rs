@@ -1,48 +1,79 @@
-//! Automatic Persisted Queries stored in Redis, shared by every instance:
-//! a client that registered a query through one instance can send only its
-//! hash to another. Entries expire after a day without use.
+//! Automatic Persisted Queries (Apollo's protocol), stored in Redis and so
+//! shared by every instance (a client that registered a query through one
+//! instance can send only its hash to another), or in a bounded in-process
+//! LRU on the embedded default. Entries expire a day after their last use.
+//!
+//! async-graphql's own extension stores every document that parses, before
+//! validation. Anyone may register a query, and the store shares Redis with
+//! the rate limits, so ours keeps a document only when
+//! - it passed the shape limits and validation against the schema,
+//! - its stored form is at most [`MAX_STORED_BYTES`],
+//! - and its address has registered fewer than [`REGISTRATIONS_PER_HOUR`]
+//!   new documents this hour.
+//!
+//! A document that is not kept still runs; its client just sends the text
+//! again next time. A hash the store does not know answers
+//! `PersistedQueryNotFound` (`PERSISTED_QUERY_NOT_FOUND`).
 
-use async_graphql::extensions::apollo_persisted_queries::CacheStorage;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
+};
 use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
 
-use crate::limits::REDIS_BUDGET;
+use crate::config::RateSetting;
+use crate::limits::{Bucket, ClientAddr, REDIS_BUDGET};
 use crate::state::AppState;
 
-/// How long a persisted query is kept, seconds.
+/// How long a persisted query is kept after its last use, seconds.
 const TTL_SECS: u64 = 86_400;
-/// Largest stored document (its JSON form). Anyone may register a query, so
-/// the store must not become a way to fill the Redis that also holds the
-/// rate limits; a larger query still runs, its text is just sent each time.
-const MAX_STORED_BYTES: usize = 32 * 1024;
+/// Largest stored document (its JSON form).
+pub const MAX_STORED_BYTES: usize = 32 * 1024;
+/// New documents one address may register per hour (an app has a few dozen
+/// operations; clients behind one NAT share this).
+pub const REGISTRATIONS_PER_HOUR: u64 = 200;
+/// Documents the in-process store holds.
+const MEMORY_ENTRIES: usize = 1_000;
 
-/// The Redis-backed store.
+/// Where persisted queries are kept.
 #[derive(Clone)]
-pub struct RedisApq {
-    conn: ConnectionManager,
-    prefix: String,
+pub enum Store {
+    /// Shared by every instance with the same prefix.
+    Redis {
+        /// The shared connection.
+        conn: ConnectionManager,
+        /// Key prefix (`RATE_LIMIT_PREFIX:apq`).
+        prefix: String,
+    },
+    /// This process only.
+    Memory(LruCacheStorage),
 }
 
-impl RedisApq {
-    /// The store when the state has Redis.
-    pub fn from_state(state: &AppState) -> Option<Self> {
-        state.redis.clone().map(|conn| Self {
-            conn,
-            prefix: format!("{}:apq", state.settings.rate_limit_prefix),
-        })
+impl Store {
+    /// Redis when the state has it, else in process.
+    pub fn from_state(state: &AppState) -> Self {
+        match state.redis.clone() {
+            Some(conn) => Store::Redis {
+                conn,
+                prefix: format!("{}:apq", state.settings.rate_limit_prefix),
+            },
+            None => Store::Memory(LruCacheStorage::new(MEMORY_ENTRIES)),
+        }
     }
 
-    fn key(&self, hash: &str) -> String {
-        format!("{}:{hash}", self.prefix)
-    }
-}
-
-#[async_trait::async_trait]
-impl CacheStorage for RedisApq {
-    async fn get(&self, key: String) -> Option<ExecutableDocument> {
-        let mut conn = self.conn.clone();
-        let lookup = conn.get_ex(self.key(&key), redis::Expiry::EX(TTL_SECS));
+    async fn get(&self, hash: &str) -> Option<ExecutableDocument> {
+        let (conn, prefix) = match self {
+            Store::Memory(lru) => return lru.get(hash.to_owned()).await,
+            Store::Redis { conn, prefix } => (conn, prefix),
+        };
+        let mut conn = conn.clone();
+        let lookup = conn.get_ex(format!("{prefix}:{hash}"), redis::Expiry::EX(TTL_SECS));
         let stored: Option<String> = match tokio::time::timeout(REDIS_BUDGET, lookup).await {
             Ok(Ok(v)) => v,
             Ok(Err(err)) => {
@@ -57,20 +88,139 @@ impl CacheStorage for RedisApq {
         stored.and_then(|s| serde_json::from_str(&s).ok())
     }
 
-    async fn set(&self, key: String, query: ExecutableDocument) {
-        let Ok(text) = serde_json::to_string(&query) else {
+    async fn set(&self, hash: String, doc: ExecutableDocument) {
+        let Ok(text) = serde_json::to_string(&doc) else {
             return;
         };
         if text.len() > MAX_STORED_BYTES {
             tracing::debug!(bytes = text.len(), "persisted query too large to store");
             return;
         }
-        let mut conn = self.conn.clone();
-        let store = conn.set_ex::<_, _, ()>(self.key(&key), text, TTL_SECS);
+        let (conn, prefix) = match self {
+            Store::Memory(lru) => return lru.set(hash, doc).await,
+            Store::Redis { conn, prefix } => (conn, prefix),
+        };
+        let mut conn = conn.clone();
+        let store = conn.set_ex::<_, _, ()>(format!("{prefix}:{hash}"), text, TTL_SECS);
         match tokio::time::timeout(REDIS_BUDGET, store).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "storing a persisted query failed"),
             Err(_) => tracing::warn!("storing a persisted query timed out"),
         }
+    }
+}
+
+/// The extension factory: one [`PersistedQueriesExtension`] per request.
+pub struct PersistedQueries(Store);
+
+impl PersistedQueries {
+    /// Persisted queries kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Self(store)
+    }
+}
+
+impl ExtensionFactory for PersistedQueries {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PersistedQueriesExtension {
+            store: self.0.clone(),
+            pending: Mutex::new(None),
+        })
+    }
+}
+
+/// One request's view: a document registered with it waits in `pending`
+/// until validation has passed.
+struct PersistedQueriesExtension {
+    store: Store,
+    pending: Mutex<Option<(String, ExecutableDocument)>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PersistedQuery {
+    version: i32,
+    #[serde(rename = "sha256Hash")]
+    sha256_hash: String,
+}
+
+impl PersistedQueriesExtension {
+    /// Whether the request's address may register one more document.
+    async fn may_register(&self, ctx: &ExtensionContext<'_>) -> bool {
+        let (Some(state), Some(addr)) = (ctx.data_opt::<AppState>(), ctx.data_opt::<ClientAddr>())
+        else {
+            return true;
+        };
+        let rate = RateSetting {
+            limit: REGISTRATIONS_PER_HOUR,
+            window_secs: 3_600,
+        };
+        state
+            .limiter
+            .hit(Bucket::PersistedQueries(addr.0), rate)
+            .await
+            .is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for PersistedQueriesExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let Some(value) = request.extensions.remove("persistedQuery") else {
+            return next.run(ctx, request).await;
+        };
+        let persisted: PersistedQuery = async_graphql::from_value(value).map_err(|_| {
+            ServerError::new("Invalid \"PersistedQuery\" extension configuration.", None)
+        })?;
+        if persisted.version != 1 {
+            return Err(ServerError::new(
+                format!(
+                    "only version 1 of the \"PersistedQuery\" extension is supported, not {}",
+                    persisted.version
+                ),
+                None,
+            ));
+        }
+        if request.query.is_empty() {
+            let Some(doc) = self.store.get(&persisted.sha256_hash).await else {
+                return Err(ServerError::new("PersistedQueryNotFound", None));
+            };
+            request.set_parsed_query(doc);
+        } else {
+            let hash = format!("{:x}", Sha256::digest(request.query.as_bytes()));
+            if persisted.sha256_hash != hash {
+                return Err(ServerError::new("provided sha does not match query", None));
+            }
+            let doc = async_graphql::parser::parse_query(&request.query)?;
+            if let Ok(mut pending) = self.pending.lock() {
+                *pending = Some((hash, doc.clone()));
+            }
+            request.query = String::new();
+            request.set_parsed_query(doc);
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        let pending = self.pending.lock().ok().and_then(|mut p| p.take());
+        if result.is_ok()
+            && let Some((hash, doc)) = pending
+        {
+            if self.may_register(ctx).await {
+                self.store.set(hash, doc).await;
+            } else {
+                tracing::debug!("persisted query registrations of this address used up");
+            }
+        }
+        result
     }
 }

@@ -11,9 +11,6 @@ pub mod shape;
 pub mod types;
 pub mod wallets;
 
-use async_graphql::extensions::apollo_persisted_queries::{
-    ApolloPersistedQueries, LruCacheStorage,
-};
 use async_graphql::{Context, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -64,11 +61,9 @@ fn builder() -> SchemaBuilder<Query, Mutation, live::LiveSubscription> {
 pub fn build_schema(state: AppState) -> AppSchema {
     // Automatic Persisted Queries (Apollo's protocol): in Redis when there
     // is one, so a query registered through one instance is known to all.
-    let mut b = builder().data(state.clone());
-    b = match apq::RedisApq::from_state(&state) {
-        Some(redis) => b.extension(ApolloPersistedQueries::new(redis)),
-        None => b.extension(ApolloPersistedQueries::new(LruCacheStorage::new(1_000))),
-    };
+    let mut b = builder()
+        .data(state.clone())
+        .extension(apq::PersistedQueries::new(apq::Store::from_state(&state)));
     b = b.extension(shape::QueryShape);
     if !state.settings.introspection_enabled {
         b = b.disable_introspection();

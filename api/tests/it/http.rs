@@ -316,3 +316,58 @@ async fn automatic_persisted_queries_follow_apollos_protocol() {
         .expect("json");
     assert_eq!(hit["data"]["__typename"], "Query", "{hit}");
 }
+
+#[tokio::test]
+async fn only_valid_persisted_queries_are_kept_and_each_address_registers_a_bounded_number() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ext = |query: &str| {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+    };
+    let send = |body: Value| {
+        let req = app.client.post(app.url("/graphql")).json(&body);
+        async move {
+            req.send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    // A document that parses but does not validate runs (and fails) once,
+    // and is not kept.
+    let invalid = "{ noSuchField }";
+    let first = send(json!({ "query": invalid, "extensions": ext(invalid) })).await;
+    assert_eq!(error_code(&first), "BAD_USER_INPUT", "{first}");
+    let again = send(json!({ "extensions": ext(invalid) })).await;
+    assert_eq!(error_code(&again), "PERSISTED_QUERY_NOT_FOUND", "{again}");
+    // A hash that does not match its text is refused.
+    let wrong =
+        send(json!({ "query": "{ __typename }", "extensions": ext("{ me { id } }") })).await;
+    assert!(
+        wrong["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not match")),
+        "{wrong}"
+    );
+
+    // Valid documents: an address registers at most REGISTRATIONS_PER_HOUR;
+    // past that its documents still run but are not kept.
+    let limit = api::graphql::apq::REGISTRATIONS_PER_HOUR;
+    let query = |i: u64| format!("query Q{i} {{ __typename }}");
+    for i in 0..=limit {
+        let q = query(i);
+        let ran = send(json!({ "query": q, "extensions": ext(&q) })).await;
+        assert_eq!(ran["data"]["__typename"], "Query", "{ran}");
+    }
+    let kept = send(json!({ "extensions": ext(&query(limit - 1)) })).await;
+    assert_eq!(kept["data"]["__typename"], "Query", "{kept}");
+    let dropped = send(json!({ "extensions": ext(&query(limit)) })).await;
+    assert_eq!(
+        error_code(&dropped),
+        "PERSISTED_QUERY_NOT_FOUND",
+        "{dropped}"
+    );
+}
