@@ -312,15 +312,14 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 /// (a hash-only persisted query has none yet).
 pub(crate) fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
-    let op = match &request.operation_name {
+    match &request.operation_name {
         Some(name) => doc
             .operations
             .iter()
             .find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str()))
             .map(|(_, op)| op.node.ty),
         None => doc.operations.iter().next().map(|(_, op)| op.node.ty),
-    };
-    op
+    }
 }
 
 async fn graphql_get(
