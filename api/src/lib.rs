@@ -101,8 +101,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 pub fn build_router(state: AppState) -> Router {
     let schema = graphql::build_schema(state.clone());
     let body_limit = state.settings.body_limit_bytes;
-    // The GraphQL handlers answer their own time limit with a coded
-    // GraphQL error; this layer is the backstop for every other route.
+    // Queries and mutations answer their own time limit with a coded
+    // GraphQL error (`graphql::time_limit`); this layer is the backstop for
+    // whatever else a request waits on.
     let timeout = Duration::from_secs(state.settings.request_timeout_secs + 2);
     http::routes(http::HttpState { schema, app: state })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -123,6 +123,8 @@ pub enum Bucket<'a> {
     Anonymous(IpAddr),
     /// New persisted queries registered from one address.
     PersistedQueries(IpAddr),
+    /// New persisted queries registered from anywhere.
+    AllPersistedQueries,
 }
 
 impl RateLimiter {
@@ -178,6 +180,7 @@ impl RateLimiter {
             Bucket::Staff(id) => format!("{p}:req-staff:{id}:{window}"),
             Bucket::Anonymous(ip) => format!("{p}:req-anon:{}:{window}", network(ip)),
             Bucket::PersistedQueries(ip) => format!("{p}:apq-addr:{}:{window}", network(ip)),
+            Bucket::AllPersistedQueries => format!("{p}:apq-all:{window}"),
         }
     }
 

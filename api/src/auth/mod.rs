@@ -60,16 +60,20 @@ pub async fn audit_refusal(
 /// Checks an access token and that its session is still live: a session
 /// ended by logout, by reuse of a refresh token, by a password change or by
 /// an OAuth2 takeover of the account stops its access tokens at once, not
-/// only at their expiry. When the database cannot answer, the signature
-/// decides (logged): the request fails at its first database access anyway.
-pub async fn authenticate(state: &AppState, token: &str) -> Option<AuthUser> {
-    let user = state.keys.verify_access(token)?;
+/// only at their expiry. `Ok(None)`: invalid, expired or ended. `Err`: the
+/// session could not be checked (database unreachable); callers answer with
+/// a retryable server error rather than signing the client out or letting
+/// an unchecked token through.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUser>, ()> {
+    let Some(user) = state.keys.verify_access(token) else {
+        return Ok(None);
+    };
     match entity::store::sessions::started_at(&state.db, user.session_id).await {
-        Ok(Some(_)) => Some(user),
-        Ok(None) => None,
+        Ok(Some(_)) => Ok(Some(user)),
+        Ok(None) => Ok(None),
         Err(err) => {
             tracing::warn!(user.id = %user.id, error = %err, "checking the session of an access token failed");
-            Some(user)
+            Err(())
         }
     }
 }

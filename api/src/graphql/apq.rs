@@ -7,9 +7,14 @@
 //! validation. Anyone may register a query, and the store shares Redis with
 //! the rate limits, so ours keeps a document only when
 //! - it passed the shape limits and validation against the schema,
-//! - its stored form is at most [`MAX_STORED_BYTES`],
-//! - and its address has registered fewer than [`REGISTRATIONS_PER_HOUR`]
-//!   new documents this hour.
+//! - its text is at most [`MAX_STORED_BYTES`],
+//! - its address has registered fewer than [`REGISTRATIONS_PER_HOUR`] new
+//!   documents this hour, and all addresses together fewer than
+//!   [`ALL_REGISTRATIONS_PER_HOUR`] (a document already stored costs
+//!   nothing; with `RATE_LIMITS_ENABLED=false` neither budget applies).
+//!
+//! Redis keeps the query text (parsed again on use, which is cheap), not
+//! async-graphql's parsed document, whose JSON form is many times larger.
 //!
 //! A document that is not kept still runs; its client just sends the text
 //! again next time. A hash the store does not know answers
@@ -33,11 +38,13 @@ use crate::state::AppState;
 
 /// How long a persisted query is kept after its last use, seconds.
 const TTL_SECS: u64 = 86_400;
-/// Largest stored document (its JSON form).
-pub const MAX_STORED_BYTES: usize = 32 * 1024;
+/// Longest stored query text.
+pub const MAX_STORED_BYTES: usize = 16 * 1024;
 /// New documents one address may register per hour (an app has a few dozen
 /// operations; clients behind one NAT share this).
-pub const REGISTRATIONS_PER_HOUR: u64 = 200;
+pub const REGISTRATIONS_PER_HOUR: u64 = 100;
+/// New documents all addresses together may register per hour.
+pub const ALL_REGISTRATIONS_PER_HOUR: u64 = 2_000;
 /// Documents the in-process store holds.
 const MEMORY_ENTRIES: usize = 1_000;
 
@@ -85,17 +92,24 @@ impl Store {
                 return None;
             }
         };
-        stored.and_then(|s| serde_json::from_str(&s).ok())
+        stored.and_then(|text| async_graphql::parser::parse_query(text).ok())
     }
 
-    async fn set(&self, hash: String, doc: ExecutableDocument) {
-        let Ok(text) = serde_json::to_string(&doc) else {
-            return;
+    /// Whether the store already holds `hash`.
+    async fn contains(&self, hash: &str) -> bool {
+        let (conn, prefix) = match self {
+            Store::Memory(lru) => return lru.get(hash.to_owned()).await.is_some(),
+            Store::Redis { conn, prefix } => (conn, prefix),
         };
-        if text.len() > MAX_STORED_BYTES {
-            tracing::debug!(bytes = text.len(), "persisted query too large to store");
-            return;
-        }
+        let mut conn = conn.clone();
+        let exists = conn.exists::<_, bool>(format!("{prefix}:{hash}"));
+        matches!(
+            tokio::time::timeout(REDIS_BUDGET, exists).await,
+            Ok(Ok(true))
+        )
+    }
+
+    async fn set(&self, hash: String, text: String, doc: ExecutableDocument) {
         let (conn, prefix) = match self {
             Store::Memory(lru) => return lru.set(hash, doc).await,
             Store::Redis { conn, prefix } => (conn, prefix),
@@ -129,11 +143,18 @@ impl ExtensionFactory for PersistedQueries {
     }
 }
 
+/// A document sent with its text, waiting for validation.
+struct Pending {
+    hash: String,
+    text: String,
+    doc: ExecutableDocument,
+}
+
 /// One request's view: a document registered with it waits in `pending`
 /// until validation has passed.
 struct PersistedQueriesExtension {
     store: Store,
-    pending: Mutex<Option<(String, ExecutableDocument)>>,
+    pending: Mutex<Option<Pending>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -144,19 +165,34 @@ struct PersistedQuery {
 }
 
 impl PersistedQueriesExtension {
-    /// Whether the request's address may register one more document.
+    /// Whether the request's address, and everyone, may register one more
+    /// document.
     async fn may_register(&self, ctx: &ExtensionContext<'_>) -> bool {
-        let (Some(state), Some(addr)) = (ctx.data_opt::<AppState>(), ctx.data_opt::<ClientAddr>())
-        else {
+        let Some(state) = ctx.data_opt::<AppState>() else {
             return true;
         };
-        let rate = RateSetting {
-            limit: REGISTRATIONS_PER_HOUR,
+        let hourly = |limit| RateSetting {
+            limit,
             window_secs: 3_600,
         };
+        if let Some(addr) = ctx.data_opt::<ClientAddr>()
+            && state
+                .limiter
+                .hit(
+                    Bucket::PersistedQueries(addr.0),
+                    hourly(REGISTRATIONS_PER_HOUR),
+                )
+                .await
+                .is_err()
+        {
+            return false;
+        }
         state
             .limiter
-            .hit(Bucket::PersistedQueries(addr.0), rate)
+            .hit(
+                Bucket::AllPersistedQueries,
+                hourly(ALL_REGISTRATIONS_PER_HOUR),
+            )
             .await
             .is_ok()
     }
@@ -197,9 +233,13 @@ impl Extension for PersistedQueriesExtension {
             }
             let doc = async_graphql::parser::parse_query(&request.query)?;
             if let Ok(mut pending) = self.pending.lock() {
-                *pending = Some((hash, doc.clone()));
+                *pending = Some(Pending {
+                    hash,
+                    text: std::mem::take(&mut request.query),
+                    doc: doc.clone(),
+                });
             }
-            request.query = String::new();
+            request.query.clear();
             request.set_parsed_query(doc);
         }
         next.run(ctx, request).await
@@ -212,14 +252,22 @@ impl Extension for PersistedQueriesExtension {
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await;
         let pending = self.pending.lock().ok().and_then(|mut p| p.take());
-        if result.is_ok()
-            && let Some((hash, doc)) = pending
-        {
-            if self.may_register(ctx).await {
-                self.store.set(hash, doc).await;
-            } else {
-                tracing::debug!("persisted query registrations of this address used up");
-            }
+        let Some(pending) = pending.filter(|_| result.is_ok()) else {
+            return result;
+        };
+        if pending.text.len() > MAX_STORED_BYTES {
+            tracing::debug!(
+                bytes = pending.text.len(),
+                "persisted query too large to store"
+            );
+        } else if self.store.contains(&pending.hash).await {
+            // Known already (another client registered it): nothing to pay.
+        } else if self.may_register(ctx).await {
+            self.store
+                .set(pending.hash, pending.text, pending.doc)
+                .await;
+        } else {
+            tracing::debug!("persisted query registrations used up for this hour");
         }
         result
     }

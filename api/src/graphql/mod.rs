@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod scalars;
 pub mod security;
 pub mod shape;
+pub mod time_limit;
 pub mod types;
 pub mod wallets;
 
@@ -63,7 +64,10 @@ pub fn build_schema(state: AppState) -> AppSchema {
     // is one, so a query registered through one instance is known to all.
     let mut b = builder()
         .data(state.clone())
-        .extension(apq::PersistedQueries::new(apq::Store::from_state(&state)));
+        .extension(apq::PersistedQueries::new(apq::Store::from_state(&state)))
+        .extension(time_limit::TimeLimit(std::time::Duration::from_secs(
+            state.settings.request_timeout_secs,
+        )));
     b = b.extension(shape::QueryShape);
     if !state.settings.introspection_enabled {
         b = b.disable_introspection();

@@ -150,43 +150,49 @@ async fn run_money(
             state.settings.rate_money_per_user,
         )
         .await?;
-    if let (
-        MoneyCommand::Transfer {
-            from_wallet_id,
-            amount,
-            ..
-        },
-        Some(step_up_token),
-    ) = (&command, step_up_token)
-    {
-        let wallet = wallets::get_owned(&state.db, user.id, *from_wallet_id).await?;
-        let fingerprint = command.fingerprint();
-        // A retry of a completed transfer replays its result whatever became
-        // of the step-up token it was sent with (expired, say).
-        if state
-            .step_up
-            .transfer_needs_step_up(wallet.currency, *amount)
-            && !entity::store::idempotency::completed_for(
-                &state.db,
-                user.id,
-                &key,
-                command.operation(),
-                &fingerprint,
-            )
-            .await?
-        {
-            crate::auth::webauthn::require_step_up(
-                state,
-                user.id,
-                step_up_token,
-                // Bound to the key and to what the transfer does: a retry of
-                // the same request may reuse it, a different transfer may not.
-                &format!("transfer:{}:{}", key.as_str(), fingerprint.as_str()),
-            )
-            .await?;
+    // Needs a step-up: a transfer at or above its currency's threshold.
+    let step_up = match (&command, step_up_token) {
+        (
+            MoneyCommand::Transfer {
+                from_wallet_id,
+                amount,
+                ..
+            },
+            Some(token),
+        ) => {
+            let wallet = wallets::get_owned(&state.db, user.id, *from_wallet_id).await?;
+            state
+                .step_up
+                .transfer_needs_step_up(wallet.currency, *amount)
+                .then_some(token)
         }
-    }
-    let executed = payments::execute(&state.db, user.id, &key, &command, state.key_policy).await?;
+        _ => None,
+    };
+    let executed = match payments::claim(&state.db, user.id, &key, &command, state.key_policy)
+        .await?
+    {
+        // A retry of a completed request replays its result, whatever
+        // became of the step-up token it was sent with.
+        payments::Claimed::Replayed(executed) => executed,
+        payments::Claimed::Fresh(fresh) => {
+            if let Some(token) = step_up {
+                // Bound to the key and to what the transfer does: a retry
+                // of the same request may reuse it, a different one may not.
+                let reference = format!(
+                    "transfer:{}:{}",
+                    key.as_str(),
+                    command.fingerprint().as_str()
+                );
+                let checked =
+                    crate::auth::webauthn::require_step_up(state, user.id, token, &reference).await;
+                if let Err(refused) = checked {
+                    fresh.release(&state.db).await;
+                    return Err(refused);
+                }
+            }
+            fresh.run(&state.db, user.id, &command).await?
+        }
+    };
     let t = &executed.outcome.transaction;
     tracing::info!(
         user.id = %user.id,

@@ -8,7 +8,6 @@ use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::body::Bytes;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -55,9 +54,11 @@ pub fn routes(state: HttpState) -> Router {
         .merge(graphiql::routes())
 }
 
-async fn viewer_from(headers: &HeaderMap, app: &AppState) -> Viewer {
+/// The viewer of a request; `Err` with the response when its session could
+/// not be checked.
+async fn viewer_from(headers: &HeaderMap, app: &AppState) -> Result<Viewer, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Viewer::Anonymous;
+        return Ok(Viewer::Anonymous);
     };
     let token = value
         .to_str()
@@ -68,11 +69,12 @@ async fn viewer_from(headers: &HeaderMap, app: &AppState) -> Viewer {
         })
         .map(str::trim);
     let Some(token) = token else {
-        return Viewer::InvalidToken;
+        return Ok(Viewer::InvalidToken);
     };
     match crate::auth::authenticate(app, token).await {
-        Some(user) => Viewer::User(user),
-        None => Viewer::InvalidToken,
+        Ok(Some(user)) => Ok(Viewer::User(user)),
+        Ok(None) => Ok(Viewer::InvalidToken),
+        Err(()) => Err(unavailable()),
     }
 }
 
@@ -110,6 +112,21 @@ pub(crate) fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState)
     peer.ip()
 }
 
+/// The server cannot answer now (its database did not): HTTP 503 with
+/// `Retry-After` and a coded GraphQL error.
+fn unavailable() -> Response {
+    let body = json!({
+        "errors": [{
+            "message": "the server cannot check the session right now; try again shortly",
+            "extensions": { "code": ErrorCode::InternalServerError.as_str() }
+        }]
+    });
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 /// `RATE_LIMITED` as an HTTP 429 with `Retry-After`.
 pub(crate) fn too_many_requests(retry_after_secs: u64) -> Response {
     let body = json!({
@@ -131,7 +148,10 @@ async fn execute(
     peer: SocketAddr,
     batch: BatchRequest,
 ) -> Response {
-    let viewer = viewer_from(headers, &state.app).await;
+    let viewer = match viewer_from(headers, &state.app).await {
+        Ok(viewer) => viewer,
+        Err(resp) => return resp,
+    };
     let addr = client_addr(headers, peer, &state.app);
     let user = match &viewer {
         Viewer::User(u) => Some(u),
@@ -175,8 +195,14 @@ async fn execute(
             false
         }
     };
+    // A lone operation cancelled at the time limit is the server's failure:
+    // 503 with `Retry-After` (in a batch, each item carries its own error).
+    let timed_out = matches!(&response, BatchResponse::Single(r)
+        if r.errors.iter().any(crate::graphql::time_limit::is_timed_out));
     let graphql_response = wants_graphql_response(headers);
-    let status = if graphql_response && single_request_error {
+    let status = if timed_out {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if graphql_response && single_request_error {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -187,58 +213,22 @@ async fn execute(
         "application/json"
     };
     match serde_json::to_vec(&response) {
-        Ok(body) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-            body,
-        )
-            .into_response(),
+        Ok(body) => {
+            let mut resp = (
+                status,
+                [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+                body,
+            )
+                .into_response();
+            if timed_out {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            resp
+        }
         Err(err) => {
             tracing::error!(error = %err, "serializing GraphQL response");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
-}
-
-/// The request ran past `REQUEST_TIMEOUT_SECS` and was cancelled: a
-/// GraphQL error (HTTP 503 with `Retry-After`) rather than an empty body,
-/// so Apollo Client shows a coded error. Dropping the request's future
-/// rolls back its open database transaction; a money mutation whose outcome
-/// the client did not learn is resolved by retrying it with the same
-/// `idempotencyKey`.
-fn timed_out(limit: std::time::Duration) -> Response {
-    let body = json!({
-        "errors": [{
-            "message": timed_out_message(limit),
-            "extensions": { "code": ErrorCode::InternalServerError.as_str(), "timedOut": true }
-        }]
-    });
-    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
-}
-
-/// What a client is told of a request cancelled at the time limit.
-pub(crate) fn timed_out_message(limit: std::time::Duration) -> String {
-    format!(
-        "the request took longer than the server's limit of {} s and was cancelled; \
-         retry it (money mutations with the same idempotencyKey)",
-        limit.as_secs().max(1)
-    )
-}
-
-/// Runs a GraphQL handler within `REQUEST_TIMEOUT_SECS`.
-async fn within_time_limit(state: &HttpState, work: impl Future<Output = Response>) -> Response {
-    let limit = std::time::Duration::from_secs(state.app.settings.request_timeout_secs);
-    match tokio::time::timeout(limit, work).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            tracing::warn!(
-                limit.secs = limit.as_secs(),
-                "GraphQL request cancelled at the time limit"
-            );
-            timed_out(limit)
         }
     }
 }
@@ -247,15 +237,6 @@ async fn graphql_post(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    within_time_limit(&state, graphql_post_inner(&state, peer, &headers, body)).await
-}
-
-async fn graphql_post_inner(
-    state: &HttpState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
     let json_body = headers
@@ -286,7 +267,7 @@ async fn graphql_post_inner(
             &format!("a batch may carry at most {MAX_BATCH} operations"),
         );
     }
-    execute(state, headers, peer, batch).await
+    execute(&state, &headers, peer, batch).await
 }
 
 /// Apollo's CSRF prevention: a GET is a "simple request" a browser sends
@@ -328,23 +309,14 @@ async fn graphql_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    within_time_limit(&state, graphql_get_inner(&state, peer, &headers, query)).await
-}
-
-async fn graphql_get_inner(
-    state: &HttpState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    query: Option<String>,
-) -> Response {
     let query = query.unwrap_or_default();
-    if !query.contains("query=") && accepts_html(headers) {
+    if !query.contains("query=") && accepts_html(&headers) {
         if state.app.settings.graphiql_enabled {
             return graphiql::page(GRAPHQL_PATH, GRAPHQL_WS_PATH).into_response();
         }
         return (StatusCode::NOT_FOUND, "GraphiQL is disabled").into_response();
     }
-    if !preflighted(headers) {
+    if !preflighted(&headers) {
         return request_error(
             StatusCode::BAD_REQUEST,
             "this GET request could be a cross-site request forgery: send an `apollo-require-preflight: true` \
@@ -370,8 +342,8 @@ async fn graphql_get_inner(
         return resp;
     }
     execute(
-        state,
-        headers,
+        &state,
+        &headers,
         peer,
         BatchRequest::Single(request.data(crate::graphql::shape::ViaGet)),
     )

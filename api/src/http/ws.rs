@@ -18,7 +18,6 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_graphql::parser::types::OperationType;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -109,26 +108,18 @@ pub async fn graphql_ws(
 /// Longest a single frame may take to go out before the peer counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Whether a socket's session is still live; a database that cannot answer
-/// keeps the socket (the token's expiry still bounds it).
+/// Whether a socket's session is still live. A database that cannot
+/// answer keeps the socket open (one outage should not drop every client;
+/// the token's expiry still bounds it, and each operation the socket
+/// starts meets the database again).
 async fn session_live(db: &sea_orm::DatabaseConnection, session_id: uuid::Uuid) -> bool {
     match entity::store::sessions::started_at(db, session_id).await {
         Ok(started) => started.is_some(),
         Err(err) => {
-            tracing::debug!(error = %err, "checking a WebSocket's session failed");
+            tracing::warn!(error = %err, "checking a WebSocket's session failed");
             true
         }
     }
-}
-
-/// The answer to a query or mutation cancelled at `REQUEST_TIMEOUT_SECS`.
-fn timed_out_response(limit: Duration) -> async_graphql::Response {
-    let mut error = async_graphql::ServerError::new(super::timed_out_message(limit), None);
-    let mut ext = async_graphql::ErrorExtensionValues::default();
-    ext.set("code", ErrorCode::InternalServerError.as_str());
-    ext.set("timedOut", true);
-    error.extensions = Some(ext);
-    async_graphql::Response::from_errors(vec![error])
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
@@ -273,7 +264,15 @@ impl Connection {
                 Some("connection_init") => {
                     let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
                     let user = match bearer(&payload) {
-                        Some(token) => crate::auth::authenticate(&self.state.app, token).await,
+                        Some(token) => {
+                            match crate::auth::authenticate(&self.state.app, token).await {
+                                Ok(user) => user,
+                                // Unchecked is not refused: 1011 lets the client retry.
+                                Err(()) => {
+                                    return Err(Ending::Close(1011, "Try again later".into()));
+                                }
+                            }
+                        }
                         None => None,
                     };
                     return match user {
@@ -462,43 +461,28 @@ impl Connection {
                     });
                     return self.refuse_operation(id, error).await;
                 }
+                // The session may have ended since the last keep-alive check.
+                if let Viewer::User(u) = viewer
+                    && !session_live(&self.state.app.db, u.session_id).await
+                {
+                    return Some(Ending::Close(
+                        4403,
+                        "Forbidden: the session ended; sign in again".into(),
+                    ));
+                }
                 let request: async_graphql::Request = match serde_json::from_value(
                     msg.get("payload").cloned().unwrap_or(Value::Null),
                 ) {
                     Ok(r) => r,
                     Err(_) => return Some(Ending::Close(4400, "Invalid subscribe payload".into())),
                 };
-                let request = request.data(viewer.clone()).data(ClientAddr(self.addr));
-                let stream: ResponseStream = if super::operation_type(&request)
-                    == Some(OperationType::Subscription)
-                {
-                    Box::pin(
-                        self.state
-                            .schema
-                            .execute_stream(request)
-                            .map(Some)
-                            .chain(futures_util::stream::once(async { None })),
-                    )
-                } else {
-                    // Queries and mutations get the HTTP time limit.
-                    let schema = self.state.schema.clone();
-                    let limit = Duration::from_secs(self.state.app.settings.request_timeout_secs);
-                    Box::pin(
-                        futures_util::stream::once(async move {
-                            match tokio::time::timeout(limit, schema.execute(request)).await {
-                                Ok(response) => Some(response),
-                                Err(_) => {
-                                    tracing::warn!(
-                                        limit.secs = limit.as_secs(),
-                                        "WebSocket operation cancelled at the time limit"
-                                    );
-                                    Some(timed_out_response(limit))
-                                }
-                            }
-                        })
+                let stream: ResponseStream = Box::pin(
+                    self.state
+                        .schema
+                        .execute_stream(request.data(viewer.clone()).data(ClientAddr(self.addr)))
+                        .map(Some)
                         .chain(futures_util::stream::once(async { None })),
-                    )
-                };
+                );
                 ops.insert(id, stream);
                 None
             }

@@ -650,7 +650,7 @@ async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_l
     use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
     let app = TestApp::spawn_with(Backend::Postgres, |s| {
         s.ws_keepalive_secs = 1;
-        s.request_timeout_secs = 1;
+        s.request_timeout_secs = 3;
     })
     .await;
     let phone = app.register("ended@example.com").await;
@@ -700,7 +700,7 @@ async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_l
         )
         .await;
     let refused = on_laptop
-        .next_message(Duration::from_secs(5))
+        .next_message(Duration::from_secs(10))
         .await
         .expect("an answer");
     assert_eq!(refused["id"], "slow", "{refused}");

@@ -466,23 +466,45 @@ async fn ceremonies_are_tied_to_their_user_and_expire() {
         )
         .await;
     let credential = key.create(data(&body, "beginWebauthnRegistration"));
-    // Another user cannot finish it: ceremonies belong to the session that
-    // began them.
+    // Ceremonies belong to the session that began them: a second session
+    // of the same user begins its own without replacing this one, and
+    // cannot finish this one; nor can another user.
+    let second = app.login("slow@example.com").await;
     let other = app.register("other-slow@example.com").await;
-    let theirs = app
+    let begun = app
         .gql(
-            Some(&other.token),
-            "mutation($c: JSON!) { finishWebauthnRegistration(credential: $c, name: \"k\", currentPassword: \"correct horse battery\") { id } }",
-            json!({ "c": credential }),
-        )
-        .await;
-    assert_eq!(error_code(&theirs), "BAD_USER_INPUT", "{theirs}");
-    let keys = app
-        .gql(
-            Some(&other.token),
-            "{ webauthnCredentials { id } }",
+            Some(&second.token),
+            "mutation { beginWebauthnRegistration }",
             json!({}),
         )
+        .await;
+    data(&begun, "beginWebauthnRegistration");
+    let in_progress = {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        entity::entities::auth_flows::Entity::find()
+            .filter(
+                entity::entities::auth_flows::Column::Kind.eq(api::auth::webauthn::kinds::REGISTER),
+            )
+            .count(&app.db)
+            .await
+            .expect("count flows")
+    };
+    assert_eq!(in_progress, 2, "one ceremony per session");
+    for (who, token) in [
+        ("second session", &second.token),
+        ("other user", &other.token),
+    ] {
+        let theirs = app
+            .gql(
+                Some(token),
+                "mutation($c: JSON!) { finishWebauthnRegistration(credential: $c, name: \"k\", currentPassword: \"correct horse battery\") { id } }",
+                json!({ "c": credential }),
+            )
+            .await;
+        assert_eq!(error_code(&theirs), "BAD_USER_INPUT", "{who}: {theirs}");
+    }
+    let keys = app
+        .gql(Some(&s.token), "{ webauthnCredentials { id } }", json!({}))
         .await;
     assert_eq!(data(&keys, "webauthnCredentials"), &json!([]));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;

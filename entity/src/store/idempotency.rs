@@ -174,29 +174,6 @@ async fn take_over(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
-/// Whether `key` already completed for this very request (same operation
-/// and fingerprint), so that a retry will replay its stored result. Lets
-/// checks that only guard fresh work (a transfer's step-up) stay out of the
-/// way of a replay.
-pub async fn completed_for(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    key: &IdempotencyKey,
-    operation: &str,
-    fingerprint: &Fingerprint,
-) -> StoreResult<bool> {
-    let row = keys::Entity::find()
-        .filter(keys::Column::UserId.eq(user_id))
-        .filter(keys::Column::Key.eq(key.as_str()))
-        .filter(keys::Column::Operation.eq(operation))
-        .filter(keys::Column::Fingerprint.eq(fingerprint.as_str()))
-        .filter(keys::Column::Status.eq(COMPLETED))
-        .filter(keys::Column::ExpiresAt.gt(now()))
-        .one(db)
-        .await?;
-    Ok(row.is_some())
-}
-
 /// Inside the work transaction: locks the claimed row and checks the lease
 /// is still ours (not taken over after expiry).
 pub async fn take(db: &impl ConnectionTrait, lease: &Lease) -> StoreResult<()> {

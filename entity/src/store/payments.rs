@@ -119,6 +119,87 @@ pub struct Executed {
     pub replayed: bool,
 }
 
+/// What claiming a money mutation's idempotency key found.
+#[derive(Debug)]
+pub enum Claimed {
+    /// The key already completed this very request: its first result.
+    Replayed(Executed),
+    /// The key is ours; nothing has moved yet.
+    Fresh(FreshClaim),
+}
+
+/// A claimed key whose work has not run: [`FreshClaim::run`] it, or
+/// [`FreshClaim::release`] it when a check made after the claim refuses
+/// (so that only fresh work meets that check, never a replay).
+#[derive(Debug)]
+pub struct FreshClaim {
+    lease: idempotency::Lease,
+}
+
+/// Claims the idempotency key of a money mutation.
+pub async fn claim(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    command: &MoneyCommand,
+    policy: KeyPolicy,
+) -> StoreResult<Claimed> {
+    let fingerprint = command.fingerprint();
+    match idempotency::claim(db, user_id, key, command.operation(), &fingerprint, policy).await? {
+        Claim::Replay(stored) => {
+            let outcome: MoneyOutcome = serde_json::from_value(stored)
+                .map_err(|e| inconsistent(format!("stored idempotent result: {e}")))?;
+            Ok(Claimed::Replayed(Executed {
+                outcome,
+                replayed: true,
+            }))
+        }
+        Claim::Fresh(lease) => Ok(Claimed::Fresh(FreshClaim { lease })),
+    }
+}
+
+impl FreshClaim {
+    /// Moves the money in one transaction that also completes the key.
+    pub async fn run(
+        self,
+        db: &DatabaseConnection,
+        user_id: Uuid,
+        command: &MoneyCommand,
+    ) -> StoreResult<Executed> {
+        let lease = &self.lease;
+        let attempt = async {
+            let txn = db.begin().await?;
+            idempotency::take(&txn, lease).await?;
+            let outcome = apply(&txn, user_id, command).await?;
+            let stored = serde_json::to_value(&outcome)
+                .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
+            idempotency::complete(&txn, lease, stored).await?;
+            txn.commit().await?;
+            Ok::<_, StoreError>(outcome)
+        }
+        .await;
+        match attempt {
+            Ok(outcome) => Ok(Executed {
+                outcome,
+                replayed: false,
+            }),
+            Err(err) => {
+                // Nothing moved: forget the claim so the client may retry the key.
+                self.release(db).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Forgets the claim without doing the work; a failure leaves a lease
+    /// that expires.
+    pub async fn release(self, db: &DatabaseConnection) {
+        if let Err(err) = idempotency::release(db, &self.lease).await {
+            tracing::warn!(error = %err, "could not release idempotency key; its lease will expire");
+        }
+    }
+}
+
 /// Runs a money mutation under an idempotency key.
 pub async fn execute(
     db: &DatabaseConnection,
@@ -127,44 +208,9 @@ pub async fn execute(
     command: &MoneyCommand,
     policy: KeyPolicy,
 ) -> StoreResult<Executed> {
-    let fingerprint = command.fingerprint();
-    let lease =
-        match idempotency::claim(db, user_id, key, command.operation(), &fingerprint, policy)
-            .await?
-        {
-            Claim::Replay(stored) => {
-                let outcome: MoneyOutcome = serde_json::from_value(stored)
-                    .map_err(|e| inconsistent(format!("stored idempotent result: {e}")))?;
-                return Ok(Executed {
-                    outcome,
-                    replayed: true,
-                });
-            }
-            Claim::Fresh(lease) => lease,
-        };
-    let attempt = async {
-        let txn = db.begin().await?;
-        idempotency::take(&txn, &lease).await?;
-        let outcome = apply(&txn, user_id, command).await?;
-        let stored = serde_json::to_value(&outcome)
-            .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
-        idempotency::complete(&txn, &lease, stored).await?;
-        txn.commit().await?;
-        Ok::<_, StoreError>(outcome)
-    }
-    .await;
-    match attempt {
-        Ok(outcome) => Ok(Executed {
-            outcome,
-            replayed: false,
-        }),
-        Err(err) => {
-            // Nothing moved: forget the claim so the client may retry the key.
-            if let Err(release_err) = idempotency::release(db, &lease).await {
-                tracing::warn!(error = %release_err, "could not release idempotency key; its lease will expire");
-            }
-            Err(err)
-        }
+    match claim(db, user_id, key, command, policy).await? {
+        Claimed::Replayed(executed) => Ok(executed),
+        Claimed::Fresh(fresh) => fresh.run(db, user_id, command).await,
     }
 }
 

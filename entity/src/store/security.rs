@@ -395,6 +395,8 @@ async fn oauth_user_once(
             // One identity per provider and account: a second subject with
             // the same address (an address the provider recycled to a new
             // owner, say) does not get into the account the first one has.
+            // Under the user's lock, so two such subjects cannot both link.
+            lock_user(&txn, row.id).await?;
             let already = oauth_identities::Entity::find()
                 .filter(oauth_identities::Column::Provider.eq(identity.provider))
                 .filter(oauth_identities::Column::UserId.eq(row.id))
