@@ -173,7 +173,7 @@ async fn run_money(
     {
         // A retry of a completed request replays its result, whatever
         // became of the step-up token it was sent with.
-        payments::Claimed::Replayed(executed) => executed,
+        payments::Claimed::Replayed(executed) => *executed,
         payments::Claimed::Fresh(fresh) => {
             if let Some(token) = step_up {
                 // Bound to the key and to what the transfer does: a retry

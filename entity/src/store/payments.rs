@@ -123,7 +123,7 @@ pub struct Executed {
 #[derive(Debug)]
 pub enum Claimed {
     /// The key already completed this very request: its first result.
-    Replayed(Executed),
+    Replayed(Box<Executed>),
     /// The key is ours; nothing has moved yet.
     Fresh(FreshClaim),
 }
@@ -149,10 +149,10 @@ pub async fn claim(
         Claim::Replay(stored) => {
             let outcome: MoneyOutcome = serde_json::from_value(stored)
                 .map_err(|e| inconsistent(format!("stored idempotent result: {e}")))?;
-            Ok(Claimed::Replayed(Executed {
+            Ok(Claimed::Replayed(Box::new(Executed {
                 outcome,
                 replayed: true,
-            }))
+            })))
         }
         Claim::Fresh(lease) => Ok(Claimed::Fresh(FreshClaim { lease })),
     }
@@ -209,7 +209,7 @@ pub async fn execute(
     policy: KeyPolicy,
 ) -> StoreResult<Executed> {
     match claim(db, user_id, key, command, policy).await? {
-        Claimed::Replayed(executed) => Ok(executed),
+        Claimed::Replayed(executed) => Ok(*executed),
         Claimed::Fresh(fresh) => fresh.run(db, user_id, command).await,
     }
 }
