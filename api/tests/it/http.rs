@@ -190,13 +190,11 @@ async fn database_errors_are_masked_for_clients() {
     // a retryable 503 (not UNAUTHENTICATED, which would sign the app out).
     app.db.clone().close().await.expect("close pool");
     let resp = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&s.token)
-        .json(&json!({ "query": "{ me { wallets { id } } }" }))
-        .send()
-        .await
-        .expect("send");
+        .post_graphql(
+            Some(&s.token),
+            &json!({ "query": "{ me { wallets { id } } }" }),
+        )
+        .await;
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.expect("json");
@@ -361,17 +359,8 @@ async fn only_valid_persisted_queries_are_kept_and_each_address_registers_a_boun
         let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
         json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
     };
-    let send = |body: Value| {
-        let req = app.client.post(app.url("/graphql")).json(&body);
-        async move {
-            req.send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
+    let app = &app;
+    let send = |body: Value| async move { app.post_json(&body).await };
     // A document that parses but does not validate runs (and fails) once,
     // and is not kept.
     let invalid = "{ noSuchField }";

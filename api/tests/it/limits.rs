@@ -225,57 +225,32 @@ async fn persisted_queries_registered_on_one_instance_work_on_another() {
     let two = TestApp::spawn_with(Backend::Postgres, tweak).await;
     let query = "query Probe { __typename }";
     let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(query) } });
-    let send = |app: &TestApp, body: Value| {
-        let req = app.client.post(app.url("/graphql")).json(&body);
-        async move {
-            req.send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
-    let miss = send(&two, json!({ "extensions": ext })).await;
+    let miss = two.post_json(&json!({ "extensions": ext })).await;
     assert_eq!(error_code(&miss), "PERSISTED_QUERY_NOT_FOUND");
-    let full = send(&one, json!({ "query": query, "extensions": ext })).await;
+    let full = one
+        .post_json(&json!({ "query": query, "extensions": ext }))
+        .await;
     assert_eq!(full["data"]["__typename"], "Query");
-    let hit = send(&two, json!({ "extensions": ext })).await;
+    let hit = two.post_json(&json!({ "extensions": ext })).await;
     assert_eq!(hit["data"]["__typename"], "Query", "{hit}");
 
     // A persisted sign-in is still refused inside a batch: the check runs
     // on the stored document, not on the (absent) text.
     let login = r#"mutation { login(input: {email: "apq@example.com", password: "whatever pw"}) { __typename } }"#;
     let login_ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(login) } });
-    send(&one, json!({ "query": login, "extensions": login_ext })).await;
-    let batch = send(
-        &two,
-        json!([{ "query": "{ __typename }" }, { "extensions": login_ext }]),
-    )
-    .await;
+    one.post_json(&json!({ "query": login, "extensions": login_ext }))
+        .await;
+    let batch = two
+        .post_json(&json!([{ "query": "{ __typename }" }, { "extensions": login_ext }]))
+        .await;
     assert_eq!(error_code(&batch[1]), "BAD_USER_INPUT", "{batch}");
 
     // Over GET (Apollo's useGETForHashedQueries) a hashed query runs, but a
     // hashed mutation does not: GET never runs mutations, even when only
     // the stored document says it is one.
-    let get = |app: &TestApp, ext: &Value| {
-        let req = app
-            .client
-            .get(app.url("/graphql"))
-            .header("apollo-require-preflight", "true")
-            .query(&[("extensions", ext.to_string())]);
-        async move {
-            req.send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
-    let hit = get(&two, &ext).await;
+    let hit = two.get_json(&[("extensions", ext.to_string())]).await;
     assert_eq!(hit["data"]["__typename"], "Query", "{hit}");
-    let mutation = get(&two, &login_ext).await;
+    let mutation = two.get_json(&[("extensions", login_ext.to_string())]).await;
     assert_eq!(error_code(&mutation), "BAD_USER_INPUT", "{mutation}");
     assert!(
         mutation["errors"][0]["message"]
@@ -287,7 +262,7 @@ async fn persisted_queries_registered_on_one_instance_work_on_another() {
 
 #[tokio::test]
 async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves_nothing() {
-    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
     let app = TestApp::spawn_with(Backend::Postgres, |s| {
         // Long enough for sign-up (argon2) on a loaded machine; the lease
         // outlives the limit, as it must.
@@ -299,27 +274,12 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
     let usd = app.open_wallet(&s, "USD").await;
     // Another transaction holds the wallet's row lock, so the deposit waits
     // for it past the time limit.
-    let blocker = app.db.begin().await.expect("begin");
-    blocker
-        .execute_raw(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "SELECT id FROM wallets WHERE id = $1 FOR UPDATE",
-            [uuid::Uuid::parse_str(&usd).expect("uuid").into()],
-        ))
-        .await
-        .expect("lock the wallet");
+    let blocker = app.lock_wallet(&usd).await;
     let deposit = json!({
         "query": "mutation($i: DepositInput!, $k: String!) { deposit(input: $i, idempotencyKey: $k) { replayed wallet { balance } } }",
         "variables": { "i": { "walletId": usd, "amount": "10.00" }, "k": "slow-1" },
     });
-    let resp = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&s.token)
-        .json(&deposit)
-        .send()
-        .await
-        .expect("send");
+    let resp = app.post_graphql(Some(&s.token), &deposit).await;
     assert_eq!(resp.status().as_u16(), 503);
     assert_eq!(
         resp.headers()
@@ -345,14 +305,7 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
         { "query": "{ __typename }" },
         { "query": "{ me { wallets { balance } } }" },
     ]);
-    let slow_query = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&s.token)
-        .json(&batch)
-        .send()
-        .await
-        .expect("send");
+    let slow_query = app.post_graphql(Some(&s.token), &batch).await;
     assert_eq!(slow_query.status().as_u16(), 200);
     let answers: Value = slow_query.json().await.expect("json");
     assert_eq!(answers[0]["data"]["__typename"], "Query", "{answers}");
@@ -535,13 +488,8 @@ async fn operations_started_over_a_websocket_count_against_the_user() {
     );
     // Over HTTP the same user is out of budget too: one budget, two ways in.
     let resp = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&s.token)
-        .json(&json!({ "query": "{ me { id } }" }))
-        .send()
-        .await
-        .expect("send");
+        .post_graphql(Some(&s.token), &json!({ "query": "{ me { id } }" }))
+        .await;
     assert_eq!(resp.status().as_u16(), 429);
 }
 

@@ -647,7 +647,6 @@ async fn received_money_creates_a_notification_live_and_in_the_list() {
 
 #[tokio::test]
 async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_limit() {
-    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
     let app = TestApp::spawn_with(Backend::Postgres, |s| {
         s.ws_keepalive_secs = 1;
         s.request_timeout_secs = 3;
@@ -683,15 +682,7 @@ async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_l
 
     // A mutation sent over the socket is held to REQUEST_TIMEOUT_SECS like
     // one over HTTP: here it waits for a wallet another transaction locks.
-    let blocker = app.db.begin().await.expect("begin");
-    blocker
-        .execute_raw(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "SELECT id FROM wallets WHERE id = $1 FOR UPDATE",
-            [uuid::Uuid::parse_str(&usd).expect("uuid").into()],
-        ))
-        .await
-        .expect("lock the wallet");
+    let blocker = app.lock_wallet(&usd).await;
     on_laptop
         .subscribe(
             "slow",

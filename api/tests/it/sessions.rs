@@ -58,14 +58,9 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
     let first = data(&first, "refreshSession").clone();
     let r1 = first["refreshToken"].as_str().expect("r1").to_owned();
     assert_ne!(r1, s.refresh);
-    let me = app
-        .gql(
-            Some(first["accessToken"].as_str().expect("at")),
-            "{ me { email } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(data(&me, "me")["email"], "rotate@example.com");
+    let access = first["accessToken"].as_str().expect("at");
+    let me = || app.gql(Some(access), "{ me { email } }", json!({}));
+    assert_eq!(data(&me().await, "me")["email"], "rotate@example.com");
 
     // The original token is presented again: theft is assumed.
     let reuse = app.gql(None, REFRESH, json!({ "t": s.refresh })).await;
@@ -74,13 +69,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
     // does the access token issued with it (the thief's, maybe).
     let after = app.gql(None, REFRESH, json!({ "t": r1 })).await;
     assert_eq!(error_code(&after), "UNAUTHENTICATED");
-    let me = app
-        .gql(
-            Some(first["accessToken"].as_str().expect("at")),
-            "{ me { email } }",
-            json!({}),
-        )
-        .await;
+    let me = me().await;
     assert_eq!(error_code(&me), "UNAUTHENTICATED", "{me}");
     // The reuse is on the audit trail, against the session's owner.
     let reused = audit_actions(&app, &s.user_id).await;

@@ -313,6 +313,56 @@ impl TestApp {
         resp.json().await.expect("json body")
     }
 
+    /// POSTs a GraphQL body (single or batch) and returns the raw response,
+    /// for tests that look at the status and headers.
+    pub async fn post_graphql(&self, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/graphql")).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// POSTs a GraphQL body without a token and returns the JSON answer,
+    /// whatever the status.
+    pub async fn post_json(&self, body: &Value) -> Value {
+        self.post_graphql(None, body)
+            .await
+            .json()
+            .await
+            .expect("json body")
+    }
+
+    /// A preflighted GraphQL GET with these query parameters; the JSON answer.
+    pub async fn get_json(&self, params: &[(&str, String)]) -> Value {
+        self.client
+            .get(self.url("/graphql"))
+            .header("apollo-require-preflight", "true")
+            .query(params)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json body")
+    }
+
+    /// Opens a transaction that holds the row lock of a wallet (PostgreSQL),
+    /// so that money moving through it waits until the transaction ends.
+    pub async fn lock_wallet(&self, wallet_id: &str) -> sea_orm::DatabaseTransaction {
+        use sea_orm::TransactionTrait;
+        let blocker = self.db.begin().await.expect("begin");
+        blocker
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT id FROM wallets WHERE id = $1 FOR UPDATE",
+                [Uuid::parse_str(wallet_id).expect("wallet id").into()],
+            ))
+            .await
+            .expect("lock the wallet");
+        blocker
+    }
+
     /// Registers a user and returns its session.
     pub async fn register(&self, email: &str) -> Session {
         let body = self
