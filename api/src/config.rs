@@ -485,6 +485,22 @@ impl Settings {
         if !settings.oauth_providers.is_empty() && settings.oauth_redirect_uris.is_empty() {
             bail!("OAUTH_REDIRECT_URIS is required when OAUTH_PROVIDERS is set");
         }
+        if !dev {
+            // The client secret and the users' codes and tokens travel there.
+            for p in &settings.oauth_providers {
+                for url in [&p.issuer, &p.auth_url, &p.token_url, &p.userinfo_url]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !url.starts_with("https://") {
+                        bail!(
+                            "OAuth2 provider {}: {url} must be an https:// URL in production",
+                            p.name
+                        );
+                    }
+                }
+            }
+        }
         if settings.access_token_ttl_secs <= 0 || settings.refresh_token_ttl_secs <= 0 {
             bail!("token lifetimes must be positive");
         }
@@ -580,6 +596,19 @@ mod tests {
             settings_of(&[("APP_ENV", "production")]).is_err(),
             "no JWT_SECRET"
         );
+        let provider = |issuer: &'static str| {
+            settings_of(&[
+                ("APP_ENV", "production"),
+                secret,
+                ("OAUTH_PROVIDERS", "idp"),
+                ("OAUTH_IDP_ISSUER", issuer),
+                ("OAUTH_IDP_CLIENT_ID", "c"),
+                ("OAUTH_IDP_CLIENT_SECRET", "s"),
+                ("OAUTH_REDIRECT_URIS", "https://app.example/cb"),
+            ])
+        };
+        assert!(provider("https://idp.example").is_ok());
+        assert!(provider("http://idp.example").is_err(), "plain HTTP");
         assert!(settings_of(&[("GRAPHIQL_ENABLED", "maybe")]).is_err());
     }
 

@@ -56,6 +56,8 @@ pub struct OauthProviders {
     redirect_uris: Vec<String>,
     flow_ttl: Duration,
     http: reqwest::Client,
+    /// Production: every endpoint, discovered ones too, must be HTTPS.
+    https_only: bool,
 }
 
 impl std::fmt::Debug for OauthProviders {
@@ -155,6 +157,7 @@ impl OauthProviders {
             redirect_uris: settings.oauth_redirect_uris.clone(),
             flow_ttl: Duration::seconds(settings.oauth_flow_ttl_secs),
             http,
+            https_only: settings.app_env == crate::config::AppEnv::Production,
         })
     }
 
@@ -193,7 +196,7 @@ impl OauthProviders {
                         )
                     })
                 };
-                Ok::<_, ApiError>(Endpoints {
+                let endpoints = Endpoints {
                     auth_url: pick(
                         &p.auth_url,
                         discovered
@@ -213,7 +216,22 @@ impl OauthProviders {
                             .and_then(|d| d.userinfo_endpoint.clone()),
                         "userinfo",
                     )?,
-                })
+                };
+                if self.https_only {
+                    for url in [
+                        &endpoints.auth_url,
+                        &endpoints.token_url,
+                        &endpoints.userinfo_url,
+                    ] {
+                        if !url.starts_with("https://") {
+                            return Err(unavailable(
+                                &p.name,
+                                format!("endpoint {url} is not HTTPS (required in production)"),
+                            ));
+                        }
+                    }
+                }
+                Ok::<_, ApiError>(endpoints)
             })
             .await
             .cloned()
@@ -396,3 +414,32 @@ impl OauthProviders {
 
 /// Shared handle.
 pub type SharedProviders = Arc<OauthProviders>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(extra: serde_json::Value) -> bool {
+        let mut info = serde_json::json!({ "sub": "s", "email": "a@example.com" });
+        if let (Some(info), Some(extra)) = (info.as_object_mut(), extra.as_object()) {
+            info.extend(extra.clone());
+        }
+        serde_json::from_value::<UserInfo>(info)
+            .expect("userinfo parses")
+            .email_verified
+    }
+
+    #[test]
+    fn email_verified_is_true_only_when_the_provider_says_so() {
+        assert!(verified(serde_json::json!({ "email_verified": true })));
+        assert!(verified(serde_json::json!({ "email_verified": "true" })));
+        assert!(verified(serde_json::json!({ "email_verified": "TRUE" })));
+        assert!(!verified(serde_json::json!({ "email_verified": false })));
+        assert!(!verified(serde_json::json!({ "email_verified": "false" })));
+        assert!(!verified(
+            serde_json::json!({ "email_verified": "yes please" })
+        ));
+        assert!(!verified(serde_json::json!({ "email_verified": null })));
+        assert!(!verified(serde_json::json!({})), "absent means unverified");
+    }
+}
