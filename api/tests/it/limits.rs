@@ -494,6 +494,68 @@ async fn operations_started_over_a_websocket_count_against_the_user() {
 }
 
 #[tokio::test]
+async fn staff_have_a_tier_of_their_own_and_proxied_clients_count_by_their_address() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.rate_requests_anonymous = rate(3);
+        s.rate_requests_user = rate(2);
+        s.rate_requests_staff = rate(6);
+        s.trust_forwarded_for = true;
+    })
+    .await;
+    // Each client behind the proxy has its own anonymous budget, named by
+    // the address the proxy appended last.
+    let from = |addr: &str| {
+        app.client
+            .post(app.url("/graphql"))
+            .header("x-forwarded-for", format!("203.0.113.250, {addr}"))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+    };
+    for _ in 0..3 {
+        assert!(
+            from("198.51.100.1")
+                .await
+                .expect("send")
+                .status()
+                .is_success()
+        );
+    }
+    assert_eq!(
+        from("198.51.100.1").await.expect("send").status().as_u16(),
+        429
+    );
+    assert!(
+        from("198.51.100.2")
+            .await
+            .expect("send")
+            .status()
+            .is_success()
+    );
+    // A header line added by the client before the proxy's does not pick
+    // the address: the last line counts.
+    let spoofed = app
+        .client
+        .post(app.url("/graphql"))
+        .header("x-forwarded-for", "198.51.100.77")
+        .header("x-forwarded-for", "198.51.100.1")
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(spoofed.status().as_u16(), 429);
+
+    // A staff member's token carries the staff tier.
+    let officer = app.admin("officer@example.com").await;
+    let me = json!({ "query": "{ me { id } }" });
+    for i in 0..6 {
+        let resp = app.post_graphql(Some(&officer.token), &me).await;
+        assert!(resp.status().is_success(), "request {i}: {}", resp.status());
+    }
+    let refused = app.post_graphql(Some(&officer.token), &me).await;
+    assert_eq!(refused.status().as_u16(), 429);
+}
+
+#[tokio::test]
 async fn every_operation_of_a_batch_counts() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.rate_requests_anonymous = rate(4);

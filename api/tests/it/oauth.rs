@@ -481,6 +481,41 @@ async fn state_works_once_and_only_with_its_own_code() {
     // ... and state A is spent by that attempt.
     let spent = complete(&app, &b.code, &state_a).await;
     assert_eq!(error_code(&spent), "UNAUTHENTICATED", "{spent}");
+
+    // One redirect completed twice at the same moment: one sign-in.
+    let (url, _) = started(&app).await;
+    let c = idp
+        .authorize(&url, "twice@example.com", true, "sub-twice")
+        .await;
+    let (one, two) = tokio::join!(
+        complete(&app, &c.code, &c.state),
+        complete(&app, &c.code, &c.state)
+    );
+    let signed_in = [&one, &two]
+        .iter()
+        .filter(|r| r["data"]["completeOAuthLogin"]["__typename"] == "AuthPayload")
+        .count();
+    assert_eq!(signed_in, 1, "{one} {two}");
+}
+
+#[tokio::test]
+async fn a_login_not_completed_within_the_flow_lifetime_is_refused() {
+    let idp = OidcProvider::start();
+    let provider = idp.settings();
+    let app = TestApp::spawn_with(Backend::Postgres, move |s| {
+        s.oauth_providers = vec![provider];
+        s.oauth_redirect_uris = vec![REDIRECT_URI.to_owned()];
+        s.oauth_flow_ttl_secs = 1;
+    })
+    .await;
+    let (url, state) = started(&app).await;
+    let redirect = idp
+        .authorize(&url, "late@example.com", true, "sub-late")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let late = complete(&app, &redirect.code, &state).await;
+    assert_eq!(error_code(&late), "UNAUTHENTICATED", "{late}");
+    assert!(!user_exists(&app, "late@example.com").await);
 }
 
 #[tokio::test]

@@ -697,3 +697,69 @@ async fn a_stolen_access_token_alone_cannot_add_a_key() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn second_factor_challenges_and_step_up_tokens_expire() {
+    // Long enough to register a key (with a password check) on a loaded
+    // machine, short enough to wait out.
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.webauthn_ceremony_ttl_secs = 3;
+        s.step_up_token_ttl_secs = 3;
+        s.step_up_thresholds =
+            api::config::parse_thresholds("USD=500,EUR=500,USDC=500,BTC=0.01,ETH=0.1")
+                .expect("thresholds");
+    })
+    .await;
+    let s = app.register("expiry@example.com").await;
+    let mut key = Key::new();
+    register_key(&app, &s, &mut key, "Key").await;
+    let usd = app.open_wallet(&s, "USD").await;
+    app.deposit(&s, &usd, "1000", "fund").await;
+    let payee = app.register("payee@example.com").await;
+    app.open_wallet(&payee, "USD").await;
+    let pay = |token: &str| json!({ "fromWalletId": usd, "toEmail": "payee@example.com", "amount": "600", "stepUpToken": token });
+
+    // A sign-in challenge answered too late.
+    let challenge = password_login(&app, &s.email).await;
+    let assertion = key.assert(&challenge["webauthnOptions"]);
+    // A step-up token used too late.
+    let token = step_up(&app, &s, &mut key).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let late_login = app
+        .gql(
+            None,
+            FINISH_LOGIN,
+            json!({ "t": challenge["mfaToken"], "a": assertion }),
+        )
+        .await;
+    assert_eq!(error_code(&late_login), "UNAUTHENTICATED", "{late_login}");
+    let late_transfer = app.transfer(&s, pay(&token), "late-1").await;
+    assert_eq!(
+        error_code(&late_transfer),
+        "STEP_UP_REQUIRED",
+        "{late_transfer}"
+    );
+    // A step-up ceremony begun and finished too late.
+    let body = app
+        .gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
+        .await;
+    let options = data(&body, "beginStepUp").clone();
+    let assertion = key.assert(&options);
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let late_step_up = app
+        .gql(
+            Some(&s.token),
+            "mutation($a: JSON!) { finishStepUp(assertion: $a) { token } }",
+            json!({ "a": assertion }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&late_step_up),
+        "STEP_UP_REQUIRED",
+        "{late_step_up}"
+    );
+    // In time, the same steps work.
+    let fresh = step_up(&app, &s, &mut key).await;
+    let sent = app.transfer(&s, pay(&fresh), "late-2").await;
+    assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "600");
+}
