@@ -55,18 +55,29 @@ const MAX_KEYS: usize = 100_000;
 /// in seconds since the epoch, so buckets of different window lengths expire
 /// correctly side by side.
 #[derive(Default)]
-struct Counters(Mutex<HashMap<String, (u64, u64)>>);
+struct Counters(Mutex<CounterMap>);
+
+/// The counters and when ended windows were last swept out.
+#[derive(Default)]
+struct CounterMap {
+    map: HashMap<String, (u64, u64)>,
+    swept_at: u64,
+}
 
 impl Counters {
     fn hit(&self, key: String, window_end: u64, now: u64, cost: u64) -> u64 {
-        let mut map = self
+        let mut counters = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, (end, _)| *end > now);
+        // At most one sweep a second: with more live keys than MAX_KEYS (a
+        // flood of addresses) a sweep per hit would make every request pay
+        // for the whole map.
+        if counters.map.len() >= MAX_KEYS && counters.swept_at < now {
+            counters.map.retain(|_, (end, _)| *end > now);
+            counters.swept_at = now;
         }
-        let entry = map.entry(key).or_insert((window_end, 0));
+        let entry = counters.map.entry(key).or_insert((window_end, 0));
         if entry.0 != window_end {
             *entry = (window_end, 0);
         }
@@ -365,15 +376,29 @@ mod tests {
         assert_eq!(counters.hit("long".into(), now + 800, now, 1), 1);
         assert_eq!(counters.hit("short".into(), now - 1, now - 30, 1), 1);
         {
-            let mut map = counters.0.lock().expect("lock");
+            let mut counters = counters.0.lock().expect("lock");
             for i in 0..MAX_KEYS {
-                map.insert(format!("old{i}"), (now - 5, 1));
+                counters.map.insert(format!("old{i}"), (now - 5, 1));
             }
         }
         // The next hit sweeps: ended windows go, the running one stays.
         assert_eq!(counters.hit("new".into(), now + 60, now, 1), 1);
         assert_eq!(counters.hit("long".into(), now + 800, now, 1), 2);
-        let map = counters.0.lock().expect("lock");
-        assert!(!map.contains_key("short") && !map.contains_key("old1"));
+        {
+            let counters = counters.0.lock().expect("lock");
+            assert!(!counters.map.contains_key("short") && !counters.map.contains_key("old1"));
+        }
+        // Within the same second no further sweep runs, however full.
+        {
+            let mut counters = counters.0.lock().expect("lock");
+            for i in 0..MAX_KEYS {
+                counters.map.insert(format!("again{i}"), (now - 1, 1));
+            }
+        }
+        counters.hit("other".into(), now + 60, now, 1);
+        assert!(counters.0.lock().expect("lock").map.contains_key("again1"));
+        // A second later it does.
+        counters.hit("other".into(), now + 60, now + 1, 1);
+        assert!(!counters.0.lock().expect("lock").map.contains_key("again1"));
     }
 }
