@@ -41,6 +41,7 @@
 //! | `OAUTH_<NAME>_AUTH_URL`, `_TOKEN_URL`, `_USERINFO_URL` | from discovery | explicit endpoints, instead of or over the issuer's |
 //! | `OAUTH_<NAME>_CLIENT_ID`, `_CLIENT_SECRET` | required per provider | client credentials registered at the provider |
 //! | `OAUTH_<NAME>_SCOPES` | `openid email profile` | scopes requested |
+//! | `OAUTH_<NAME>_CLIENT_AUTH` | `client_secret_basic` | or `client_secret_post`: how the client authenticates at the token endpoint |
 //! | `OAUTH_REDIRECT_URIS` | empty | redirect URIs the apps may pass to `startOAuthLogin`, comma-separated (exact match) |
 //! | `OAUTH_FLOW_TTL_SECS` | `600` | how long an authorization may take |
 //! | `RATE_LIMITS_ENABLED` | `true` | enforce the rate limits below (in Redis when `REDIS_URL` is set) |
@@ -226,6 +227,19 @@ pub struct OauthProviderSettings {
     pub client_secret: String,
     /// Scopes requested.
     pub scopes: Vec<String>,
+    /// How the client authenticates at the token endpoint.
+    pub client_auth: ClientAuth,
+}
+
+/// How an OAuth2 client authenticates at the token endpoint (RFC 6749
+/// section 2.3.1; OpenID Connect `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (`client_secret_basic`).
+    #[default]
+    Basic,
+    /// Id and secret in the form body (`client_secret_post`).
+    Post,
 }
 
 impl std::fmt::Debug for OauthProviderSettings {
@@ -259,6 +273,14 @@ fn oauth_providers(env: &Env<'_>) -> anyhow::Result<Vec<OauthProviderSettings>> 
                 userinfo_url: env.var(&key("USERINFO_URL")),
                 client_id: required("CLIENT_ID")?,
                 client_secret: required("CLIENT_SECRET")?,
+                client_auth: match env.var(&key("CLIENT_AUTH")).as_deref().map(str::trim) {
+                    None | Some("client_secret_basic") => ClientAuth::Basic,
+                    Some("client_secret_post") => ClientAuth::Post,
+                    Some(other) => bail!(
+                        "{}={other:?} must be client_secret_basic or client_secret_post",
+                        key("CLIENT_AUTH")
+                    ),
+                },
                 scopes: env
                     .var(&key("SCOPES"))
                     .unwrap_or_else(|| "openid email profile".to_owned())

@@ -16,6 +16,10 @@
 //      OIDC_TOKEN_AUTH_METHOD (client_secret_basic | client_secret_post),
 //      OIDC_REDIRECT_URIS (comma-separated exact list; unset = any
 //      http://127.0.0.1:* / http://localhost:* URI is accepted).
+//
+// GET /_test/token-client-auth answers how the client presented its secret
+// at the last token request: "header" (HTTP Basic) or "body" (oidc-provider
+// itself accepts either for a client_secret_* client).
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 
@@ -96,8 +100,18 @@ for (const event of ['authorization.error', 'grant.error', 'userinfo.error', 'se
   });
 }
 
+let lastTokenClientAuth = 'none';
+
 const callback = provider.callback();
 server.on('request', (req, res) => {
+  if (req.method === 'POST' && req.url.startsWith('/token')) {
+    lastTokenClientAuth = req.headers.authorization ? 'header' : 'body';
+  }
+  if (req.method === 'GET' && req.url === '/_test/token-client-auth') {
+    res.setHeader('content-type', 'text/plain');
+    res.end(lastTokenClientAuth);
+    return;
+  }
   if (req.method === 'GET' && req.url.startsWith('/interaction/')) {
     autoApprove(req, res).catch((err) => {
       res.statusCode = 400;

@@ -273,6 +273,10 @@ impl OauthProviders {
         Ok(
             BasicClient::new(ClientId::new(provider.settings.client_id.clone()))
                 .set_client_secret(ClientSecret::new(provider.settings.client_secret.clone()))
+                .set_auth_type(match provider.settings.client_auth {
+                    crate::config::ClientAuth::Basic => oauth2::AuthType::BasicAuth,
+                    crate::config::ClientAuth::Post => oauth2::AuthType::RequestBody,
+                })
                 .set_auth_uri(
                     AuthUrl::new(endpoints.auth_url.clone()).map_err(|e| unavailable(name, e))?,
                 )

@@ -12,6 +12,8 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use api::config::ClientAuth;
+
 use crate::support::{Backend, TestApp, data, error_code};
 
 const PROVIDER: &str = "local";
@@ -29,6 +31,8 @@ const COMPLETE: &str = "mutation($p: String!, $c: String!, $s: String!) {
 /// The local OpenID Connect provider process; killed on drop.
 struct OidcProvider {
     child: Child,
+    /// How the provider wants clients to authenticate at its token endpoint.
+    auth: ClientAuth,
     issuer: String,
     stderr: Arc<Mutex<String>>,
     http: reqwest::Client,
@@ -39,6 +43,11 @@ impl OidcProvider {
     /// `listening on` line. Panics (never skips) when node or the provider's
     /// packages are missing.
     fn start() -> OidcProvider {
+        Self::start_with(ClientAuth::Basic)
+    }
+
+    /// Starts the provider requiring `auth` at its token endpoint.
+    fn start_with(auth: ClientAuth) -> OidcProvider {
         let dir = Path::new(OIDC_DIR);
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -46,9 +55,14 @@ impl OidcProvider {
              provider's packages. Run `npm ci --prefix scripts/oidc` (scripts/test.sh does it).",
             dir.display()
         );
+        let method = match auth {
+            ClientAuth::Basic => "client_secret_basic",
+            ClientAuth::Post => "client_secret_post",
+        };
         let mut child = Command::new("node")
             .arg(dir.join("server.mjs"))
             .arg("0")
+            .env("OIDC_TOKEN_AUTH_METHOD", method)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -86,6 +100,7 @@ impl OidcProvider {
         });
         let mut provider = OidcProvider {
             child,
+            auth,
             issuer: String::new(),
             stderr,
             http: reqwest::Client::builder()
@@ -107,6 +122,18 @@ impl OidcProvider {
         provider
     }
 
+    /// How the client presented its secret at the last token request.
+    async fn token_client_auth(&self) -> String {
+        self.http
+            .get(format!("{}/_test/token-client-auth", self.issuer))
+            .send()
+            .await
+            .expect("ask the provider")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// The app's provider settings for this issuer (endpoints by discovery).
     fn settings(&self) -> api::config::OauthProviderSettings {
         api::config::OauthProviderSettings {
@@ -122,6 +149,7 @@ impl OidcProvider {
                 "email".to_owned(),
                 "profile".to_owned(),
             ],
+            client_auth: self.auth,
         }
     }
 
@@ -566,4 +594,16 @@ async fn the_authorization_url_carries_pkce_and_state_and_inputs_are_checked() {
     assert_eq!(error_code(&evil), "BAD_USER_INPUT", "{evil}");
     let unknown = start(&app, "nope", REDIRECT_URI).await;
     assert_eq!(error_code(&unknown), "BAD_USER_INPUT", "{unknown}");
+}
+
+#[tokio::test]
+async fn the_client_secret_goes_in_the_header_or_the_body_as_configured() {
+    for (auth, seen) in [(ClientAuth::Basic, "header"), (ClientAuth::Post, "body")] {
+        let idp = OidcProvider::start_with(auth);
+        let app = idp.app().await;
+        let email = format!("{seen}@example.com");
+        let body = login(&app, &idp, &email, true, &format!("sub-{seen}")).await;
+        assert_eq!(payload(&body)["user"]["email"], json!(email));
+        assert_eq!(idp.token_client_auth().await, seen, "{auth:?}");
+    }
 }

@@ -650,6 +650,7 @@ async fn every_operation_is_allowed_or_refused_by_role() {
             client_id: "wallet-bff".to_owned(),
             client_secret: "secret".to_owned(),
             scopes: vec!["openid".to_owned(), "email".to_owned()],
+            client_auth: Default::default(),
         }];
         s.oauth_redirect_uris = vec![REDIRECT_URI.to_owned()];
     })
