@@ -68,11 +68,16 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUs
     let Some(user) = state.keys.verify_access(token) else {
         return Ok(None);
     };
-    match entity::store::sessions::started_at(&state.db, user.session_id).await {
-        Ok(Some(_)) => Ok(Some(user)),
-        Ok(None) => Ok(None),
+    Ok(session_live(state, user.session_id).await?.then_some(user))
+}
+
+/// Whether a session is live (not ended, not unknown); `Err` (logged) when
+/// the database cannot say.
+pub async fn session_live(state: &AppState, session_id: Uuid) -> Result<bool, ()> {
+    match entity::store::sessions::started_at(&state.db, session_id).await {
+        Ok(started) => Ok(started.is_some()),
         Err(err) => {
-            tracing::warn!(user.id = %user.id, error = %err, "checking the session of an access token failed");
+            tracing::warn!(session.id = %session_id, error = %err, "checking a session failed");
             Err(())
         }
     }

@@ -232,14 +232,14 @@ impl Extension for PersistedQueriesExtension {
                 return Err(ServerError::new("provided sha does not match query", None));
             }
             let doc = async_graphql::parser::parse_query(&request.query)?;
+            let text = std::mem::take(&mut request.query);
             if let Ok(mut pending) = self.pending.lock() {
                 *pending = Some(Pending {
                     hash,
-                    text: std::mem::take(&mut request.query),
+                    text,
                     doc: doc.clone(),
                 });
             }
-            request.query.clear();
             request.set_parsed_query(doc);
         }
         next.run(ctx, request).await

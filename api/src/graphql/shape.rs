@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Variables};
+use async_graphql::{ServerError, ServerResult, Variables};
 use domain::ErrorCode;
+
+use crate::error::coded_server_error as refuse;
 
 /// Most aliased fields in one document.
 pub const MAX_ALIASES: usize = 30;
@@ -55,14 +57,6 @@ impl ExtensionFactory for QueryShape {
 }
 
 struct QueryShapeExtension;
-
-fn refuse(code: ErrorCode, message: String) -> ServerError {
-    let mut err = ServerError::new(message, None);
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code.as_str());
-    err.extensions = Some(ext);
-    err
-}
 
 /// Walks a selection set, expanding fragments, calling `visit` on every
 /// field; gives up (returns false) after `budget` steps.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
-use async_graphql::{ErrorExtensionValues, Response, ServerError};
+use async_graphql::{Response, ServerError};
 use domain::ErrorCode;
 
 /// The extension factory.
@@ -30,18 +30,17 @@ struct TimeLimitExtension(Duration);
 
 /// The error of an operation cancelled at `limit`.
 pub fn timed_out(limit: Duration) -> ServerError {
-    let mut err = ServerError::new(
+    let mut err = crate::error::coded_server_error(
+        ErrorCode::InternalServerError,
         format!(
             "the request took longer than the server's limit of {} s and was cancelled; \
              retry it (money mutations with the same idempotencyKey)",
             limit.as_secs().max(1)
         ),
-        None,
     );
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", ErrorCode::InternalServerError.as_str());
-    ext.set("timedOut", true);
-    err.extensions = Some(ext);
+    if let Some(ext) = err.extensions.as_mut() {
+        ext.set("timedOut", true);
+    }
     err
 }
 

@@ -112,6 +112,14 @@ pub(crate) fn client_addr(headers: &HeaderMap, peer: SocketAddr, app: &AppState)
     peer.ip()
 }
 
+/// Adds `Retry-After: secs` to a refusal.
+fn with_retry_after(mut resp: Response, secs: u64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    resp
+}
+
 /// The server cannot answer now (its database did not): HTTP 503 with
 /// `Retry-After` and a coded GraphQL error.
 fn unavailable() -> Response {
@@ -121,10 +129,10 @@ fn unavailable() -> Response {
             "extensions": { "code": ErrorCode::InternalServerError.as_str() }
         }]
     });
-    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
+    with_retry_after(
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+        1,
+    )
 }
 
 /// `RATE_LIMITED` as an HTTP 429 with `Retry-After`.
@@ -135,11 +143,10 @@ pub(crate) fn too_many_requests(retry_after_secs: u64) -> Response {
             "extensions": { "code": ErrorCode::RateLimited.as_str(), "retryAfter": retry_after_secs }
         }]
     });
-    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    resp
+    with_retry_after(
+        (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response(),
+        retry_after_secs,
+    )
 }
 
 async fn execute(
@@ -214,17 +221,17 @@ async fn execute(
     };
     match serde_json::to_vec(&response) {
         Ok(body) => {
-            let mut resp = (
+            let resp = (
                 status,
                 [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
                 body,
             )
                 .into_response();
             if timed_out {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                with_retry_after(resp, 1)
+            } else {
+                resp
             }
-            resp
         }
         Err(err) => {
             tracing::error!(error = %err, "serializing GraphQL response");

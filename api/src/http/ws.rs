@@ -108,18 +108,14 @@ pub async fn graphql_ws(
 /// Longest a single frame may take to go out before the peer counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Whether a socket's session is still live. A database that cannot
+/// Whether an open socket's session is still live. A database that cannot
 /// answer keeps the socket open (one outage should not drop every client;
 /// the token's expiry still bounds it, and each operation the socket
 /// starts meets the database again).
-async fn session_live(db: &sea_orm::DatabaseConnection, session_id: uuid::Uuid) -> bool {
-    match entity::store::sessions::started_at(db, session_id).await {
-        Ok(started) => started.is_some(),
-        Err(err) => {
-            tracing::warn!(error = %err, "checking a WebSocket's session failed");
-            true
-        }
-    }
+async fn socket_session_live(state: &crate::state::AppState, session_id: uuid::Uuid) -> bool {
+    crate::auth::session_live(state, session_id)
+        .await
+        .unwrap_or(true)
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
@@ -375,7 +371,7 @@ impl Connection {
                     // A session ended since the socket opened (logout, a
                     // reused refresh token, a password change) stops its
                     // streams within one keep-alive interval.
-                    if !session_live(&self.state.app.db, session_id).await {
+                    if !socket_session_live(&self.state.app, session_id).await {
                         return Ending::Close(4403, "Forbidden: the session ended; sign in again".into());
                     }
                     unanswered += 1;
@@ -463,7 +459,7 @@ impl Connection {
                 }
                 // The session may have ended since the last keep-alive check.
                 if let Viewer::User(u) = viewer
-                    && !session_live(&self.state.app.db, u.session_id).await
+                    && !socket_session_live(&self.state.app, u.session_id).await
                 {
                     return Some(Ending::Close(
                         4403,

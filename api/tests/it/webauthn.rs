@@ -87,19 +87,33 @@ async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> 
     data(&body, "finishWebauthnRegistration").clone()
 }
 
+/// `finishWebauthnLogin` with this challenge's token and an assertion.
+async fn finish_login(app: &TestApp, mfa_token: impl serde::Serialize, assertion: &Value) -> Value {
+    app.gql(
+        None,
+        FINISH_LOGIN,
+        json!({ "t": mfa_token, "a": assertion }),
+    )
+    .await
+}
+
+/// `finishStepUp` with an assertion.
+async fn finish_step_up(app: &TestApp, s: &Session, assertion: &Value) -> Value {
+    app.gql(
+        Some(&s.token),
+        "mutation($a: JSON!) { finishStepUp(assertion: $a) { token expiresAt } }",
+        json!({ "a": assertion }),
+    )
+    .await
+}
+
 async fn step_up(app: &TestApp, s: &Session, key: &mut Key) -> String {
     let body = app
         .gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
         .await;
     let options = data(&body, "beginStepUp").clone();
     let assertion = key.assert(&options);
-    let body = app
-        .gql(
-            Some(&s.token),
-            "mutation($a: JSON!) { finishStepUp(assertion: $a) { token expiresAt } }",
-            json!({ "a": assertion }),
-        )
-        .await;
+    let body = finish_step_up(app, s, &assertion).await;
     data(&body, "finishStepUp")["token"]
         .as_str()
         .expect("token")
@@ -136,18 +150,10 @@ async fn two_factor_login(backend: Backend) {
 
     // Another challenge's token with this assertion: refused.
     let other = password_login(&app, &s.email).await;
-    let crossed = app
-        .gql(
-            None,
-            FINISH_LOGIN,
-            json!({ "t": other["mfaToken"], "a": assertion }),
-        )
-        .await;
+    let crossed = finish_login(&app, &other["mfaToken"], &assertion).await;
     assert_eq!(error_code(&crossed), "UNAUTHENTICATED", "{crossed}");
 
-    let done = app
-        .gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion }))
-        .await;
+    let done = finish_login(&app, &token, &assertion).await;
     let payload = data(&done, "finishWebauthnLogin");
     assert_eq!(payload["user"]["email"], "mfa@example.com");
     let new_token = payload["accessToken"].as_str().expect("access token");
@@ -155,9 +161,7 @@ async fn two_factor_login(backend: Backend) {
     assert_eq!(data(&me, "me")["id"], s.user_id.as_str());
 
     // The same assertion again: the challenge is spent.
-    let replay = app
-        .gql(None, FINISH_LOGIN, json!({ "t": token, "a": assertion }))
-        .await;
+    let replay = finish_login(&app, &token, &assertion).await;
     assert_eq!(error_code(&replay), "UNAUTHENTICATED", "{replay}");
     // A wrong password never reaches the second factor.
     let wrong = app
@@ -207,24 +211,12 @@ async fn an_assertion_older_than_one_accepted_is_refused() {
     let b = password_login(&app, &s.email).await;
     let older = key.assert(&a["webauthnOptions"]);
     let newer = key.assert(&b["webauthnOptions"]);
-    let ok = app
-        .gql(
-            None,
-            FINISH_LOGIN,
-            json!({ "t": b["mfaToken"], "a": newer }),
-        )
-        .await;
+    let ok = finish_login(&app, &b["mfaToken"], &newer).await;
     data(&ok, "finishWebauthnLogin");
     // The held-back assertion now carries a counter that did not increase:
     // a cloned key or a stale assertion. Its challenge is still valid, so
     // only the counter check stops it.
-    let stale = app
-        .gql(
-            None,
-            FINISH_LOGIN,
-            json!({ "t": a["mfaToken"], "a": older }),
-        )
-        .await;
+    let stale = finish_login(&app, &a["mfaToken"], &older).await;
     assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
     // Recorded as what it is, a counter that went backwards at sign-in.
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -245,13 +237,7 @@ async fn an_assertion_older_than_one_accepted_is_refused() {
     // The stale assertion moved nothing: the newer one still cannot be
     // replayed against a fresh challenge either.
     let c = password_login(&app, &s.email).await;
-    let replayed = app
-        .gql(
-            None,
-            FINISH_LOGIN,
-            json!({ "t": c["mfaToken"], "a": newer }),
-        )
-        .await;
+    let replayed = finish_login(&app, &c["mfaToken"], &newer).await;
     assert_eq!(error_code(&replayed), "UNAUTHENTICATED", "{replayed}");
 }
 
@@ -352,13 +338,7 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     let stale = key.assert(&first_options);
     app.gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
         .await;
-    let mismatch = app
-        .gql(
-            Some(&s.token),
-            "mutation($a: JSON!) { finishStepUp(assertion: $a) { token } }",
-            json!({ "a": stale }),
-        )
-        .await;
+    let mismatch = finish_step_up(&app, &s, &stale).await;
     assert_eq!(error_code(&mismatch), "STEP_UP_REQUIRED", "{mismatch}");
 
     // Changing the password with two-factor on needs a step-up too.
@@ -725,13 +705,7 @@ async fn second_factor_challenges_and_step_up_tokens_expire() {
     // A step-up token used too late.
     let token = step_up(&app, &s, &mut key).await;
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
-    let late_login = app
-        .gql(
-            None,
-            FINISH_LOGIN,
-            json!({ "t": challenge["mfaToken"], "a": assertion }),
-        )
-        .await;
+    let late_login = finish_login(&app, &challenge["mfaToken"], &assertion).await;
     assert_eq!(error_code(&late_login), "UNAUTHENTICATED", "{late_login}");
     let late_transfer = app.transfer(&s, pay(&token), "late-1").await;
     assert_eq!(
@@ -746,13 +720,7 @@ async fn second_factor_challenges_and_step_up_tokens_expire() {
     let options = data(&body, "beginStepUp").clone();
     let assertion = key.assert(&options);
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
-    let late_step_up = app
-        .gql(
-            Some(&s.token),
-            "mutation($a: JSON!) { finishStepUp(assertion: $a) { token } }",
-            json!({ "a": assertion }),
-        )
-        .await;
+    let late_step_up = finish_step_up(&app, &s, &assertion).await;
     assert_eq!(
         error_code(&late_step_up),
         "STEP_UP_REQUIRED",
