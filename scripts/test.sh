@@ -3,7 +3,8 @@
 # integration tests against a real PostgreSQL and Redis on 127.0.0.1.
 #
 # Starts PostgreSQL and Redis when they are installed but stopped, installs
-# them (and the build tools) with apt on a fresh Debian machine when missing,
+# them (and the build tools, and python3-aiosmtpd for the tests' SMTP
+# server) with apt on a fresh Debian machine when missing,
 # and fails loudly when a service still cannot be reached. Tests never skip a
 # missing service. Installs the npm packages of the local OpenID Connect
 # provider the OAuth2 tests run (scripts/oidc) when they are missing or stale.
@@ -94,8 +95,19 @@ ensure_redis() {
   wait_port 127.0.0.1 6379 Redis
 }
 
+# The SMTP server of the notifier tests (scripts/smtp/sink.py): Debian's
+# python3-aiosmtpd, run by Debian's own python3 (not a pyenv one).
+ensure_smtp_sink() {
+  export TEST_SMTP_PYTHON="${TEST_SMTP_PYTHON:-/usr/bin/python3}"
+  if ! "$TEST_SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
+    apt_install python3 python3-aiosmtpd
+  fi
+  "$TEST_SMTP_PYTHON" -c 'import aiosmtpd' || die "$TEST_SMTP_PYTHON cannot import aiosmtpd (apt-get install python3-aiosmtpd)"
+}
+
 ensure_build_tools
 ensure_oidc_provider
+ensure_smtp_sink
 ensure_postgres
 ensure_redis
 log "PostgreSQL at ${TEST_POSTGRES_URL%%@*}@..., Redis at $REDIS_URL"

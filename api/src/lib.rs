@@ -22,6 +22,7 @@ pub mod limits;
 pub mod state;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,8 @@ use axum::extract::DefaultBodyLimit;
 use migration::MigratorTrait;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -115,16 +118,35 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then completes the
-/// subscription streams, drains requests and stops the relay after its
-/// batch. Also runs the outbox relay (unless disabled) and the purge of
-/// expired idempotency keys and authentication flows.
+/// subscription streams, drains requests, stops the relay after its batch
+/// and the delivery workers after the delivery in hand. Also runs the outbox
+/// relay (unless disabled), the delivery workers (unless `NOTIFY_WORKERS=0`)
+/// and the purge of expired idempotency keys and authentication flows.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let purge = tokio::spawn(purge_idempotency_keys(state.db.clone(), stop_rx));
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(purge_expired(state.db.clone(), cancel.clone()));
+    tasks.close();
+    let notify = &state.settings.notify;
+    let (channels, planner) = notification_channels(&state)?;
+    let deliverer = (notify.workers > 0).then(|| {
+        notifier::Deliverer::start(
+            state.db.clone(),
+            channels,
+            notifier::DeliveryConfig {
+                workers: notify.workers,
+                batch: notify.batch,
+                lease: notify.lease,
+                poll_interval: notify.poll_interval,
+                retry: notify.retry,
+            },
+            cancel.child_token(),
+        )
+    });
     let relay = state.settings.outbox_relay_enabled.then(|| {
         let listen_url = (state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
             .then(|| state.settings.database_url.clone());
@@ -135,7 +157,10 @@ pub async fn serve(
                 poll_interval: Duration::from_millis(state.settings.outbox_poll_interval_ms),
                 batch_size: 500,
                 listen_url,
+                planner,
+                wake_deliveries: deliverer.as_ref().map(|d| d.wake.clone()),
             },
+            cancel.child_token(),
         );
         let _ = state.live.relay.set(relay.stats.clone());
         relay
@@ -174,26 +199,49 @@ pub async fn serve(
             break;
         }
     }
-    let _ = stop_tx.send(true);
-    let _ = purge.await;
     if let Some(relay) = relay {
         relay.shutdown().await;
     }
+    if let Some(deliverer) = deliverer {
+        deliverer.shutdown().await;
+    }
+    cancel.cancel();
+    tasks.wait().await;
     if let subscriptions::Bus::Redis(redis) = &bus {
         redis.shutdown();
     }
     result
 }
 
-async fn purge_idempotency_keys(
-    db: DatabaseConnection,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// The channels this instance delivers on, and the planner for them: in-app
+/// always, e-mail when `SMTP_URL` is set (said once in the log otherwise).
+fn notification_channels(
+    state: &AppState,
+) -> anyhow::Result<(Vec<Arc<dyn notifier::channels::Channel>>, notifier::Planner)> {
+    use domain::notify::Channel;
+    let mut channels: Vec<Arc<dyn notifier::channels::Channel>> = vec![Arc::new(
+        notifier::channels::in_app::InApp::new(state.db.clone()),
+    )];
+    let mut enabled = vec![Channel::InApp];
+    match &state.settings.notify.smtp {
+        Some(smtp) => {
+            channels.push(Arc::new(
+                notifier::channels::email::Email::new(smtp).context("SMTP_URL")?,
+            ));
+            enabled.push(Channel::Email);
+        }
+        None => tracing::info!("no SMTP_URL: e-mail notifications are off"),
+    }
+    tracing::info!("no FCM_SERVICE_ACCOUNT_FILE: push notifications are off");
+    Ok((channels, notifier::Planner::new(enabled)))
+}
+
+async fn purge_expired(db: DatabaseConnection, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
         loop {
             match entity::store::idempotency::purge_expired(&db, 1_000).await {

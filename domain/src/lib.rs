@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - [`error`]: the stable error codes of the API contract and the domain error type.
-//! - [`events`]: the topics of the live events.
+//! - [`events`]: the event contract: [`Envelope`] around a typed [`EventBody`], its topics and versioned wire form.
 //! - [`money`]: currencies with their scales and validated, exact amounts.
 //! - [`identity`]: validated e-mail addresses, passwords, display names and roles.
 //! - [`idempotency`]: idempotency keys and request fingerprints.
 //! - [`kyc`]: KYC statuses and the review decisions that move between them.
 //! - [`ledger`]: wallet balances and the balanced double-entry postings that change them.
+//! - [`notify`]: which events reach people on which channels, delivery states, retry with backoff.
+//! - [`records`]: wallets, transactions and notifications as values (what events carry and the API shows).
 //! - [`transaction`]: kinds and states of money movements.
 
 /// Declares an enum with a fixed stored/displayed string per variant.
@@ -50,13 +52,16 @@ pub mod identity;
 pub mod kyc;
 pub mod ledger;
 pub mod money;
+pub mod notify;
+pub mod records;
 pub mod transaction;
 
 pub use error::{DomainError, ErrorCode};
-pub use events::Topic;
+pub use events::{Envelope, EventBody, Topic};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use identity::{DisplayName, Email, Password, Role};
 pub use kyc::{KycDecision, KycStatus};
 pub use ledger::{Balances, Bucket, EntryAccount, Posting, PostingLine};
 pub use money::{Amount, Currency};
+pub use records::{NotificationRecord, TransactionRecord, WalletRecord};
 pub use transaction::{TransactionKind, TransactionStatus, WalletStatus, WithdrawalOutcome};

@@ -6,6 +6,8 @@
 //!   audit log.
 //! - [`m20261122_000001_security`]: WebAuthn credentials, authentication
 //!   flows (ceremonies, MFA and OAuth2 logins, step-up tokens), OAuth2 identities.
+//! - [`m20261201_000001_notifier`]: delivery records of the notifier; the
+//!   source event of each in-app notification.
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -14,6 +16,7 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod m20261121_000001_initial;
 pub mod m20261122_000001_security;
+pub mod m20261201_000001_notifier;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -24,6 +27,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261122_000001_security::Migration),
+            Box::new(m20261201_000001_notifier::Migration),
         ]
     }
 }

@@ -8,16 +8,24 @@
 //! normal operation and a user's events stay in order. A relay that dies
 //! mid-batch rolls back; the next round publishes the batch again (at least
 //! once: consumers dedupe by event id and sequence).
+//!
+//! In the same transaction the relay plans each event's deliveries (see
+//! [`crate::plan`]) and, once it committed, wakes the delivery workers. It
+//! never waits for a delivery: e-mail and push run in their own pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use entity::store::events::{self, OUTBOX_CHANNEL, StoredEvent};
+use entity::store::events::{self, OUTBOX_CHANNEL};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
-use subscriptions::{Bus, Event};
-use tokio::sync::{Notify, watch};
+use subscriptions::Bus;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::plan::Planner;
 
 /// Advisory lock key of the relay leader ("wbffrly").
 const RELAY_LOCK_KEY: i64 = 0x0077_6266_6672_6c79;
@@ -31,6 +39,10 @@ pub struct RelayConfig {
     pub batch_size: u64,
     /// PostgreSQL URL to `LISTEN` on; `None` polls only.
     pub listen_url: Option<String>,
+    /// Which deliveries events get.
+    pub planner: Planner,
+    /// Wakes the delivery workers after a batch planned deliveries.
+    pub wake_deliveries: Option<Arc<Notify>>,
 }
 
 /// Counters for health and metrics.
@@ -48,28 +60,39 @@ pub struct RelayStats {
 pub struct Relay {
     /// Its counters.
     pub stats: Arc<RelayStats>,
-    task: tokio::task::JoinHandle<()>,
-    stop: watch::Sender<bool>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl Relay {
-    /// Starts the relay task.
-    pub fn start(db: DatabaseConnection, bus: Bus, config: RelayConfig) -> Relay {
+    /// Starts the relay task; it stops when `cancel` is cancelled, after the
+    /// batch in progress.
+    pub fn start(
+        db: DatabaseConnection,
+        bus: Bus,
+        config: RelayConfig,
+        cancel: CancellationToken,
+    ) -> Relay {
         let stats = Arc::new(RelayStats::default());
         stats.healthy.store(true, Ordering::Release);
-        let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
+        let tracker = TaskTracker::new();
         if let Some(url) = config.listen_url.clone() {
-            tokio::spawn(listen(url, wake.clone(), stop_rx.clone()));
+            tracker.spawn(listen(url, wake.clone(), cancel.clone()));
         }
-        let task = tokio::spawn(run(db, bus, config, stats.clone(), wake, stop_rx));
-        Relay { stats, task, stop }
+        tracker.spawn(run(db, bus, config, stats.clone(), wake, cancel.clone()));
+        tracker.close();
+        Relay {
+            stats,
+            cancel,
+            tracker,
+        }
     }
 
     /// Stops after the batch in progress and waits for it.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.cancel.cancel();
+        self.tracker.wait().await;
     }
 }
 
@@ -79,17 +102,22 @@ async fn run(
     config: RelayConfig,
     stats: Arc<RelayStats>,
     wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         // Drain everything there is, batch by batch.
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
-            match round(&db, &bus, config.batch_size).await {
-                Ok(published) => {
+            match round(&db, &bus, &config).await {
+                Ok((published, planned)) => {
+                    if planned > 0
+                        && let Some(workers) = &config.wake_deliveries
+                    {
+                        workers.notify_waiters();
+                    }
                     stats.healthy.store(true, Ordering::Release);
                     backoff = Duration::from_millis(100);
                     stats
@@ -105,7 +133,7 @@ async fn run(
                     tracing::warn!(error = %format!("{err:#}"), retry_in_ms = backoff.as_millis() as u64, "outbox relay round failed");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return,
+                        _ = stop.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -114,13 +142,18 @@ async fn run(
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(config.poll_interval) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
 
-/// One batch; returns how many events were published.
-async fn round(db: &DatabaseConnection, bus: &Bus, batch_size: u64) -> anyhow::Result<usize> {
+/// One batch; returns how many events were published and how many
+/// deliveries were planned.
+async fn round(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    config: &RelayConfig,
+) -> anyhow::Result<(usize, usize)> {
     let txn = db.begin().await.context("beginning relay transaction")?;
     if db.get_database_backend() == DatabaseBackend::Postgres {
         let row = txn
@@ -137,34 +170,49 @@ async fn round(db: &DatabaseConnection, bus: &Bus, batch_size: u64) -> anyhow::R
             .unwrap_or(false);
         if !leader {
             // Another relay is publishing; it will get to these events.
-            return Ok(0);
+            return Ok((0, 0));
         }
     }
-    let batch: Vec<StoredEvent> = events::unpublished(&txn, batch_size)
+    let batch = events::unpublished(&txn, config.batch_size)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("reading unpublished events")?;
     let mut ids = Vec::with_capacity(batch.len());
-    for e in &batch {
-        bus.publish(&Event {
-            id: e.id,
-            user_id: e.user_id,
-            sequence: e.sequence,
-            topic: e.topic,
-            payload: e.payload.clone(),
-        })
-        .await
-        .with_context(|| format!("publishing event {}", e.id))?;
-        ids.push(e.id);
+    let mut planned = 0;
+    for row in batch {
+        match row.envelope {
+            Ok(envelope) => {
+                let envelope = Arc::new(envelope);
+                bus.publish(envelope.clone())
+                    .await
+                    .with_context(|| format!("publishing event {}", row.id))?;
+                planned += config
+                    .planner
+                    .plan(&txn, &envelope)
+                    .await
+                    .with_context(|| format!("planning the deliveries of event {}", row.id))?;
+            }
+            // A newer release wrote it (rolling deploy): pass it on as is.
+            Err(err) if err.is_from_newer_release() => bus
+                .forward(&row.topic, &row.wire)
+                .await
+                .with_context(|| format!("forwarding event {}", row.id))?,
+            // No release can read it; holding it back would hold back every
+            // later event. Logged with its id for investigation.
+            Err(err) => {
+                tracing::error!(event.id = %row.id, topic = %row.topic, error = %err, "unreadable outbox event skipped");
+            }
+        }
+        ids.push(row.id);
     }
     events::mark_published(&txn, &ids)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("marking events published")?;
     txn.commit().await.context("committing relay batch")?;
-    Ok(batch.len())
+    Ok((ids.len(), planned))
 }
 
 /// Wakes the relay on every `NOTIFY`, reconnecting as needed.
-async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+async fn listen(url: String, wake: Arc<Notify>, stop: CancellationToken) {
     use sea_orm::sqlx::postgres::PgListener;
     loop {
         let mut listener = match PgListener::connect(&url).await {
@@ -172,12 +220,12 @@ async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>)
                 Ok(()) => l,
                 Err(err) => {
                     tracing::warn!(error = %err, "outbox LISTEN failed; polling meanwhile");
-                    tokio::select! { _ = tokio::time::sleep(Duration::from_secs(2)) => continue, _ = stop.changed() => return }
+                    tokio::select! { _ = tokio::time::sleep(Duration::from_secs(2)) => continue, _ = stop.cancelled() => return }
                 }
             },
             Err(err) => {
                 tracing::warn!(error = %err, "outbox listener could not connect; polling meanwhile");
-                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(2)) => continue, _ = stop.changed() => return }
+                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(2)) => continue, _ = stop.cancelled() => return }
             }
         };
         // Anything committed while we were not listening is picked up now.
@@ -191,7 +239,7 @@ async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>)
                         break;
                     }
                 },
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }

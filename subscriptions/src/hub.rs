@@ -15,7 +15,7 @@ use domain::Topic;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::event::Event;
+use domain::Envelope;
 
 /// Whose events a subscription receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,7 +52,7 @@ const RESYNC: u8 = 2;
 
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Arc<Envelope>>,
     state: Arc<AtomicU8>,
 }
 
@@ -136,14 +136,12 @@ impl Hub {
 
     /// Delivers an event to the user's subscribers of its topic and to the
     /// topic's all-users subscribers. Never waits.
-    pub fn dispatch(&self, event: &Event) {
+    pub fn dispatch(&self, event: Arc<Envelope>) {
         self.inner.dispatched.fetch_add(1, Ordering::Relaxed);
+        let topic = event.topic();
         let mut routes = self.routes();
         for audience in [Audience::User(event.user_id), Audience::All] {
-            let filter = Filter {
-                topic: event.topic,
-                audience,
-            };
+            let filter = Filter { topic, audience };
             let Some(subs) = routes.by_filter.get_mut(&filter) else {
                 continue;
             };
@@ -154,7 +152,7 @@ impl Hub {
                     self.inner.dropped_for_lag.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         subscription = s.id,
-                        topic = event.topic.as_str(),
+                        topic = topic.as_str(),
                         "subscriber fell behind; cut off"
                     );
                     false
@@ -205,7 +203,7 @@ impl Hub {
 
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<Arc<Envelope>>,
     state: Arc<AtomicU8>,
     done: bool,
     hub: Hub,
@@ -216,7 +214,7 @@ pub struct Subscription {
 impl Subscription {
     /// The next event; once interrupted, `Some(Err(..))` once (after the
     /// buffered events), then `None`.
-    pub async fn next(&mut self) -> Option<Result<Event, Interrupted>> {
+    pub async fn next(&mut self) -> Option<Result<Arc<Envelope>, Interrupted>> {
         if self.done {
             return None;
         }
@@ -244,14 +242,41 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
 
-    fn event(user: Uuid, sequence: i64, topic: Topic) -> Event {
-        Event {
+    fn event(user: Uuid, sequence: i64, topic: Topic) -> Arc<Envelope> {
+        use domain::events::{EventBody, KycStatusChanged};
+        let kyc = KycStatusChanged {
+            status: domain::KycStatus::Pending,
+            level: 0,
+            reason: None,
+        };
+        let body = match topic {
+            Topic::KycStatus => EventBody::KycStatusChanged(kyc),
+            Topic::BalanceUpdated => {
+                let wallet = domain::WalletRecord {
+                    id: Uuid::new_v4(),
+                    user_id: user,
+                    currency: domain::Currency::Usd,
+                    available: Default::default(),
+                    frozen: Default::default(),
+                    status: domain::WalletStatus::Active,
+                    version: sequence,
+                    updated_at: chrono::Utc::now(),
+                };
+                EventBody::BalanceUpdated(domain::events::BalanceUpdated::of(
+                    &wallet,
+                    Default::default(),
+                    Uuid::new_v4(),
+                ))
+            }
+            other => panic!("no test body for {other:?}"),
+        };
+        Arc::new(Envelope {
             id: Uuid::new_v4(),
             user_id: user,
             sequence,
-            topic,
-            payload: serde_json::json!({}),
-        }
+            occurred_at: chrono::Utc::now(),
+            body,
+        })
     }
 
     fn mine(user: Uuid) -> Filter {
@@ -270,9 +295,9 @@ mod tests {
             topic: Topic::BalanceUpdated,
             audience: Audience::All,
         });
-        hub.dispatch(&event(b, 1, Topic::BalanceUpdated));
-        hub.dispatch(&event(a, 1, Topic::KycStatus));
-        hub.dispatch(&event(a, 2, Topic::BalanceUpdated));
+        hub.dispatch(event(b, 1, Topic::BalanceUpdated));
+        hub.dispatch(event(a, 1, Topic::KycStatus));
+        hub.dispatch(event(a, 2, Topic::BalanceUpdated));
         let got = sub_a.next().await.expect("event").expect("not lagged");
         assert_eq!((got.user_id, got.sequence), (a, 2));
         assert_eq!(all.next().await.expect("event").expect("ok").user_id, b);
@@ -289,7 +314,7 @@ mod tests {
         let mut slow = hub.subscribe(mine(user));
         let mut fast = hub.subscribe(mine(user));
         for seq in 1..=5 {
-            hub.dispatch(&event(user, seq, Topic::BalanceUpdated));
+            hub.dispatch(event(user, seq, Topic::BalanceUpdated));
             let got = fast.next().await.expect("event").expect("fast keeps up");
             assert_eq!(got.sequence, seq);
         }

@@ -2,22 +2,22 @@
 //! instance and reach the local subscribers of the user they belong to.
 //!
 //! # Layout
-//! - [`event`]: the [`Event`] envelope and its wire form (the JSON published
-//!   on the Redis channel named by the event's [`Topic`]).
-//! - [`hub`]: the process-local fan-out. Each subscriber has a bounded buffer;
-//!   one that falls behind is cut off with [`Interrupted::Lagged`] instead of slowing the
-//!   others or growing memory, and must resubscribe from its last sequence.
+//! - [`hub`]: the process-local fan-out of [`Envelope`]s. Each subscriber has
+//!   a bounded buffer; one that falls behind is cut off with
+//!   [`Interrupted::Lagged`] instead of slowing the others or growing memory,
+//!   and must resubscribe from its last sequence.
 //! - [`redis_bus`]: one Redis subscriber connection per process (reconnecting
-//!   with backoff) feeding the hub, and a publisher.
+//!   with backoff) feeding the hub, and a publisher. Messages are the
+//!   envelope's versioned wire form on the channel named by its [`Topic`].
 //! - [`Bus`]: what the rest of the system uses: in-process for the embedded
 //!   default, Redis for the production shape.
 
-pub mod event;
 pub mod hub;
 pub mod redis_bus;
 
-pub use domain::Topic;
-pub use event::Event;
+use std::sync::Arc;
+
+pub use domain::{Envelope, Topic};
 pub use hub::{Audience, Filter, Hub, HubStats, Interrupted, Subscription};
 
 /// Publishes events and hands out subscriptions.
@@ -45,13 +45,23 @@ impl Bus {
 
     /// Publishes one event to every instance (at most once per call; the
     /// outbox relay retries what fails).
-    pub async fn publish(&self, event: &Event) -> anyhow::Result<()> {
+    pub async fn publish(&self, event: Arc<Envelope>) -> anyhow::Result<()> {
         match self {
             Bus::InProcess(hub) => {
                 hub.dispatch(event);
                 Ok(())
             }
-            Bus::Redis(bus) => bus.publish(event).await,
+            Bus::Redis(bus) => bus.publish(&event).await,
+        }
+    }
+
+    /// Passes on a message this release cannot read (a newer release wrote
+    /// it during a rolling deploy) to the instances that can. In process
+    /// there are none: it is dropped.
+    pub async fn forward(&self, topic: &str, wire: &str) -> anyhow::Result<()> {
+        match self {
+            Bus::InProcess(_) => Ok(()),
+            Bus::Redis(bus) => bus.publish_wire(topic, wire).await,
         }
     }
 

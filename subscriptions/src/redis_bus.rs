@@ -17,8 +17,8 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::event::Event;
 use crate::hub::Hub;
+use domain::Envelope;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -87,10 +87,16 @@ impl RedisBus {
     }
 
     /// Publishes an event on its topic's channel.
-    pub async fn publish(&self, event: &Event) -> anyhow::Result<()> {
+    pub async fn publish(&self, event: &Envelope) -> anyhow::Result<()> {
+        self.publish_wire(event.topic().as_str(), &event.to_wire())
+            .await
+    }
+
+    /// Publishes a message already in wire form on `topic`'s channel.
+    pub async fn publish_wire(&self, topic: &str, wire: &str) -> anyhow::Result<()> {
         let mut conn = self.inner.publisher.clone();
         let _receivers: i64 = conn
-            .publish(event.topic.as_str(), event.to_wire()?)
+            .publish(topic, wire)
             .await
             .context("publishing to Redis")?;
         Ok(())
@@ -213,8 +219,13 @@ async fn run_subscription(
                         continue;
                     }
                 };
-                match Event::from_wire(&text) {
-                    Ok(event) => hub.dispatch(&event),
+                match Envelope::from_wire(&text) {
+                    Ok(event) => hub.dispatch(Arc::new(event)),
+                    // Written by a newer release during a rolling deploy:
+                    // its own instances serve it.
+                    Err(err) if err.is_from_newer_release() => {
+                        tracing::debug!(error = %err, channel = msg.get_channel_name(), "event of a newer release skipped");
+                    }
                     Err(err) => tracing::warn!(error = %err, channel = msg.get_channel_name(), "malformed event"),
                 }
             }

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
+use domain::EventBody;
+use domain::events::KycStatusChanged;
 use subscriptions::redis_bus::RedisBus;
-use subscriptions::{Audience, Event, Filter, Hub, Interrupted, Topic};
+use subscriptions::{Audience, Envelope, Filter, Hub, Interrupted, Topic};
 use uuid::Uuid;
 
 fn redis_url() -> String {
@@ -22,19 +24,23 @@ async fn bus() -> RedisBus {
         .unwrap_or_else(|e| panic!("Redis is required for these tests and is not usable at {url}: {e:#}. Run scripts/test.sh, which starts it."))
 }
 
-fn balance_event(user: Uuid, sequence: i64) -> Event {
-    Event {
+fn kyc_event(user: Uuid, sequence: i64) -> Envelope {
+    Envelope {
         id: Uuid::new_v4(),
         user_id: user,
         sequence,
-        topic: Topic::BalanceUpdated,
-        payload: serde_json::json!({ "balance": "1" }),
+        occurred_at: chrono::Utc::now(),
+        body: EventBody::KycStatusChanged(KycStatusChanged {
+            status: domain::KycStatus::Pending,
+            level: 0,
+            reason: None,
+        }),
     }
 }
 
 fn for_user(user: Uuid) -> Filter {
     Filter {
-        topic: Topic::BalanceUpdated,
+        topic: Topic::KycStatus,
         audience: Audience::User(user),
     }
 }
@@ -47,7 +53,7 @@ async fn an_event_published_on_one_instance_reaches_the_users_subscriber_on_anot
     let mut alice_on_b = b.hub().subscribe(for_user(alice));
     let mut bob_on_b = b.hub().subscribe(for_user(bob));
 
-    a.publish(&balance_event(alice, 1)).await.expect("publish");
+    a.publish(&kyc_event(alice, 1)).await.expect("publish");
     let got = tokio::time::timeout(Duration::from_secs(1), alice_on_b.next())
         .await
         .expect("delivered within a second")
@@ -87,7 +93,7 @@ async fn an_event_published_on_one_instance_reaches_the_users_subscriber_on_anot
     }
     assert!(b.is_connected(), "the subscriber reconnected");
     let mut again = b.hub().subscribe(for_user(alice));
-    a.publish(&balance_event(alice, 2))
+    a.publish(&kyc_event(alice, 2))
         .await
         .expect("publish after reconnect");
     let got = tokio::time::timeout(Duration::from_secs(2), again.next())

@@ -108,7 +108,7 @@ impl AdminQuery {
             .require_role(Role::Compliance)
             .map_err(ApiError::from)?;
         let status = status.unwrap_or(KycStatus::InReview);
-        let found = users::with_kyc_status(&state.db, status.as_stored())
+        let found = users::with_kyc_status(&state.db, status.into())
             .await
             .map_err(ApiError::from)?;
         Ok(found.into_iter().map(User::from).collect())
@@ -226,7 +226,7 @@ impl AdminMutation {
         )
         .await
         .map_err(ApiError::from)?;
-        tracing::info!(user.id = %user.id, officer.id = %officer.id, kyc.status = %user.kyc_status, "KYC reviewed");
+        tracing::info!(user.id = %user.id, officer.id = %officer.id, kyc.status = user.kyc_status.as_str(), "KYC reviewed");
         Ok(user.into())
     }
 }

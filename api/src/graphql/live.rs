@@ -12,10 +12,11 @@
 
 use async_graphql::{Context, ErrorExtensions, ID, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
-use domain::{DomainError, ErrorCode, Role, Topic};
-use entity::store::events::{self, StoredEvent};
+use std::sync::Arc;
+
+use domain::{DomainError, Envelope, ErrorCode, EventBody, Role, Topic};
+use entity::store::events;
 use futures_util::Stream;
-use serde_json::Value;
 use subscriptions::{Audience, Filter, Interrupted};
 use uuid::Uuid;
 
@@ -77,67 +78,63 @@ pub struct KycStatusEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
-fn malformed(e: impl std::fmt::Display) -> async_graphql::Error {
-    ApiError::Internal(anyhow::anyhow!("malformed stored event: {e}")).into()
+/// A body of another topic than the stream's: the hub routes by topic, so
+/// this is a bug, reported as an internal error.
+fn unexpected(e: &Envelope) -> async_graphql::Error {
+    ApiError::Internal(anyhow::anyhow!(
+        "event {} of topic {} in the wrong stream",
+        e.id,
+        e.topic().as_str()
+    ))
+    .into()
 }
 
-fn field<T: serde::de::DeserializeOwned>(v: &Value, name: &str) -> Result<T> {
-    serde_json::from_value(v.get(name).cloned().unwrap_or(Value::Null))
-        .map_err(|e| malformed(format!("{name}: {e}")))
-}
-
-fn balance_update(e: &StoredEvent) -> Result<BalanceUpdate> {
-    let p = &e.payload;
-    let record = entity::store::records::WalletRecord {
-        id: field(p, "walletId")?,
-        user_id: e.user_id,
-        currency: field(p, "currency")?,
-        available: field(p, "availableBalance")?,
-        frozen: field(p, "frozenBalance")?,
-        status: field(p, "status")?,
-        version: field(p, "version")?,
-        updated_at: field(p, "updatedAt")?,
+fn balance_update(e: &Envelope) -> Result<BalanceUpdate> {
+    let EventBody::BalanceUpdated(b) = &e.body else {
+        return Err(unexpected(e));
     };
     Ok(BalanceUpdate {
         id: ID(e.id.to_string()),
         sequence: e.sequence,
-        wallet: record.into(),
-        delta: Money(field(p, "delta")?),
-        transaction_id: ID(field::<Uuid>(p, "transactionId")?.to_string()),
-        occurred_at: field(p, "occurredAt")?,
+        wallet: b.wallet(e.user_id).into(),
+        delta: Money(b.delta),
+        transaction_id: ID(b.transaction_id.to_string()),
+        occurred_at: e.occurred_at,
     })
 }
 
-fn transaction_event(e: &StoredEvent) -> Result<TransactionEvent> {
-    let tx: entity::store::records::TransactionRecord = field(&e.payload, "transaction")?;
+fn transaction_event(e: &Envelope) -> Result<TransactionEvent> {
+    let (EventBody::TransactionReceived(moved) | EventBody::TransactionSent(moved)) = &e.body
+    else {
+        return Err(unexpected(e));
+    };
     Ok(TransactionEvent {
         id: ID(e.id.to_string()),
         sequence: e.sequence,
-        transaction: tx.into(),
-        occurred_at: field(&e.payload, "occurredAt")?,
+        transaction: moved.transaction.clone().into(),
+        occurred_at: e.occurred_at,
     })
 }
 
-fn kyc_event(e: &StoredEvent) -> Result<KycStatusEvent> {
-    let status: String = field(&e.payload, "status")?;
+fn kyc_event(e: &Envelope) -> Result<KycStatusEvent> {
+    let EventBody::KycStatusChanged(k) = &e.body else {
+        return Err(unexpected(e));
+    };
     Ok(KycStatusEvent {
         id: ID(e.id.to_string()),
         sequence: e.sequence,
-        status: super::types::KycStatus::from_stored(&status),
-        level: field(&e.payload, "level")?,
-        reason: field(&e.payload, "reason")?,
-        occurred_at: field(&e.payload, "occurredAt")?,
+        status: k.status.into(),
+        level: k.level,
+        reason: k.reason.clone(),
+        occurred_at: e.occurred_at,
     })
 }
 
-fn stored(e: subscriptions::Event) -> StoredEvent {
-    StoredEvent {
-        id: e.id,
-        user_id: e.user_id,
-        sequence: e.sequence,
-        topic: e.topic,
-        payload: e.payload,
-    }
+fn notification(e: &Envelope) -> Result<super::notifications::Notification> {
+    let EventBody::NotificationCreated(n) = &e.body else {
+        return Err(unexpected(e));
+    };
+    Ok(n.notification.clone().into())
 }
 
 /// Replay-then-live stream of one user's events of one topic.
@@ -146,7 +143,7 @@ fn user_events(
     user_id: Uuid,
     topic: Topic,
     after: Option<i64>,
-) -> impl Stream<Item = Result<StoredEvent>> {
+) -> impl Stream<Item = Result<Arc<Envelope>>> {
     async_stream::stream! {
         let filter = Filter { topic, audience: Audience::User(user_id) };
         let mut shutdown = state.live.shutdown.subscribe();
@@ -169,7 +166,7 @@ fn user_events(
                     let full = page.len() as u64 == REPLAY_PAGE;
                     for e in page {
                         last = e.sequence;
-                        yield Ok(e);
+                        yield Ok(Arc::new(e));
                     }
                     if !full { break; }
                 }
@@ -185,7 +182,7 @@ fn user_events(
                         continue; // already replayed, or delivered twice
                     }
                     last = event.sequence;
-                    yield Ok(stored(event));
+                    yield Ok(event);
                 }
                 Some(Err(Interrupted::Resync)) => {
                     live = state.bus.subscribe(filter);
@@ -207,7 +204,7 @@ fn user_events(
 }
 
 /// Everyone's events of one topic (staff dashboards): live only.
-fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<StoredEvent>> {
+fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<Arc<Envelope>>> {
     async_stream::stream! {
         let mut shutdown = state.live.shutdown.subscribe();
         let mut live = state.bus.subscribe(Filter { topic, audience: Audience::All });
@@ -226,7 +223,7 @@ fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<Stored
                     let last = seen.entry(event.user_id).or_insert(0);
                     if event.sequence <= *last { continue; }
                     *last = event.sequence;
-                    yield Ok(stored(event));
+                    yield Ok(event);
                 }
                 Some(Err(Interrupted::Resync)) => {
                     // Everyone's events cannot be replayed by sequence: say so.
@@ -246,18 +243,12 @@ fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<Stored
     }
 }
 
-fn notification(e: &StoredEvent) -> Result<super::notifications::Notification> {
-    let record: entity::store::notifications::NotificationRecord =
-        field(&e.payload, "notification")?;
-    Ok(record.into())
-}
-
 /// The caller's events of one topic, converted for GraphQL.
 fn own_events<T: Send + 'static>(
     ctx: &Context<'_>,
     topic: Topic,
     after: Option<i64>,
-    convert: fn(&StoredEvent) -> Result<T>,
+    convert: fn(&Envelope) -> Result<T>,
 ) -> Result<impl Stream<Item = Result<T>> + use<T>> {
     let (state, viewer) = parts(ctx)?;
     let user = viewer.require_user().map_err(ApiError::from)?;
@@ -294,7 +285,7 @@ impl LiveSubscription {
         let (state, viewer) = parts(ctx)?;
         let state = state.clone();
         check_after(after_sequence).map_err(ApiError::from)?;
-        let events: std::pin::Pin<Box<dyn Stream<Item = Result<StoredEvent>> + Send>> =
+        let events: std::pin::Pin<Box<dyn Stream<Item = Result<Arc<Envelope>>> + Send>> =
             if all_users == Some(true) {
                 viewer.require_role(Role::Admin).map_err(ApiError::from)?;
                 Box::pin(all_events(state.clone(), Topic::BalanceUpdated))
@@ -326,7 +317,7 @@ impl LiveSubscription {
                 match item {
                     Ok(e) => {
                         if let Some(w) = wallet
-                            && e.payload.get("walletId").and_then(Value::as_str) != Some(w.to_string().as_str())
+                            && !matches!(&e.body, EventBody::BalanceUpdated(b) if b.wallet_id == w)
                         {
                             continue;
                         }
@@ -347,6 +338,22 @@ impl LiveSubscription {
         own_events(
             ctx,
             Topic::TransactionReceived,
+            after_sequence,
+            transaction_event,
+        )
+    }
+
+    /// Transfers that left the caller's wallets, as they commit: the
+    /// sender's confirmation (`transactionReceived` is the receiver's). With
+    /// `afterSequence`, the events after it are replayed first.
+    async fn transaction_sent(
+        &self,
+        ctx: &Context<'_>,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<TransactionEvent>> + use<>> {
+        own_events(
+            ctx,
+            Topic::TransactionSent,
             after_sequence,
             transaction_event,
         )

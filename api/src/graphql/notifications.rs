@@ -2,9 +2,10 @@
 //! with the `notificationCreated` subscription.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, ID, Json, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use domain::DomainError;
+use domain::{DomainError, Role};
+use entity::store::deliveries::{self, DeliveryRecord};
 use entity::store::notifications::{self, NotificationRecord};
 
 use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
@@ -12,8 +13,9 @@ use crate::error::ApiError;
 
 /// An in-app notification.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
 pub struct Notification {
-    /// Id.
+    /// The notification's id (give it to `markNotificationsRead`).
     pub id: ID,
     /// Sequence of its `notification.created` event (per user, increasing).
     pub sequence: i64,
@@ -31,6 +33,92 @@ pub struct Notification {
     pub read_at: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub source_event_id: Option<uuid::Uuid>,
+}
+
+#[ComplexObject]
+impl Notification {
+    /// How the event it announces reached the user, per channel and target:
+    /// pending, sending, sent, failed (will retry) or dead. Empty for
+    /// notifications older than the notifier.
+    async fn deliveries(&self, ctx: &Context<'_>) -> Result<Vec<Delivery>> {
+        let Some(event_id) = self.source_event_id else {
+            return Ok(Vec::new());
+        };
+        let (state, _) = parts(ctx)?;
+        let list = deliveries::for_event(&state.db, event_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(list.into_iter().map(Delivery::from).collect())
+    }
+}
+
+/// How a notification reaches a person.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::notify::Channel")]
+pub enum NotificationChannel {
+    /// In the app: the notification list and `notificationCreated`.
+    InApp,
+    /// E-mail.
+    Email,
+    /// Push message to a registered device.
+    Push,
+}
+
+/// Where a delivery is in its life.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::notify::DeliveryStatus")]
+pub enum DeliveryStatus {
+    /// Planned, not tried yet.
+    Pending,
+    /// Being sent now.
+    Sending,
+    /// The channel accepted it.
+    Sent,
+    /// The last attempt failed; it is tried again at `nextAttemptAt`.
+    Failed,
+    /// Every attempt failed: a dead letter, sent again only by `retryDelivery`.
+    Dead,
+}
+
+/// One message of one event on one channel.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Delivery {
+    /// The delivery's id (an e-mail's `Message-ID` carries it).
+    pub id: ID,
+    /// The event it delivers.
+    pub event_id: ID,
+    /// How it travels.
+    pub channel: NotificationChannel,
+    /// Where it is.
+    pub status: DeliveryStatus,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it is tried (again), while pending or failed.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When the channel accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When it was planned.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DeliveryRecord> for Delivery {
+    fn from(d: DeliveryRecord) -> Self {
+        Self {
+            id: ID(d.id.to_string()),
+            event_id: ID(d.event_id.to_string()),
+            channel: d.channel.into(),
+            status: d.status.into(),
+            attempts: i32::try_from(d.attempts).unwrap_or(i32::MAX),
+            last_error: d.last_error,
+            next_attempt_at: d.next_attempt_at,
+            sent_at: d.sent_at,
+            created_at: d.created_at,
+        }
+    }
 }
 
 impl From<NotificationRecord> for Notification {
@@ -45,6 +133,7 @@ impl From<NotificationRecord> for Notification {
             read: n.read_at.is_some(),
             read_at: n.read_at,
             created_at: n.created_at,
+            source_event_id: n.source_event_id,
         }
     }
 }
@@ -89,6 +178,35 @@ impl NotificationQuery {
         );
         Ok(connection)
     }
+
+    /// Deliveries that failed every attempt, newest first (admin role).
+    /// `retryDelivery` sends one again.
+    #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
+    async fn dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Delivery, EmptyFields, EmptyFields>> {
+        let (state, viewer) = parts(ctx)?;
+        viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        let limit = page_size(first).map_err(ApiError::from)?;
+        let after = after
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()
+            .map_err(ApiError::from)?;
+        let (items, has_next) = deliveries::dead_letters(&state.db, after, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let mut connection = Connection::new(after.is_some(), has_next);
+        connection.edges.extend(
+            items
+                .into_iter()
+                .map(|d| Edge::new(encode_cursor(d.created_at, d.id), Delivery::from(d))),
+        );
+        Ok(connection)
+    }
 }
 
 /// Notification mutations.
@@ -113,5 +231,18 @@ impl NotificationMutation {
             .await
             .map_err(ApiError::from)?;
         Ok(i32::try_from(changed).unwrap_or(i32::MAX))
+    }
+
+    /// Sends a dead letter again, with a fresh set of attempts (admin role).
+    /// Only a delivery that is `DEAD` can be retried (`NOT_FOUND` otherwise).
+    async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
+        let (state, viewer) = parts(ctx)?;
+        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let delivery = deliveries::retry_dead(&state.db, admin.id, id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::from(DomainError::not_found("dead letter")))?;
+        Ok(delivery.into())
     }
 }

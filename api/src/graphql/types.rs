@@ -46,6 +46,7 @@ impl From<domain::Role> for RoleGql {
 
 /// Where a user is in identity verification.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::KycStatus")]
 pub enum KycStatus {
     /// Nothing submitted.
     NotStarted,
@@ -57,28 +58,6 @@ pub enum KycStatus {
     Approved,
     /// Refused.
     Rejected,
-}
-
-impl KycStatus {
-    pub(crate) fn from_stored(s: &str) -> Self {
-        match s {
-            "PENDING" => KycStatus::Pending,
-            "IN_REVIEW" => KycStatus::InReview,
-            "APPROVED" => KycStatus::Approved,
-            "REJECTED" => KycStatus::Rejected,
-            _ => KycStatus::NotStarted,
-        }
-    }
-
-    pub(crate) fn as_stored(self) -> &'static str {
-        match self {
-            KycStatus::NotStarted => "NOT_STARTED",
-            KycStatus::Pending => "PENDING",
-            KycStatus::InReview => "IN_REVIEW",
-            KycStatus::Approved => "APPROVED",
-            KycStatus::Rejected => "REJECTED",
-        }
-    }
 }
 
 /// A user account.
@@ -124,7 +103,7 @@ impl From<UserRecord> for User {
             email: u.email,
             display_name: u.display_name,
             roles: u.roles.into_iter().map(RoleGql::from).collect(),
-            kyc_status: KycStatus::from_stored(&u.kyc_status),
+            kyc_status: u.kyc_status.into(),
             kyc_level: u.kyc_level,
             two_factor_enabled: u.two_factor_enabled,
             created_at: u.created_at,

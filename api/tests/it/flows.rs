@@ -61,14 +61,23 @@ async fn a_new_user_registers_deposits_and_pays_a_second_user_who_sees_it() {
         assert_eq!(kinds, ["TRANSFER", "DEPOSIT"], "newest first");
 
         // The outbox holds, for each user, strictly increasing sequences:
-        // balance.updated for both wallets and transaction.received for Bob.
+        // balance.updated for both wallets and transaction.received for Bob,
+        // committed with the transfer, then the notification the notifier
+        // made of it.
         let bob_id = uuid::Uuid::parse_str(&bob.user_id).expect("uuid");
-        let bob_events = outbox_events::Entity::find()
-            .filter(outbox_events::Column::UserId.eq(bob_id))
-            .order_by_asc(outbox_events::Column::Sequence)
-            .all(&app.db)
-            .await
-            .expect("events");
+        let mut bob_events = Vec::new();
+        for _ in 0..100 {
+            bob_events = outbox_events::Entity::find()
+                .filter(outbox_events::Column::UserId.eq(bob_id))
+                .order_by_asc(outbox_events::Column::Sequence)
+                .all(&app.db)
+                .await
+                .expect("events");
+            if bob_events.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let topics: Vec<(&str, i64)> = bob_events.iter().map(|e| (e.topic.as_str(), e.sequence)).collect();
         assert_eq!(
             topics,

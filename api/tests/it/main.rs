@@ -8,6 +8,7 @@ mod flows;
 mod http;
 mod idempotency;
 mod limits;
+mod notify;
 mod oauth;
 mod precision;
 mod realtime;

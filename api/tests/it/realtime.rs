@@ -51,6 +51,79 @@ async fn a_transfer_reaches_websocket_subscribers_over_both_subprotocols() {
     }
 }
 
+const SENT: &str = "subscription($after: Int) { transactionSent(afterSequence: $after) {
+    id sequence transaction { id kind status amount currency fromWalletId toWalletId memo } } }";
+
+#[tokio::test]
+async fn the_sender_gets_transaction_sent_over_both_subprotocols_replayed_then_live() {
+    let app = redis_app().await;
+    let alice = app.register("sent-alice@example.com").await;
+    let bob = app.register("sent-bob@example.com").await;
+    let aw = app.open_wallet(&alice, "USD").await;
+    let bw = app.open_wallet(&bob, "USD").await;
+    app.deposit(&alice, &aw, "100", "d").await;
+    let transfer = |amount: &str, key: &str| {
+        let input = json!({ "fromWalletId": aw, "toWalletId": bw, "amount": amount, "memo": key });
+        let (app, alice, key) = (&app, &alice, key.to_owned());
+        async move {
+            let t = app.transfer(alice, input, &key).await;
+            data(&t, "transfer")["transaction"]["id"].clone()
+        }
+    };
+    // Bob listens for sent transfers too: he sends none, so he gets none.
+    let mut bob_ws = WsClient::authed(app.addr, "graphql-ws", &bob.token).await;
+    bob_ws.subscribe("sent", SENT, json!({ "after": 0 })).await;
+    let mut sent = vec![transfer("1.50", "t-before").await];
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let mut ws = WsClient::authed(app.addr, protocol, &alice.token).await;
+        ws.subscribe("s", SENT, json!({ "after": 0 })).await;
+        // Every transfer so far is replayed, in order ...
+        let mut seen = Vec::new();
+        for _ in 0..sent.len() {
+            seen.push(ws.next_data("s", Duration::from_secs(5)).await);
+        }
+        // ... then a new one arrives live.
+        sent.push(transfer("2.25", &format!("t-{protocol}")).await);
+        seen.push(ws.next_data("s", Duration::from_secs(5)).await);
+        let events: Vec<&Value> = seen.iter().map(|p| &p["data"]["transactionSent"]).collect();
+        let ids: Vec<Value> = events
+            .iter()
+            .map(|e| e["transaction"]["id"].clone())
+            .collect();
+        assert_eq!(ids, sent, "{protocol}: {seen:?}");
+        let seqs: Vec<i64> = events
+            .iter()
+            .map(|e| e["sequence"].as_i64().expect("seq"))
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{protocol}: {seqs:?}");
+        let last = events.last().expect("live event");
+        assert_eq!(last["transaction"]["kind"], "TRANSFER");
+        assert_eq!(last["transaction"]["status"], "COMPLETED");
+        assert_eq!(last["transaction"]["amount"], "2.25");
+        assert_eq!(last["transaction"]["currency"], "USD");
+        assert_eq!(last["transaction"]["fromWalletId"], json!(aw));
+        assert_eq!(last["transaction"]["toWalletId"], json!(bw));
+        assert_eq!(last["transaction"]["memo"], json!(format!("t-{protocol}")));
+        assert!(
+            ws.silent_for(Duration::from_millis(300)).await,
+            "{protocol}: a duplicate arrived"
+        );
+        // A reconnect after the last sequence seen replays nothing.
+        let mut again = WsClient::authed(app.addr, protocol, &alice.token).await;
+        again
+            .subscribe("s", SENT, json!({ "after": seqs.last() }))
+            .await;
+        assert!(
+            again.silent_for(Duration::from_millis(300)).await,
+            "{protocol}"
+        );
+    }
+    assert!(
+        bob_ws.silent_for(Duration::from_millis(300)).await,
+        "bob sent nothing"
+    );
+}
+
 #[tokio::test]
 async fn users_never_see_other_users_events_and_bad_tokens_cannot_subscribe() {
     let app = redis_app().await;
@@ -482,13 +555,20 @@ async fn a_subscriber_that_falls_behind_is_ended_with_the_sequence_to_resume_fro
         updated_at: now,
     };
     for sequence in 1..=10 {
-        state.bus.hub().dispatch(&subscriptions::Event {
-            id: uuid::Uuid::now_v7(),
-            user_id: user,
-            sequence,
-            topic: domain::Topic::TransactionReceived,
-            payload: json!({ "transaction": tx, "occurredAt": now }),
-        });
+        let received = domain::events::TransactionMoved {
+            transaction: tx.clone(),
+            counterparty_id: None,
+        };
+        state
+            .bus
+            .hub()
+            .dispatch(std::sync::Arc::new(domain::Envelope {
+                id: uuid::Uuid::now_v7(),
+                user_id: user,
+                sequence,
+                occurred_at: now,
+                body: domain::EventBody::TransactionReceived(received),
+            }));
     }
     // The three that fit the buffer come out, then the stream ends with
     // LIMIT_EXCEEDED and the sequence to resume after.
@@ -612,7 +692,12 @@ async fn received_money_creates_a_notification_live_and_in_the_list() {
     let live = ws.next_data("n", Duration::from_secs(5)).await;
     let n = &live["data"]["notificationCreated"];
     assert_eq!(n["kind"], "transfer.received");
-    assert_eq!(n["body"], "You received 4.5 USD from n-alice@example.com");
+    let body = n["body"].as_str().expect("body");
+    assert!(
+        body.starts_with("You received 4.50 USD from n-alice@example.com on ")
+            && body.ends_with(" UTC."),
+        "{body}"
+    );
     assert_eq!(n["data"]["transactionId"], tx_id);
     assert_eq!(n["read"], false);
 
@@ -637,11 +722,12 @@ async fn received_money_creates_a_notification_live_and_in_the_list() {
     assert_eq!(data(&mine, "markNotificationsRead"), 1);
     let unread = app.gql(Some(&bob.token), LIST, json!({ "u": true })).await;
     assert_eq!(data(&unread, "notifications")["edges"], json!([]));
-    assert!(
-        app.gql(Some(&alice.token), LIST, json!({})).await["data"]["notifications"]["edges"]
-            .as_array()
-            .expect("edges")
-            .is_empty()
+    // Alice sees only her own confirmation of the transfer.
+    const KINDS: &str = "{ notifications { edges { node { kind data } } } }";
+    let hers = app.notifications(&alice, KINDS, 1).await;
+    assert_eq!(
+        json!(hers),
+        json!([{ "node": { "kind": "transfer.sent", "data": { "transactionId": tx_id, "walletId": aw } } }])
     );
 }
 

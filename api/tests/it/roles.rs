@@ -185,6 +185,13 @@ fn table(f: &Fixtures) -> Vec<Row> {
         ),
         row(
             Q,
+            "deadLetters",
+            "query { deadLetters(first: 5) { edges { node { id } } } }",
+            json!({}),
+            ADMIN,
+        ),
+        row(
+            Q,
             "kycReviews",
             "query { kycReviews { id } }",
             json!({}),
@@ -355,6 +362,15 @@ fn table(f: &Fixtures) -> Vec<Row> {
         ),
         row(
             M,
+            "retryDelivery",
+            "mutation($id: ID!) { retryDelivery(id: $id) { id } }",
+            json!({ "id": Uuid::new_v4().to_string() }),
+            ADMIN,
+        )
+        // No such dead letter: found missing once the role is checked.
+        .allowing(&[NOT_FOUND]),
+        row(
+            M,
             "removeWebauthnCredential",
             "mutation($id: ID!) { removeWebauthnCredential(id: $id) }",
             json!({ "id": Uuid::new_v4().to_string() }),
@@ -456,6 +472,13 @@ fn table(f: &Fixtures) -> Vec<Row> {
             S,
             "transactionReceived",
             "subscription { transactionReceived { sequence } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            S,
+            "transactionSent",
+            "subscription { transactionSent { sequence } }",
             json!({}),
             Rule::SignedIn,
         ),
@@ -692,13 +715,13 @@ async fn every_operation_is_allowed_or_refused_by_role() {
         "transfer",
     );
     let inbox = app
-        .gql(
-            Some(&owner.token),
+        .notifications(
+            &owner,
             "{ notifications(first: 1) { edges { node { id } } } }",
-            json!({}),
+            1,
         )
         .await;
-    let notification = data(&inbox, "notifications")["edges"][0]["node"]["id"]
+    let notification = inbox[0]["node"]["id"]
         .as_str()
         .expect("the owner has a notification")
         .to_owned();

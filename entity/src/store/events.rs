@@ -1,13 +1,14 @@
-//! The transactional outbox: events written in the transaction of the change
-//! they describe, each with a per-user, strictly increasing sequence.
+//! The transactional outbox: [`Envelope`]s written in the transaction of the
+//! change they describe, each with a per-user, strictly increasing sequence,
+//! stored in their versioned wire form (see [`domain::events`]).
 
-use domain::Topic;
+use domain::events::{BalanceUpdated, Stored, TransactionMoved, WireError};
+use domain::{Envelope, EventBody, Topic};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::entities::{outbox_events, users};
@@ -30,15 +31,14 @@ pub async fn next_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> StoreRes
         .ok_or_else(|| inconsistent(format!("no user {user_id} for event sequence")))
 }
 
-/// Writes one event to the outbox and returns its id and sequence.
+/// Writes one event to the outbox, with the user's next sequence.
 pub async fn append(
     db: &impl ConnectionTrait,
     user_id: Uuid,
-    topic: Topic,
-    body: serde_json::Value,
-) -> StoreResult<(Uuid, i64)> {
+    body: EventBody,
+) -> StoreResult<Envelope> {
     let sequence = next_sequence(db, user_id).await?;
-    append_with_sequence(db, user_id, sequence, topic, body).await
+    append_with_sequence(db, user_id, sequence, body).await
 }
 
 /// Writes one event with a sequence already taken by [`next_sequence`] in
@@ -47,31 +47,28 @@ pub async fn append_with_sequence(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     sequence: i64,
-    topic: Topic,
-    body: serde_json::Value,
-) -> StoreResult<(Uuid, i64)> {
-    let id = Uuid::now_v7();
-    let created_at = now();
-    let mut payload = body;
-    if let Some(obj) = payload.as_object_mut() {
-        obj.insert("id".into(), json!(id));
-        obj.insert("sequence".into(), json!(sequence));
-        obj.insert("userId".into(), json!(user_id));
-        obj.insert("occurredAt".into(), json!(created_at));
-    }
+    body: EventBody,
+) -> StoreResult<Envelope> {
+    let envelope = Envelope {
+        id: Uuid::now_v7(),
+        user_id,
+        sequence,
+        occurred_at: now(),
+        body,
+    };
     outbox_events::Entity::insert(outbox_events::ActiveModel {
-        id: Set(id),
+        id: Set(envelope.id),
         user_id: Set(user_id),
         sequence: Set(sequence),
-        topic: Set(topic.as_str().to_owned()),
-        payload: Set(payload),
-        created_at: Set(created_at),
+        topic: Set(envelope.topic().as_str().to_owned()),
+        payload: Set(envelope.payload()),
+        created_at: Set(envelope.occurred_at),
         published_at: Set(None),
     })
     .exec_without_returning(db)
     .await?;
     notify_relay(db).await?;
-    Ok((id, sequence))
+    Ok(envelope)
 }
 
 /// `balance.updated` for the owner of a wallet.
@@ -81,30 +78,38 @@ pub async fn balance_updated(
     delta: rust_decimal::Decimal,
     transaction_id: Uuid,
 ) -> StoreResult<()> {
-    let body = json!({
-        "walletId": wallet.id,
-        "currency": wallet.currency,
-        "balance": wallet.balance().normalize(),
-        "availableBalance": wallet.available,
-        "frozenBalance": wallet.frozen,
-        "status": wallet.status,
-        "version": wallet.version,
-        "updatedAt": wallet.updated_at,
-        "delta": delta.normalize(),
-        "transactionId": transaction_id,
-    });
-    append(db, wallet.user_id, Topic::BalanceUpdated, body).await?;
+    let body = BalanceUpdated::of(wallet, delta, transaction_id);
+    append(db, wallet.user_id, EventBody::BalanceUpdated(body)).await?;
     Ok(())
 }
 
-/// `transaction.received` for the receiving user of a transfer.
+/// `transaction.received` for the receiver of a transfer from `sender`.
 pub async fn transaction_received(
     db: &impl ConnectionTrait,
     receiver: Uuid,
+    sender: Uuid,
     transaction: &TransactionRecord,
 ) -> StoreResult<()> {
-    let body = json!({ "transaction": transaction });
-    append(db, receiver, Topic::TransactionReceived, body).await?;
+    let body = TransactionMoved {
+        transaction: transaction.clone(),
+        counterparty_id: Some(sender),
+    };
+    append(db, receiver, EventBody::TransactionReceived(body)).await?;
+    Ok(())
+}
+
+/// `transaction.sent` for the sender of a transfer to `receiver`.
+pub async fn transaction_sent(
+    db: &impl ConnectionTrait,
+    sender: Uuid,
+    receiver: Uuid,
+    transaction: &TransactionRecord,
+) -> StoreResult<()> {
+    let body = TransactionMoved {
+        transaction: transaction.clone(),
+        counterparty_id: Some(receiver),
+    };
+    append(db, sender, EventBody::TransactionSent(body)).await?;
     Ok(())
 }
 
@@ -120,45 +125,71 @@ async fn notify_relay(db: &impl ConnectionTrait) -> StoreResult<()> {
     Ok(())
 }
 
-/// A stored event, as the relay and replays read it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
+/// An outbox row as the relay reads it: the envelope when this release
+/// can read it, the stored JSON in any case (to pass on what a newer
+/// release wrote).
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
     /// Event id.
     pub id: Uuid,
-    /// Owner.
-    pub user_id: Uuid,
-    /// Per-user sequence.
-    pub sequence: i64,
-    /// Topic.
-    pub topic: Topic,
-    /// Body (includes id, sequence, userId and occurredAt).
+    /// Topic name as stored.
+    pub topic: String,
+    /// The event, or why this release cannot read it.
+    pub envelope: Result<Envelope, WireError>,
+    /// The stored payload.
     pub payload: serde_json::Value,
+    /// The wire message to publish: the envelope's own form, or one built
+    /// around the stored payload when this release cannot read it.
+    pub wire: String,
 }
 
-impl TryFrom<outbox_events::Model> for StoredEvent {
-    type Error = crate::StoreError;
+impl From<outbox_events::Model> for OutboxRow {
+    fn from(row: outbox_events::Model) -> Self {
+        let envelope = decode(&row);
+        let wire = match &envelope {
+            Ok(e) => e.to_wire(),
+            Err(_) => serde_json::json!({
+                "id": row.id,
+                "userId": row.user_id,
+                "sequence": row.sequence,
+                "occurredAt": row.created_at,
+                "topic": row.topic,
+                "payload": row.payload,
+            })
+            .to_string(),
+        };
+        Self {
+            id: row.id,
+            topic: row.topic,
+            envelope,
+            payload: row.payload,
+            wire,
+        }
+    }
+}
 
-    fn try_from(row: outbox_events::Model) -> Result<Self, Self::Error> {
-        Ok(Self {
+fn decode(row: &outbox_events::Model) -> Result<Envelope, WireError> {
+    Envelope::from_stored(
+        Stored {
             id: row.id,
             user_id: row.user_id,
             sequence: row.sequence,
-            topic: Topic::parse(&row.topic)
-                .map_err(|_| inconsistent(format!("outbox topic {}", row.topic)))?,
-            payload: row.payload,
-        })
-    }
+            topic: &row.topic,
+            occurred_at: Some(row.created_at),
+        },
+        &row.payload,
+    )
 }
 
 async fn load(
     db: &impl ConnectionTrait,
     select: sea_orm::Select<outbox_events::Entity>,
-) -> StoreResult<Vec<StoredEvent>> {
+) -> StoreResult<Vec<Envelope>> {
     select
         .all(db)
         .await?
-        .into_iter()
-        .map(StoredEvent::try_from)
+        .iter()
+        .map(|row| decode(row).map_err(|e| inconsistent(format!("outbox event {}: {e}", row.id))))
         .collect()
 }
 
@@ -169,7 +200,7 @@ pub async fn after_sequence(
     topic: Topic,
     after: i64,
     limit: u64,
-) -> StoreResult<Vec<StoredEvent>> {
+) -> StoreResult<Vec<Envelope>> {
     let select = outbox_events::Entity::find()
         .filter(outbox_events::Column::UserId.eq(user_id))
         .filter(outbox_events::Column::Topic.eq(topic.as_str()))
@@ -191,13 +222,15 @@ pub async fn current_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> Store
 /// sequence, not by time: commit times come from the clocks of different
 /// instances, but a user's sequences always commit in order, so when one is
 /// visible every earlier one is too.
-pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<StoredEvent>> {
-    let select = outbox_events::Entity::find()
+pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<OutboxRow>> {
+    let rows = outbox_events::Entity::find()
         .filter(outbox_events::Column::PublishedAt.is_null())
         .order_by_asc(outbox_events::Column::UserId)
         .order_by_asc(outbox_events::Column::Sequence)
-        .limit(limit);
-    load(db, select).await
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(OutboxRow::from).collect())
 }
 
 /// Marks events as published.

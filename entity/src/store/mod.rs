@@ -8,6 +8,7 @@ use sea_orm::DbErr;
 
 pub mod audit;
 pub mod connect;
+pub mod deliveries;
 pub mod events;
 pub mod history;
 pub mod idempotency;

@@ -1,39 +1,17 @@
 //! In-app notifications: written in the transaction of what they announce,
 //! with a `notification.created` outbox event.
 
-use chrono::{DateTime, Utc};
-use domain::Topic;
+use domain::EventBody;
+use domain::events::NotificationCreated;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::entities::notifications;
 use crate::store::history::{Position, before, split_page};
 use crate::store::{StoreResult, events, now};
 
-/// A notification as the API sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationRecord {
-    /// Id.
-    pub id: Uuid,
-    /// Sequence of its `notification.created` event.
-    pub sequence: i64,
-    /// What it is about.
-    pub kind: String,
-    /// Title.
-    pub title: String,
-    /// Text.
-    pub body: String,
-    /// Ids to link to.
-    pub data: serde_json::Value,
-    /// When read.
-    pub read_at: Option<DateTime<Utc>>,
-    /// When created.
-    pub created_at: DateTime<Utc>,
-}
+pub use domain::NotificationRecord;
 
 impl From<notifications::Model> for NotificationRecord {
     fn from(m: notifications::Model) -> Self {
@@ -46,6 +24,7 @@ impl From<notifications::Model> for NotificationRecord {
             data: m.data,
             read_at: m.read_at,
             created_at: m.created_at,
+            source_event_id: m.source_event_id,
         }
     }
 }
@@ -63,6 +42,8 @@ pub struct NewNotification<'a> {
     pub body: String,
     /// Ids to link to.
     pub data: serde_json::Value,
+    /// The event it announces.
+    pub source_event_id: Option<Uuid>,
 }
 
 /// Stores a notification and its `notification.created` event.
@@ -81,17 +62,20 @@ pub async fn create(
         data: new.data,
         read_at: None,
         created_at: now(),
+        source_event_id: new.source_event_id,
     };
     notifications::Entity::insert(notifications::ActiveModel::from(row.clone()))
         .exec_without_returning(db)
         .await?;
     let record = NotificationRecord::from(row);
+    let body = NotificationCreated {
+        notification: record.clone(),
+    };
     events::append_with_sequence(
         db,
         new.user_id,
         sequence,
-        Topic::NotificationCreated,
-        json!({ "notification": record }),
+        EventBody::NotificationCreated(body),
     )
     .await?;
     Ok(record)

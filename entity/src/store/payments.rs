@@ -2,7 +2,8 @@
 //! in one database transaction that claims nothing twice, locks the wallets
 //! in a fixed order, lets the domain decide, writes balanced ledger lines, the
 //! new balances (version-checked), the transaction, outbox events and an
-//! audit record, and stores the idempotent result.
+//! audit record, and stores the idempotent result. What people are told
+//! about it (in-app, e-mail, push) the notifier derives from those events.
 
 use domain::{
     Amount, DomainError, Email, EntryAccount, ErrorCode, Fingerprint, IdempotencyKey, Posting,
@@ -21,7 +22,6 @@ use crate::entities::{ledger_entries, transactions};
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::idempotency::{self, Claim, KeyPolicy};
-use crate::store::notifications::{self, NewNotification};
 use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
 use crate::store::{StoreError, StoreResult, events, inconsistent, now, users, wallets};
 
@@ -310,26 +310,11 @@ async fn apply(
                     amount.value()
                 };
                 events::balance_updated(txn, w, delta, tx.id).await?;
+                if w.id == from.id && to.user_id != from.user_id {
+                    events::transaction_sent(txn, from.user_id, to.user_id, &tx).await?;
+                }
                 if w.id == to.id && to.user_id != from.user_id {
-                    events::transaction_received(txn, to.user_id, &tx).await?;
-                    let sender = users::load(txn, from.user_id)
-                        .await?
-                        .map_or_else(|| "someone".to_owned(), |u| u.display_name);
-                    notifications::create(
-                        txn,
-                        NewNotification {
-                            user_id: to.user_id,
-                            kind: "transfer.received",
-                            title: "Money received".to_owned(),
-                            body: format!(
-                                "You received {} {} from {sender}",
-                                domain::money::to_canonical(tx.amount),
-                                tx.currency
-                            ),
-                            data: json!({ "transactionId": tx.id, "walletId": to.id }),
-                        },
-                    )
-                    .await?;
+                    events::transaction_received(txn, to.user_id, from.user_id, &tx).await?;
                 }
             }
             audit_money(txn, user_id, "wallet.transfer", &tx).await?;
@@ -584,23 +569,13 @@ pub async fn settle_withdrawal(
         WithdrawalOutcome::Failed => Decimal::ZERO,
     };
     events::balance_updated(&txn, &wallet, delta, tx.id).await?;
-    let (title, verb) = match outcome {
-        WithdrawalOutcome::Completed => ("Withdrawal completed", "was paid out"),
-        WithdrawalOutcome::Failed => ("Withdrawal failed", "failed; the amount is available again"),
+    let settled = domain::events::WithdrawalSettled {
+        transaction: tx.clone(),
     };
-    notifications::create(
+    events::append(
         &txn,
-        NewNotification {
-            user_id: wallet.user_id,
-            kind: "withdrawal.settled",
-            title: title.to_owned(),
-            body: format!(
-                "Your withdrawal of {} {} {verb}",
-                domain::money::to_canonical(tx.amount),
-                tx.currency
-            ),
-            data: json!({ "transactionId": tx.id, "walletId": wallet.id }),
-        },
+        wallet.user_id,
+        domain::EventBody::WithdrawalSettled(settled),
     )
     .await?;
     audit_money(

@@ -1,10 +1,11 @@
 //! Records: rows turned into typed values the API can rely on.
 
 use chrono::{DateTime, Utc};
-use domain::{Balances, Currency, Role, TransactionKind, TransactionStatus, WalletStatus};
-use rust_decimal::Decimal;
+use domain::{Currency, KycStatus, Role, TransactionKind, TransactionStatus, WalletStatus};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub use domain::{TransactionRecord, WalletRecord};
 
 use crate::entities::{transactions, users, wallets};
 use crate::store::{StoreError, inconsistent};
@@ -20,8 +21,8 @@ pub struct UserRecord {
     pub display_name: String,
     /// Granted roles, sorted; always contains `User`.
     pub roles: Vec<Role>,
-    /// KYC status text.
-    pub kyc_status: String,
+    /// Where the user is in identity verification.
+    pub kyc_status: KycStatus,
     /// KYC level.
     pub kyc_level: i32,
     /// Whether a second factor is registered.
@@ -47,48 +48,12 @@ impl UserRecord {
             email: row.email,
             display_name: row.display_name,
             roles,
-            kyc_status: row.kyc_status,
+            kyc_status: KycStatus::parse(&row.kyc_status)
+                .map_err(|_| inconsistent(format!("user {} kyc status", row.id)))?,
             kyc_level: row.kyc_level,
             two_factor_enabled: row.two_factor_enabled,
             created_at: row.created_at,
         })
-    }
-}
-
-/// A wallet and its balances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WalletRecord {
-    /// Id.
-    pub id: Uuid,
-    /// Owner.
-    pub user_id: Uuid,
-    /// Currency.
-    pub currency: Currency,
-    /// Spendable balance.
-    pub available: Decimal,
-    /// Held balance.
-    pub frozen: Decimal,
-    /// Status.
-    pub status: WalletStatus,
-    /// Version, bumped on every change.
-    pub version: i64,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl WalletRecord {
-    /// available + frozen.
-    pub fn balance(&self) -> Decimal {
-        self.available + self.frozen
-    }
-
-    /// The balances for the rules.
-    pub fn balances(&self) -> Balances {
-        Balances {
-            available: self.available,
-            frozen: self.frozen,
-        }
     }
 }
 
@@ -115,34 +80,6 @@ impl TryFrom<wallets::Model> for WalletRecord {
             updated_at: row.updated_at,
         })
     }
-}
-
-/// A money movement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TransactionRecord {
-    /// Id.
-    pub id: Uuid,
-    /// Kind.
-    pub kind: TransactionKind,
-    /// Status.
-    pub status: TransactionStatus,
-    /// Positive amount.
-    pub amount: Decimal,
-    /// Currency.
-    pub currency: Currency,
-    /// Debited wallet.
-    pub from_wallet_id: Option<Uuid>,
-    /// Credited wallet.
-    pub to_wallet_id: Option<Uuid>,
-    /// Memo.
-    pub memo: Option<String>,
-    /// Withdrawal destination.
-    pub destination: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last status change.
-    pub updated_at: DateTime<Utc>,
 }
 
 impl TryFrom<transactions::Model> for TransactionRecord {

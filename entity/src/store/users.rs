@@ -29,7 +29,7 @@ pub async fn create(
         email: Set(email.as_str().to_owned()),
         display_name: Set(display_name.as_str().to_owned()),
         password_hash: Set(password_hash),
-        kyc_status: Set("NOT_STARTED".to_owned()),
+        kyc_status: Set(domain::KycStatus::NotStarted.as_str().to_owned()),
         kyc_level: Set(0),
         two_factor_enabled: Set(false),
         email_verified_at: Set(None),
@@ -194,41 +194,12 @@ pub async fn review_kyc(
         },
     )
     .await?;
-    super::events::append(
-        &txn,
-        user_id,
-        domain::Topic::KycStatus,
-        json!({ "status": status.as_str(), "level": level, "reason": reason }),
-    )
-    .await?;
-    let (title, body) = match status {
-        domain::KycStatus::Approved => (
-            "Identity verified",
-            "Your identity has been verified.".to_owned(),
-        ),
-        domain::KycStatus::Rejected => (
-            "Identity verification refused",
-            format!(
-                "We could not verify your identity: {}",
-                reason.as_deref().unwrap_or("see details")
-            ),
-        ),
-        _ => (
-            "Identity verification in review",
-            "A compliance officer is reviewing your documents.".to_owned(),
-        ),
+    let changed = domain::events::KycStatusChanged {
+        status,
+        level,
+        reason: reason.clone(),
     };
-    super::notifications::create(
-        &txn,
-        super::notifications::NewNotification {
-            user_id,
-            kind: "kyc.status",
-            title: title.to_owned(),
-            body,
-            data: json!({ "status": status.as_str() }),
-        },
-    )
-    .await?;
+    super::events::append(&txn, user_id, domain::EventBody::KycStatusChanged(changed)).await?;
     let user = load(&txn, user_id)
         .await?
         .ok_or_else(|| super::inconsistent("user vanished"))?;
@@ -278,10 +249,10 @@ pub async fn find_row(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option
 /// Users whose KYC case has this status, oldest change first (at most 100).
 pub async fn with_kyc_status(
     db: &impl ConnectionTrait,
-    status: &str,
+    status: domain::KycStatus,
 ) -> StoreResult<Vec<UserRecord>> {
     let rows = users::Entity::find()
-        .filter(users::Column::KycStatus.eq(status))
+        .filter(users::Column::KycStatus.eq(status.as_str()))
         .order_by_asc(users::Column::UpdatedAt)
         .limit(100)
         .all(db)

@@ -1,5 +1,7 @@
 //! `TestApp`: spawns the server against a fresh database and talks GraphQL.
 
+pub mod smtp;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -197,6 +199,18 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
             window_secs: 60,
         },
         trust_forwarded_for: false,
+        notify: api::config::NotifySettings {
+            smtp: None,
+            workers: 2,
+            batch: 16,
+            lease: std::time::Duration::from_secs(60),
+            poll_interval: std::time::Duration::from_millis(100),
+            retry: domain::notify::RetryPolicy {
+                max_attempts: 8,
+                base: std::time::Duration::from_millis(200),
+                max: std::time::Duration::from_secs(5),
+            },
+        },
     }
 }
 
@@ -364,6 +378,25 @@ impl TestApp {
     }
 
     /// Registers a user and returns its session.
+    /// The edges of `query` (a `notifications` connection) for the user,
+    /// once at least `at_least` are there: the notifier makes them from
+    /// committed events, a moment after the mutation answered.
+    pub async fn notifications(&self, s: &Session, query: &str, at_least: usize) -> Vec<Value> {
+        let mut edges = Vec::new();
+        for _ in 0..100 {
+            let body = self.gql(Some(&s.token), query, json!({})).await;
+            edges = data(&body, "notifications")["edges"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if edges.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        edges
+    }
+
     pub async fn register(&self, email: &str) -> Session {
         let body = self
             .gql(

@@ -53,6 +53,10 @@
 //! | `RATE_REQUESTS_USER` | `600/60` | requests per signed-in user |
 //! | `RATE_REQUESTS_STAFF` | `3000/60` | requests per user with a staff role (support, compliance, admin) |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a proxy that sets it) |
+//!
+//! The notifier's settings (`SMTP_*`, `NOTIFY_*`) are in [`notify`].
+
+pub mod notify;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,6 +65,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use domain::Currency;
 use rust_decimal::Decimal;
+
+pub use notify::NotifySettings;
 
 /// Where the server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +181,8 @@ pub struct Settings {
     pub rate_requests_staff: RateSetting,
     /// Whether `X-Forwarded-For` names the client.
     pub trust_forwarded_for: bool,
+    /// The notifier: SMTP, delivery workers, retries.
+    pub notify: NotifySettings,
 }
 
 /// A rate: at most `limit` events per `window_secs`.
@@ -497,6 +505,7 @@ impl Settings {
             rate_requests_user: env.parsed("RATE_REQUESTS_USER", rate(600, 60))?,
             rate_requests_staff: env.parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
             trust_forwarded_for: env.flag("TRUST_FORWARDED_FOR", false)?,
+            notify: NotifySettings::read(env)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");
@@ -653,6 +662,41 @@ mod tests {
                 .collect();
             assert!(missing.is_empty(), "{file} does not document {missing:?}");
         }
+    }
+
+    #[test]
+    fn a_malformed_smtp_setting_refuses_to_start_and_names_the_variable_not_the_password() {
+        let err = |vars: &[(&str, &str)]| format!("{:#}", settings_of(vars).expect_err("refused"));
+        let bad_url = err(&[
+            ("SMTP_URL", "smpt://user:s3cret@mail:587"),
+            ("SMTP_FROM", "a@b.example"),
+        ]);
+        assert!(bad_url.contains("SMTP_URL"), "{bad_url}");
+        assert!(!bad_url.contains("s3cret"), "{bad_url}");
+        let no_from = err(&[("SMTP_URL", "smtp://mail:25")]);
+        assert!(no_from.contains("SMTP_FROM"), "{no_from}");
+        let bad_from = err(&[
+            ("SMTP_URL", "smtp://mail:25"),
+            ("SMTP_FROM", "not an address"),
+        ]);
+        assert!(bad_from.contains("SMTP_FROM"), "{bad_from}");
+        assert!(err(&[("NOTIFY_MAX_ATTEMPTS", "0")]).contains("NOTIFY_MAX_ATTEMPTS"));
+        for url in [
+            "smtp://user:pass@mail.example:587?tls=required",
+            "smtps://user:pass@mail.example",
+            "smtp://127.0.0.1:2525",
+        ] {
+            let s = settings_of(&[
+                ("SMTP_URL", url),
+                ("SMTP_FROM", "Wallet <no-reply@wallet.example>"),
+            ])
+            .unwrap_or_else(|e| panic!("{url}: {e:#}"));
+            assert!(s.notify.smtp.is_some());
+        }
+        assert!(
+            settings_of(&[]).expect("default").notify.smtp.is_none(),
+            "e-mail off by default"
+        );
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! Settings of the notifier: the SMTP server, the delivery workers, retries.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SMTP_URL` | unset: e-mail off | `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host` (TLS), `smtp://host:25` (no TLS) |
+//! | `SMTP_FROM` | required with `SMTP_URL` | sender mailbox, `Wallet <no-reply@example.com>` |
+//! | `SMTP_TIMEOUT_SECS` | `10` | longest SMTP command; an attempt takes at most three times it |
+//! | `SMTP_POOL_SIZE` | `4` | pooled SMTP connections per instance |
+//! | `NOTIFY_WORKERS` | `4` | delivery workers per instance; `0` runs none here |
+//! | `NOTIFY_BATCH` | `16` | deliveries a worker takes at once |
+//! | `NOTIFY_LEASE_SECS` | `60` | how long a taken delivery belongs to its worker; after a crash it is sent again once this ran out |
+//! | `NOTIFY_POLL_INTERVAL_MS` | `1000` | how often idle workers look for due deliveries (the local relay also wakes them) |
+//! | `NOTIFY_MAX_ATTEMPTS` | `8` | attempts per delivery, the first included; then a dead letter |
+//! | `NOTIFY_RETRY_BASE_MS` | `1000` | ceiling of the first retry's delay (doubling per attempt, full jitter) |
+//! | `NOTIFY_RETRY_MAX_SECS` | `600` | largest retry delay |
+
+use std::time::Duration;
+
+use anyhow::bail;
+use domain::notify::RetryPolicy;
+use notifier::channels::email::SmtpSettings;
+
+use super::Env;
+
+/// Every setting of the notifier.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// The SMTP server; `None` turns e-mail off.
+    pub smtp: Option<SmtpSettings>,
+    /// Delivery workers in this process.
+    pub workers: usize,
+    /// Deliveries a worker takes at once.
+    pub batch: u64,
+    /// How long a taken delivery belongs to its worker.
+    pub lease: Duration,
+    /// Idle workers' polling interval.
+    pub poll_interval: Duration,
+    /// Attempts, backoff and its cap.
+    pub retry: RetryPolicy,
+}
+
+impl NotifySettings {
+    pub(super) fn read(env: &Env<'_>) -> anyhow::Result<Self> {
+        let smtp = match env.var("SMTP_URL") {
+            None => {
+                if env.var("SMTP_FROM").is_some() {
+                    bail!("SMTP_FROM is set but SMTP_URL is not");
+                }
+                None
+            }
+            Some(url) => {
+                let Some(from) = env.var("SMTP_FROM") else {
+                    bail!("SMTP_FROM is required when SMTP_URL is set");
+                };
+                let smtp = SmtpSettings {
+                    url: url.trim().to_owned(),
+                    from: from.trim().to_owned(),
+                    timeout: Duration::from_secs(env.parsed("SMTP_TIMEOUT_SECS", 10u64)?),
+                    pool_size: env.parsed("SMTP_POOL_SIZE", 4u32)?,
+                };
+                smtp.validate()?;
+                Some(smtp)
+            }
+        };
+        let max_attempts: u32 = env.parsed("NOTIFY_MAX_ATTEMPTS", 8u32)?;
+        if max_attempts == 0 {
+            bail!("NOTIFY_MAX_ATTEMPTS must be at least 1");
+        }
+        let lease_secs: u64 = env.parsed("NOTIFY_LEASE_SECS", 60u64)?;
+        let batch: u64 = env.parsed("NOTIFY_BATCH", 16u64)?;
+        if lease_secs == 0 || batch == 0 {
+            bail!("NOTIFY_LEASE_SECS and NOTIFY_BATCH must be above 0");
+        }
+        Ok(Self {
+            smtp,
+            workers: env.parsed("NOTIFY_WORKERS", 4usize)?,
+            batch,
+            lease: Duration::from_secs(lease_secs),
+            poll_interval: Duration::from_millis(
+                env.parsed("NOTIFY_POLL_INTERVAL_MS", 1_000u64)?.max(10),
+            ),
+            retry: RetryPolicy {
+                max_attempts,
+                base: Duration::from_millis(env.parsed("NOTIFY_RETRY_BASE_MS", 1_000u64)?),
+                max: Duration::from_secs(env.parsed("NOTIFY_RETRY_MAX_SECS", 600u64)?),
+            },
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! The notifier end to end: outbox -> relay -> delivery workers -> a real
+//! SMTP server (aiosmtpd, `support::smtp`) and in-app notifications, with
+//! SMTP outages, dead letters, two instances and a killed process.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use domain::notify::RetryPolicy;
+use notifier::channels::email::SmtpSettings;
+use serde_json::{Value, json};
+
+use crate::support::smtp::{Mail, SmtpSink};
+use crate::support::{Backend, ServerProcess, Session, TestApp, data};
+
+fn smtp(sink: &SmtpSink) -> SmtpSettings {
+    SmtpSettings {
+        url: sink.url(),
+        from: "Wallet <no-reply@wallet.test>".to_owned(),
+        timeout: Duration::from_secs(5),
+        pool_size: 2,
+    }
+}
+
+/// Two users with USD wallets; Alice holds 100.
+async fn pair(app: &TestApp, prefix: &str) -> (Session, String, Session, String) {
+    let alice = app.register(&format!("{prefix}-alice@example.com")).await;
+    let bob = app.register(&format!("{prefix}-bob@example.com")).await;
+    let aw = app.open_wallet(&alice, "USD").await;
+    let bw = app.open_wallet(&bob, "USD").await;
+    app.deposit(&alice, &aw, "100", "d").await;
+    (alice, aw, bob, bw)
+}
+
+async fn transfer(
+    app: &TestApp,
+    from: &Session,
+    aw: &str,
+    bw: &str,
+    amount: &str,
+    key: &str,
+) -> String {
+    let t = app
+        .transfer(
+            from,
+            json!({ "fromWalletId": aw, "toWalletId": bw, "amount": amount, "memo": key }),
+            key,
+        )
+        .await;
+    data(&t, "transfer")["transaction"]["id"]
+        .as_str()
+        .expect("transaction id")
+        .to_owned()
+}
+
+/// Messages per `Message-ID`: every count must be 1.
+fn counts(mails: &[Mail]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for m in mails {
+        *counts.entry(m.message_id.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_each_once(mails: &[Mail], expected: usize) {
+    let counts = counts(mails);
+    assert_eq!(mails.len(), expected, "{mails:#?}");
+    assert!(counts.values().all(|&n| n == 1), "a duplicate: {counts:?}");
+}
+
+#[tokio::test]
+async fn a_transfer_emails_the_receiver_and_confirms_to_the_sender_and_both_get_in_app_notices() {
+    let sink = SmtpSink::start();
+    let settings = smtp(&sink);
+    let app = TestApp::spawn_with(Backend::Postgres, move |s| s.notify.smtp = Some(settings)).await;
+    let (alice, aw, bob, bw) = pair(&app, "mail").await;
+    transfer(&app, &alice, &aw, &bw, "12.5", "lunch").await;
+
+    let mails = sink.wait_for(2, Duration::from_secs(10)).await;
+    assert_each_once(&mails, 2);
+    let to = |addr: &str| {
+        mails
+            .iter()
+            .find(|m| m.rcpt_tos == [addr.to_owned()])
+            .unwrap_or_else(|| panic!("no mail to {addr}: {mails:#?}"))
+    };
+    let received = to(&bob.email);
+    assert_eq!(received.subject, "Money received");
+    assert_eq!(received.from, "Wallet <no-reply@wallet.test>");
+    let text = received.text.as_deref().expect("text part");
+    assert!(
+        text.contains("You received 12.50 USD from mail-alice@example.com"),
+        "{text}"
+    );
+    assert!(text.contains("Note: lunch"), "{text}");
+    assert!(text.contains(" UTC"), "the time: {text}");
+    let html = received.html.as_deref().expect("html part");
+    assert!(html.contains("<strong>12.50 USD</strong>"), "{html}");
+    assert!(
+        received.message_id.ends_with("@wallet.test>"),
+        "{}",
+        received.message_id
+    );
+    let sent = to(&alice.email);
+    assert_eq!(sent.subject, "Money sent");
+    let text = sent.text.as_deref().expect("text part");
+    assert!(
+        text.contains("You sent 12.50 USD to mail-bob@example.com"),
+        "{text}"
+    );
+
+    // The same events made one in-app notification each, with their deliveries.
+    const LIST: &str =
+        "{ notifications { edges { node { kind body deliveries { channel status attempts } } } } }";
+    for (who, kind) in [(&bob, "transfer.received"), (&alice, "transfer.sent")] {
+        let mut edges = Value::Null;
+        for _ in 0..50 {
+            let list = app.gql(Some(&who.token), LIST, json!({})).await;
+            edges = data(&list, "notifications")["edges"].clone();
+            let settled = edges[0]["node"]["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|d| d["status"] == "SENT"));
+            if settled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(edges.as_array().map(Vec::len), Some(1), "{edges}");
+        let node = &edges[0]["node"];
+        assert_eq!(node["kind"], kind);
+        assert_eq!(
+            node["deliveries"],
+            json!([
+                { "channel": "EMAIL", "status": "SENT", "attempts": 1 },
+                { "channel": "IN_APP", "status": "SENT", "attempts": 1 },
+            ]),
+            "{node}"
+        );
+    }
+    // Nothing more arrives: a deposit is not mailed, nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_each_once(&sink.mails(), 2);
+}
+
+async fn email_statuses(app: &TestApp) -> Vec<(String, i64, Option<String>)> {
+    use entity::entities::deliveries;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    deliveries::Entity::find()
+        .filter(deliveries::Column::Channel.eq("EMAIL"))
+        .all(&app.db)
+        .await
+        .expect("deliveries")
+        .into_iter()
+        .map(|d| (d.status, d.attempts, d.last_error))
+        .collect()
+}
+
+/// A server whose SMTP server is stopped, retrying fast.
+async fn smtp_down(max_attempts: u32, base_ms: u64, max_ms: u64) -> (SmtpSink, TestApp) {
+    let mut sink = SmtpSink::start();
+    let settings = smtp(&sink);
+    sink.stop();
+    let app = TestApp::spawn_with(Backend::Postgres, move |s| {
+        s.notify.smtp = Some(settings);
+        s.notify.retry = RetryPolicy {
+            max_attempts,
+            base: Duration::from_millis(base_ms),
+            max: Duration::from_millis(max_ms),
+        };
+    })
+    .await;
+    (sink, app)
+}
+
+#[tokio::test]
+async fn mail_waits_while_smtp_is_down_and_goes_out_once_when_it_is_back() {
+    let (mut sink, app) = smtp_down(100, 100, 400).await;
+    let (alice, aw, _bob, bw) = pair(&app, "outage").await;
+    for i in 0..3 {
+        transfer(&app, &alice, &aw, &bw, "1", &format!("t{i}")).await;
+    }
+    // Attempts fail and are retried while the server is away.
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        statuses = email_statuses(&app).await;
+        if statuses.len() == 6 && statuses.iter().all(|(_, attempts, _)| *attempts >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(s, a, _)| s != "SENT" && *a >= 2),
+        "{statuses:?}"
+    );
+    sink.restart();
+    let mails = sink.wait_for(6, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_each_once(&sink.mails(), 6);
+    assert_eq!(mails.len(), 6);
+    assert!(
+        email_statuses(&app)
+            .await
+            .iter()
+            .all(|(s, _, _)| s == "SENT"),
+        "{:?}",
+        email_statuses(&app).await
+    );
+}
+
+const DEAD: &str = "{ deadLetters(first: 10) { edges { node { id channel status attempts lastError eventId } } } }";
+
+#[tokio::test]
+async fn after_the_last_attempt_a_dead_letter_is_listed_and_retry_delivery_sends_it() {
+    let (mut sink, app) = smtp_down(2, 50, 100).await;
+    let admin = app.admin("dead-admin@example.com").await;
+    let (alice, aw, _bob, bw) = pair(&app, "dead").await;
+    transfer(&app, &alice, &aw, &bw, "3", "t").await;
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        let list = app.gql(Some(&admin.token), DEAD, json!({})).await;
+        dead = data(&list, "deadLetters")["edges"]
+            .as_array()
+            .expect("edges")
+            .clone();
+        if dead.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead.len(), 2, "both e-mails died: {dead:?}");
+    for d in &dead {
+        assert_eq!(d["node"]["channel"], "EMAIL");
+        assert_eq!(d["node"]["status"], "DEAD");
+        assert_eq!(d["node"]["attempts"], 2);
+        assert_eq!(d["node"]["lastError"], "SMTP connection failed");
+    }
+    // Users may not see or retry them.
+    let refused = app.gql(Some(&alice.token), DEAD, json!({})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+
+    sink.restart();
+    assert!(
+        sink.wait_for(1, Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "dead letters wait for an admin"
+    );
+    const RETRY: &str = "mutation($id: ID!) { retryDelivery(id: $id) { id status attempts } }";
+    for d in &dead {
+        let id = &d["node"]["id"];
+        let refused = app
+            .gql(Some(&alice.token), RETRY, json!({ "id": id }))
+            .await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+        let retried = app
+            .gql(Some(&admin.token), RETRY, json!({ "id": id }))
+            .await;
+        assert_eq!(
+            data(&retried, "retryDelivery")["status"],
+            "PENDING",
+            "{retried}"
+        );
+        // Only a dead letter can be retried.
+        let again = app
+            .gql(Some(&admin.token), RETRY, json!({ "id": id }))
+            .await;
+        assert_eq!(
+            again["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{again}"
+        );
+    }
+    let mails = sink.wait_for(2, Duration::from_secs(10)).await;
+    assert_each_once(&mails, 2);
+    let list = app.gql(Some(&admin.token), DEAD, json!({})).await;
+    assert_eq!(data(&list, "deadLetters")["edges"], json!([]));
+}
+
+#[tokio::test]
+async fn two_instances_share_the_work_and_each_email_arrives_once() {
+    let sink = SmtpSink::start();
+    let db = crate::support::fresh_database().await;
+    let (s1, s2) = (smtp(&sink), smtp(&sink));
+    let one = TestApp::spawn_on(Some(db.clone()), move |s| s.notify.smtp = Some(s1)).await;
+    let two = TestApp::spawn_on(Some(db), move |s| s.notify.smtp = Some(s2)).await;
+    let (alice, aw, bob, bw) = pair(&one, "two").await;
+    let mut keys = 0;
+    for round in 0..10 {
+        // Writes land on both instances; both relays and both worker pools run.
+        let app = if round % 2 == 0 { &one } else { &two };
+        transfer(app, &alice, &aw, &bw, "1", &format!("a{round}")).await;
+        transfer(app, &bob, &bw, &aw, "0.5", &format!("b{round}")).await;
+        keys += 2;
+    }
+    let expected = keys * 2;
+    sink.wait_for(expected, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_each_once(&sink.mails(), expected);
+}
+
+#[tokio::test]
+async fn a_notifier_killed_mid_batch_sends_no_duplicate_and_loses_nothing() {
+    // Each message waits 300 ms for the server's reply, so the kill lands
+    // while one is in flight (not yet accepted).
+    let sink = SmtpSink::start_with_delay(300);
+    let db = crate::support::fresh_database().await;
+    let env = [
+        ("SMTP_URL", sink.url()),
+        ("SMTP_FROM", "Wallet <no-reply@wallet.test>".to_owned()),
+        ("NOTIFY_WORKERS", "1".to_owned()),
+        ("NOTIFY_LEASE_SECS", "2".to_owned()),
+        ("NOTIFY_POLL_INTERVAL_MS", "100".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = ServerProcess::start(&db, &env);
+    let app = TestApp::attach(first.addr, &db).await;
+    let (alice, aw, _bob, bw) = pair(&app, "kill").await;
+    for i in 0..5 {
+        transfer(&app, &alice, &aw, &bw, "1", &format!("t{i}")).await;
+    }
+    // Kill it while the third message is waiting for its reply.
+    for _ in 0..2_000 {
+        if sink.mails().len() >= 2 && sink.in_flight() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (sink.mails().len(), sink.in_flight()),
+        (2, 1),
+        "two went out before the kill, the third is in flight: {:?}",
+        email_statuses(&app).await
+    );
+    first.kill();
+    let second = ServerProcess::start(&db, &env);
+    let mails = sink.wait_for(10, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_each_once(&sink.mails(), 10);
+    assert_eq!(mails.len(), 10);
+    drop(second);
+}

@@ -1,0 +1,27 @@
+//! SeaORM entities, one file per table. Rows, not API types: the store
+//! turns them into records and domain types.
+
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+pub mod audit_log;
+pub mod auth_flows;
+pub mod deliveries;
+pub mod idempotency_keys;
+pub mod ledger_entries;
+pub mod notifications;
+pub mod oauth_identities;
+pub mod outbox_events;
+pub mod refresh_tokens;
+pub mod sessions;
+pub mod transactions;
+pub mod user_roles;
+pub mod users;
+pub mod wallets;
+pub mod webauthn_credentials;

@@ -1,0 +1,20 @@
+//! `sessions`: login sessions, the families of refresh tokens.
+
+use sea_orm::entity::prelude::*;
+
+/// One login session.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sessions")]
+pub struct Model {
+    /// The family id carried by its refresh tokens and access tokens (`sid`).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Login time.
+    pub created_at: DateTimeUtc,
+    /// Logout or reuse-detection time.
+    pub revoked_at: Option<DateTimeUtc>,
+}
+
+no_relations!();

@@ -1,0 +1,432 @@
+//! Delivery records of the notifier: one per (event, channel, target),
+//! planned by the relay in the transaction that publishes the event, taken
+//! by workers under a lease, and marked when the channel accepted it.
+//!
+//! A worker takes due deliveries with `FOR UPDATE SKIP LOCKED` (PostgreSQL),
+//! so several instances share the work without taking one twice; on SQLite
+//! the single connection serializes them. Taking a delivery counts an
+//! attempt, and the attempt number is the claim's token: only the worker
+//! holding the latest claim can mark it.
+
+use chrono::{DateTime, Utc};
+use domain::Envelope;
+use domain::events::Stored;
+use domain::notify::{Channel, DeliveryStatus};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::entities::{deliveries, outbox_events};
+use crate::store::audit::{self, AuditRecord};
+use crate::store::notifications::{self, NewNotification};
+use crate::store::{StoreResult, inconsistent, now};
+
+/// A delivery as the notifier and the API see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// Its id (the e-mail's `Message-ID`).
+    pub id: Uuid,
+    /// The event it delivers.
+    pub event_id: Uuid,
+    /// The user it is for.
+    pub user_id: Uuid,
+    /// How it travels.
+    pub channel: Channel,
+    /// The address, the device's id, or empty for in-app.
+    pub target: String,
+    /// Where it is in its life.
+    pub status: DeliveryStatus,
+    /// Attempts started so far.
+    pub attempts: i64,
+    /// When it is (next) due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the channel accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When it was planned.
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<deliveries::Model> for DeliveryRecord {
+    type Error = crate::StoreError;
+
+    fn try_from(row: deliveries::Model) -> Result<Self, Self::Error> {
+        let bad = |what: &str| inconsistent(format!("delivery {} {what}", row.id));
+        Ok(Self {
+            id: row.id,
+            event_id: row.event_id,
+            user_id: row.user_id,
+            channel: Channel::parse(&row.channel).map_err(|_| bad("channel"))?,
+            target: row.target,
+            status: DeliveryStatus::parse(&row.status).map_err(|_| bad("status"))?,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at,
+            last_error: row.last_error,
+            sent_at: row.sent_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A delivery a worker took, with the event it delivers.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The delivery, `SENDING`, its attempt counted.
+    pub delivery: DeliveryRecord,
+    /// The event.
+    pub event: Envelope,
+}
+
+/// Plans the deliveries of an event; ones planned before (the relay
+/// publishes at least once) stay as they are.
+pub async fn plan(
+    db: &impl ConnectionTrait,
+    event: &Envelope,
+    targets: &[(Channel, String)],
+) -> StoreResult<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let at = now();
+    let rows = targets
+        .iter()
+        .map(|(channel, target)| deliveries::ActiveModel {
+            id: sea_orm::Set(Uuid::now_v7()),
+            event_id: sea_orm::Set(event.id),
+            user_id: sea_orm::Set(event.user_id),
+            channel: sea_orm::Set(channel.as_str().to_owned()),
+            target: sea_orm::Set(target.clone()),
+            status: sea_orm::Set(DeliveryStatus::Pending.as_str().to_owned()),
+            attempts: sea_orm::Set(0),
+            next_attempt_at: sea_orm::Set(at),
+            lease_until: sea_orm::Set(None),
+            last_error: sea_orm::Set(None),
+            sent_at: sea_orm::Set(None),
+            created_at: sea_orm::Set(at),
+            updated_at: sea_orm::Set(at),
+        });
+    deliveries::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([
+                deliveries::Column::EventId,
+                deliveries::Column::Channel,
+                deliveries::Column::Target,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Takes up to `limit` due deliveries (pending, failed and due, or sending
+/// under an expired lease) for `lease`, oldest due first, with their events.
+pub async fn claim_due(
+    db: &DatabaseConnection,
+    limit: u64,
+    lease: chrono::Duration,
+) -> StoreResult<Vec<Claimed>> {
+    let at = now();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            numbered(&CLAIM_SQL.replace("{lock}", " FOR UPDATE SKIP LOCKED"))
+        }
+        _ => CLAIM_SQL.replace("{lock}", ""),
+    };
+    let values: Vec<sea_orm::Value> = vec![
+        DeliveryStatus::Sending.as_str().into(),
+        (at + lease).into(),
+        at.into(),
+        DeliveryStatus::Pending.as_str().into(),
+        DeliveryStatus::Failed.as_str().into(),
+        at.into(),
+        DeliveryStatus::Sending.as_str().into(),
+        at.into(),
+        i64::try_from(limit).unwrap_or(i64::MAX).into(),
+    ];
+    let txn = db.begin().await?;
+    let rows =
+        deliveries::Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+            .all(&txn)
+            .await?;
+    txn.commit().await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+    let events = outbox_events::Entity::find()
+        .filter(outbox_events::Column::Id.is_in(event_ids))
+        .all(db)
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let delivery = DeliveryRecord::try_from(row)?;
+        let Some(stored) = events.iter().find(|e| e.id == delivery.event_id) else {
+            return Err(inconsistent(format!(
+                "delivery {} of a missing event",
+                delivery.id
+            )));
+        };
+        let event = Envelope::from_stored(
+            Stored {
+                id: stored.id,
+                user_id: stored.user_id,
+                sequence: stored.sequence,
+                topic: &stored.topic,
+                occurred_at: Some(stored.created_at),
+            },
+            &stored.payload,
+        );
+        match event {
+            Ok(event) => claimed.push(Claimed { delivery, event }),
+            Err(err) if err.is_from_newer_release() => {
+                // A newer instance planned it; give it back for one of them.
+                unclaim(db, &delivery).await?;
+            }
+            Err(err) => {
+                return Err(inconsistent(format!(
+                    "delivery {} of unreadable event: {err}",
+                    delivery.id
+                )));
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// `?` placeholders become `$1, $2, ...` (PostgreSQL).
+fn numbered(sql: &str) -> String {
+    let mut n = 0;
+    let mut out = String::with_capacity(sql.len() + 16);
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+const CLAIM_SQL: &str = "UPDATE deliveries SET status = ?, attempts = attempts + 1, \
+     lease_until = ?, updated_at = ? \
+     WHERE id IN (SELECT id FROM deliveries \
+       WHERE (status IN (?, ?) AND next_attempt_at <= ?) OR (status = ? AND lease_until < ?) \
+       ORDER BY next_attempt_at LIMIT ?{lock}) \
+     RETURNING *";
+
+async fn unclaim(db: &impl ConnectionTrait, d: &DeliveryRecord) -> StoreResult<()> {
+    deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::Status,
+            Expr::value(DeliveryStatus::Pending.as_str()),
+        )
+        .col_expr(
+            deliveries::Column::Attempts,
+            Expr::value(d.attempts.saturating_sub(1)),
+        )
+        .col_expr(
+            deliveries::Column::NextAttemptAt,
+            Expr::value(now() + chrono::Duration::seconds(30)),
+        )
+        .col_expr(
+            deliveries::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .filter(mine(d))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The condition that a delivery is still under this worker's claim.
+fn mine(d: &DeliveryRecord) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(deliveries::Column::Id.eq(d.id))
+        .add(deliveries::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+        .add(deliveries::Column::Attempts.eq(d.attempts))
+}
+
+/// Records that the channel accepted a claimed delivery. False when the
+/// claim was lost (its lease ran out and another worker took it).
+pub async fn mark_sent(db: &impl ConnectionTrait, d: &DeliveryRecord) -> StoreResult<bool> {
+    let at = now();
+    let res = deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::Status,
+            Expr::value(DeliveryStatus::Sent.as_str()),
+        )
+        .col_expr(deliveries::Column::SentAt, Expr::value(Some(at)))
+        .col_expr(
+            deliveries::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(deliveries::Column::LastError, Expr::value(None::<String>))
+        .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
+        .filter(mine(d))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Records a failed attempt: due again at `retry_at`, or a dead letter when
+/// `None`. `error` must hold no personal data.
+pub async fn mark_failed(
+    db: &impl ConnectionTrait,
+    d: &DeliveryRecord,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> StoreResult<bool> {
+    let at = now();
+    let (status, due) = match retry_at {
+        Some(due) => (DeliveryStatus::Failed, due),
+        None => (DeliveryStatus::Dead, at),
+    };
+    let error: String = error.chars().take(500).collect();
+    let res = deliveries::Entity::update_many()
+        .col_expr(deliveries::Column::Status, Expr::value(status.as_str()))
+        .col_expr(deliveries::Column::NextAttemptAt, Expr::value(due))
+        .col_expr(
+            deliveries::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(deliveries::Column::LastError, Expr::value(Some(error)))
+        .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
+        .filter(mine(d))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Delivers an in-app notification: the notification row, its
+/// `notification.created` event and the delivery's mark commit together, so
+/// it exists exactly once. False when the claim was lost.
+pub async fn deliver_in_app(
+    db: &DatabaseConnection,
+    d: &DeliveryRecord,
+    new: NewNotification<'_>,
+) -> StoreResult<bool> {
+    let txn = db.begin().await?;
+    if !mark_sent(&txn, d).await? {
+        return Ok(false);
+    }
+    notifications::create(&txn, new).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// The deliveries of one event, by channel and target.
+pub async fn for_event(
+    db: &impl ConnectionTrait,
+    event_id: Uuid,
+) -> StoreResult<Vec<DeliveryRecord>> {
+    deliveries::Entity::find()
+        .filter(deliveries::Column::EventId.eq(event_id))
+        .order_by_asc(deliveries::Column::Channel)
+        .order_by_asc(deliveries::Column::Target)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(DeliveryRecord::try_from)
+        .collect()
+}
+
+/// How many deliveries wait to be sent (pending, failed or sending).
+pub async fn backlog(db: &impl ConnectionTrait) -> StoreResult<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(deliveries::Entity::find()
+        .filter(deliveries::Column::Status.is_in([
+            DeliveryStatus::Pending.as_str(),
+            DeliveryStatus::Failed.as_str(),
+            DeliveryStatus::Sending.as_str(),
+        ]))
+        .count(db)
+        .await?)
+}
+
+/// Dead letters, newest first, after a (created, id) position.
+pub async fn dead_letters(
+    db: &impl ConnectionTrait,
+    after: Option<crate::store::history::Position>,
+    limit: u64,
+) -> StoreResult<(Vec<DeliveryRecord>, bool)> {
+    let mut select = deliveries::Entity::find()
+        .filter(deliveries::Column::Status.eq(DeliveryStatus::Dead.as_str()));
+    if let Some(after) = after {
+        select = select.filter(crate::store::history::before(
+            deliveries::Column::CreatedAt,
+            deliveries::Column::Id,
+            after,
+        ));
+    }
+    let rows = select
+        .order_by_desc(deliveries::Column::CreatedAt)
+        .order_by_desc(deliveries::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let (rows, has_next) = crate::store::history::split_page(rows, limit);
+    Ok((
+        rows.into_iter()
+            .map(DeliveryRecord::try_from)
+            .collect::<StoreResult<_>>()?,
+        has_next,
+    ))
+}
+
+/// Makes a dead letter due again now, with a fresh set of attempts, and
+/// audits who did it. Returns the delivery, or `None` when there is no such
+/// dead letter.
+pub async fn retry_dead(
+    db: &DatabaseConnection,
+    actor: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<DeliveryRecord>> {
+    let at = now();
+    let txn = db.begin().await?;
+    let res = deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::Status,
+            Expr::value(DeliveryStatus::Pending.as_str()),
+        )
+        .col_expr(deliveries::Column::Attempts, Expr::value(0i64))
+        .col_expr(deliveries::Column::NextAttemptAt, Expr::value(at))
+        .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
+        .filter(deliveries::Column::Id.eq(id))
+        .filter(deliveries::Column::Status.eq(DeliveryStatus::Dead.as_str()))
+        .exec(&txn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Ok(None);
+    }
+    let delivery = deliveries::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .map(DeliveryRecord::try_from)
+        .transpose()?
+        .ok_or_else(|| inconsistent("retried delivery vanished"))?;
+    audit::record(
+        &txn,
+        AuditRecord {
+            actor_id: Some(actor),
+            action: "notification.delivery_retried",
+            subject_type: "delivery",
+            subject_id: Some(id),
+            details: serde_json::json!({
+                "channel": delivery.channel.as_str(),
+                "eventId": delivery.event_id,
+                "userId": delivery.user_id,
+            }),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(delivery))
+}

@@ -1,0 +1,66 @@
+//! The delivery channels behind one trait: in-app ([`in_app`]) and e-mail
+//! over SMTP ([`email`]).
+
+pub mod email;
+pub mod in_app;
+
+use std::time::Duration;
+
+use entity::store::deliveries::DeliveryRecord;
+
+use crate::templates::Rendered;
+
+/// What became of a delivery the channel took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The channel accepted it; the worker records that.
+    Accepted,
+    /// The channel recorded it itself, with the delivery's mark, in one
+    /// database transaction (in-app).
+    Recorded,
+    /// The claim was lost (its lease ran out and another worker took it):
+    /// nothing was done.
+    ClaimLost,
+}
+
+/// Why a channel did not deliver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later (a connection failure, a timeout, a 4xx
+    /// SMTP reply, HTTP 429 or 5xx), not before `after` when the other side
+    /// said so.
+    #[error("{reason}")]
+    Retry {
+        /// What went wrong, without personal data.
+        reason: String,
+        /// The least delay the other side asked for.
+        after: Option<Duration>,
+    },
+    /// Trying again cannot help (the address is refused for good).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    /// A retryable failure with no delay asked for.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        SendError::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// One way of reaching people.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync {
+    /// Which channel this is.
+    fn kind(&self) -> domain::notify::Channel;
+
+    /// Delivers one message of a claimed delivery to its target.
+    async fn deliver(
+        &self,
+        delivery: &DeliveryRecord,
+        message: &Rendered,
+    ) -> Result<Delivered, SendError>;
+}

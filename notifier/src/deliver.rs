@@ -1,0 +1,252 @@
+//! The delivery workers: a pool of tasks of their own, apart from the relay,
+//! so a slow or dead SMTP server never delays the live path. Each takes due
+//! deliveries under a lease, renders the event, hands it to its channel and
+//! records the outcome: sent, failed with the next attempt time (exponential
+//! backoff, full jitter, at least the `Retry-After` asked for), or dead after
+//! the last attempt.
+//!
+//! # Delivery guarantee
+//! A delivery is recorded before anything is sent and marked sent right
+//! after its channel accepted it. In-app notifications are written with
+//! their mark in one transaction: exactly once. An e-mail (or push) can be
+//! sent twice only when the instance dies, or loses its database, in the
+//! window between the SMTP server's acceptance and the commit of the mark
+//! (one round trip to the database); its lease (`NOTIFY_LEASE_SECS`) then
+//! runs out and another worker sends it again, with the same `Message-ID`.
+//! Nothing is lost: a delivery stays due until it is marked sent or dead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use domain::EventBody;
+use domain::notify::{AfterFailure, RetryPolicy};
+use entity::store::deliveries::{self, Claimed};
+use entity::store::users;
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::channels::{Channel, Delivered, SendError};
+use crate::templates::{self, Context};
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Worker tasks in this process.
+    pub workers: usize,
+    /// Deliveries a worker takes at once.
+    pub batch: u64,
+    /// How long a taken delivery belongs to its worker.
+    pub lease: Duration,
+    /// How often idle workers look for due work when nothing wakes them.
+    pub poll_interval: Duration,
+    /// Retries and dead letters.
+    pub retry: RetryPolicy,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Deliveries the channels accepted.
+    pub sent: AtomicU64,
+    /// Attempts that failed and will be retried.
+    pub retried: AtomicU64,
+    /// Deliveries that became dead letters.
+    pub dead: AtomicU64,
+}
+
+/// The running worker pool.
+pub struct Deliverer {
+    /// Wakes idle workers (the relay calls it after planning).
+    pub wake: Arc<Notify>,
+    /// Counters.
+    pub stats: Arc<DeliveryStats>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+struct Worker {
+    db: DatabaseConnection,
+    channels: HashMap<domain::notify::Channel, Arc<dyn Channel>>,
+    config: DeliveryConfig,
+    stats: Arc<DeliveryStats>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+impl Deliverer {
+    /// Starts `config.workers` workers for these channels; they stop when
+    /// `cancel` is cancelled, after the delivery in hand.
+    pub fn start(
+        db: DatabaseConnection,
+        channels: Vec<Arc<dyn Channel>>,
+        config: DeliveryConfig,
+        cancel: CancellationToken,
+    ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let stats = Arc::new(DeliveryStats::default());
+        let tracker = TaskTracker::new();
+        let worker = Arc::new(Worker {
+            db,
+            channels: channels.into_iter().map(|c| (c.kind(), c)).collect(),
+            config: config.clone(),
+            stats: stats.clone(),
+            wake: wake.clone(),
+            cancel: cancel.clone(),
+        });
+        for _ in 0..config.workers.max(1) {
+            tracker.spawn(worker.clone().run());
+        }
+        tracker.close();
+        Self {
+            wake,
+            stats,
+            cancel,
+            tracker,
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.wait().await;
+    }
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let lease = chrono::Duration::from_std(self.config.lease)
+                .unwrap_or_else(|_| chrono::Duration::seconds(60));
+            let batch = match deliveries::claim_due(&self.db, self.config.batch, lease).await {
+                Ok(batch) => {
+                    backoff = Duration::from_millis(200);
+                    batch
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "taking due deliveries failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.cancel.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = self.cancel.cancelled() => return,
+                }
+                continue;
+            }
+            for claimed in batch {
+                // A delivery in hand is finished (its send is bounded by
+                // the channel's timeout); the rest of the batch goes back
+                // when its lease runs out.
+                if self.cancel.is_cancelled() {
+                    return;
+                }
+                self.process(claimed).await;
+            }
+        }
+    }
+
+    async fn process(&self, claimed: Claimed) {
+        let Claimed { delivery, event } = claimed;
+        let outcome = match self.channels.get(&delivery.channel) {
+            None => Err(SendError::Retry {
+                reason: format!(
+                    "the {} channel is off on this instance",
+                    delivery.channel.as_str()
+                ),
+                after: Some(Duration::from_secs(30)),
+            }),
+            Some(channel) => {
+                let ctx = self.context(&event.body).await;
+                match templates::render(&event.body, event.occurred_at, &ctx) {
+                    Some(message) => channel.deliver(&delivery, &message).await,
+                    // Nothing to tell: done.
+                    None => Ok(Delivered::Accepted),
+                }
+            }
+        };
+        let recorded = match outcome {
+            Ok(Delivered::Accepted) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                deliveries::mark_sent(&self.db, &delivery).await
+            }
+            Ok(Delivered::Recorded) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Ok(Delivered::ClaimLost) => Ok(false),
+            Err(err) => {
+                let (reason, after, permanent) = match &err {
+                    SendError::Retry { reason, after } => (reason.as_str(), *after, false),
+                    SendError::Permanent(reason) => (reason.as_str(), None, true),
+                };
+                let attempt = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+                let decision = if permanent {
+                    AfterFailure::GiveUp
+                } else {
+                    self.config
+                        .retry
+                        .after_failure(attempt, rand::random::<f64>(), after)
+                };
+                match decision {
+                    AfterFailure::RetryIn(delay) => {
+                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(delivery.id = %delivery.id, channel = delivery.channel.as_str(), attempt, retry_in_ms = delay.as_millis() as u64, error = reason, "delivery failed; will retry");
+                        let due = entity::store::now()
+                            + chrono::Duration::from_std(delay).unwrap_or_default();
+                        deliveries::mark_failed(&self.db, &delivery, reason, Some(due)).await
+                    }
+                    AfterFailure::GiveUp => {
+                        self.stats.dead.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(delivery.id = %delivery.id, channel = delivery.channel.as_str(), attempt, error = reason, "delivery is a dead letter");
+                        deliveries::mark_failed(&self.db, &delivery, reason, None).await
+                    }
+                }
+            }
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(delivery.id = %delivery.id, "delivery claim lost to another worker (lease expired)");
+            }
+            Err(err) => {
+                // The lease runs out and the delivery is taken again.
+                tracing::error!(delivery.id = %delivery.id, error = %err, "recording a delivery outcome failed");
+            }
+        }
+    }
+
+    /// The counterparty's display name, for transfers.
+    async fn context(&self, body: &EventBody) -> Context {
+        let counterparty = match body {
+            EventBody::TransactionReceived(m) | EventBody::TransactionSent(m) => m.counterparty_id,
+            _ => None,
+        };
+        let Some(id) = counterparty else {
+            return Context::default();
+        };
+        match users::load(&self.db, id).await {
+            Ok(user) => Context {
+                counterparty: user.map(|u| u.display_name),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "loading the counterparty's name failed");
+                Context::default()
+            }
+        }
+    }
+}
