@@ -108,6 +108,8 @@ ensure_smtp_sink() {
 ensure_build_tools
 ensure_oidc_provider
 ensure_smtp_sink
+# The push tests make the fake FCM service account's RSA key with openssl.
+command -v openssl >/dev/null || apt_install openssl
 ensure_postgres
 ensure_redis
 log "PostgreSQL at ${TEST_POSTGRES_URL%%@*}@..., Redis at $REDIS_URL"

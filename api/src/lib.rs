@@ -130,6 +130,12 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(purge_expired(state.db.clone(), cancel.clone()));
+    tasks.spawn(prune_outbox(
+        state.db.clone(),
+        Duration::from_secs(state.settings.outbox_retention_secs),
+        Duration::from_secs(state.settings.outbox_prune_interval_secs),
+        cancel.clone(),
+    ));
     tasks.close();
     let notify = &state.settings.notify;
     let (channels, planner) = notification_channels(&state)?;
@@ -147,6 +153,9 @@ pub async fn serve(
             cancel.child_token(),
         )
     });
+    if let Some(d) = &deliverer {
+        let _ = state.live.deliveries.set(d.stats.clone());
+    }
     let relay = state.settings.outbox_relay_enabled.then(|| {
         let listen_url = (state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
             .then(|| state.settings.database_url.clone());
@@ -214,7 +223,8 @@ pub async fn serve(
 }
 
 /// The channels this instance delivers on, and the planner for them: in-app
-/// always, e-mail when `SMTP_URL` is set (said once in the log otherwise).
+/// always, e-mail when `SMTP_URL` is set, push when
+/// `FCM_SERVICE_ACCOUNT_FILE` is (each said once in the log otherwise).
 fn notification_channels(
     state: &AppState,
 ) -> anyhow::Result<(Vec<Arc<dyn notifier::channels::Channel>>, notifier::Planner)> {
@@ -232,8 +242,49 @@ fn notification_channels(
         }
         None => tracing::info!("no SMTP_URL: e-mail notifications are off"),
     }
-    tracing::info!("no FCM_SERVICE_ACCOUNT_FILE: push notifications are off");
+    match &state.settings.notify.fcm {
+        Some(fcm) => {
+            channels.push(Arc::new(
+                notifier::channels::push::Push::new(state.db.clone(), fcm)
+                    .context("FCM_SERVICE_ACCOUNT_FILE")?,
+            ));
+            enabled.push(Channel::Push);
+        }
+        None => tracing::info!("no FCM_SERVICE_ACCOUNT_FILE: push notifications are off"),
+    }
     Ok((channels, notifier::Planner::new(enabled)))
+}
+
+/// Deletes published events older than the retention, in batches of 1000,
+/// every `every`; their deliveries must all have gone out.
+async fn prune_outbox(
+    db: DatabaseConnection,
+    retention: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let cutoff = entity::store::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match entity::store::events::prune(&db, cutoff, 1_000).await {
+                Ok(0) => break,
+                Ok(n) => tracing::info!(pruned = n, "pruned published outbox events"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "pruning outbox events failed");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 async fn purge_expired(db: DatabaseConnection, stop: CancellationToken) {

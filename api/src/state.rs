@@ -75,6 +75,8 @@ pub struct LiveState {
     pub ws_closed: tokio::sync::Notify,
     /// The relay's counters, once it runs.
     pub relay: OnceLock<Arc<notifier::RelayStats>>,
+    /// The delivery workers' counters, once they run.
+    pub deliveries: OnceLock<Arc<notifier::DeliveryStats>>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
                 ws_connections: AtomicI64::new(0),
                 ws_closed: tokio::sync::Notify::new(),
                 relay: OnceLock::new(),
+                deliveries: OnceLock::new(),
             }),
         })
     }

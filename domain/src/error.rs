@@ -39,13 +39,16 @@ pub enum ErrorCode {
     QueryTooComplex,
     /// An Automatic Persisted Query hash is unknown.
     PersistedQueryNotFound,
+    /// `afterSequence` is older than the events kept: refetch the state
+    /// instead of replaying.
+    ReplayUnavailable,
     /// Anything unexpected; details are logged, never shown.
     InternalServerError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::BadUserInput,
@@ -62,6 +65,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::QueryTooComplex,
         ErrorCode::PersistedQueryNotFound,
+        ErrorCode::ReplayUnavailable,
         ErrorCode::InternalServerError,
     ];
 
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
             ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ErrorCode::ReplayUnavailable => "REPLAY_UNAVAILABLE",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -148,6 +153,6 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
         }
-        assert_eq!(seen.len(), 17);
+        assert_eq!(seen.len(), 18);
     }
 }

@@ -53,17 +53,20 @@ pub enum Topic {
     KycStatus,
     /// `notification.created`: an in-app notification was created.
     NotificationCreated,
+    /// `security.notice`: a sign-in or a change of how the account is secured.
+    SecurityNotice,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 7] = [
         Topic::BalanceUpdated,
         Topic::TransactionReceived,
         Topic::TransactionSent,
         Topic::WithdrawalSettled,
         Topic::KycStatus,
         Topic::NotificationCreated,
+        Topic::SecurityNotice,
     ];
 
     /// The channel name, e.g. `balance.updated`.
@@ -75,6 +78,7 @@ impl Topic {
             Topic::WithdrawalSettled => "withdrawal.settled",
             Topic::KycStatus => "kyc.status",
             Topic::NotificationCreated => "notification.created",
+            Topic::SecurityNotice => "security.notice",
         }
     }
 
@@ -117,6 +121,8 @@ pub enum EventBody {
     KycStatusChanged(KycStatusChanged),
     /// An in-app notification was created.
     NotificationCreated(NotificationCreated),
+    /// A sign-in or a change of how the account is secured.
+    SecurityNotice(SecurityNotice),
 }
 
 impl EventBody {
@@ -129,6 +135,7 @@ impl EventBody {
             EventBody::WithdrawalSettled(_) => Topic::WithdrawalSettled,
             EventBody::KycStatusChanged(_) => Topic::KycStatus,
             EventBody::NotificationCreated(_) => Topic::NotificationCreated,
+            EventBody::SecurityNotice(_) => Topic::SecurityNotice,
         }
     }
 }
@@ -231,6 +238,33 @@ pub struct NotificationCreated {
     pub notification: NotificationRecord,
 }
 
+/// A sign-in or a change of how the account is secured: the user is always
+/// told by e-mail, whatever the preferences say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "camelCase")]
+pub enum SecurityNotice {
+    /// A new session was signed in.
+    #[serde(rename_all = "camelCase")]
+    SignedIn {
+        /// How: `password`, `webauthn` (with a second factor), `oauth:<provider>`.
+        method: String,
+    },
+    /// A security key or passkey was registered.
+    #[serde(rename_all = "camelCase")]
+    SecurityKeyAdded {
+        /// The name the user gave it.
+        name: String,
+    },
+    /// A security key or passkey was removed.
+    #[serde(rename_all = "camelCase")]
+    SecurityKeyRemoved {
+        /// Its name.
+        name: String,
+    },
+    /// The password was changed (other sessions were signed out).
+    PasswordChanged,
+}
+
 /// Why a stored or published event could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -299,6 +333,7 @@ impl Envelope {
             EventBody::WithdrawalSettled(b) => body_json(b),
             EventBody::KycStatusChanged(b) => body_json(b),
             EventBody::NotificationCreated(b) => body_json(b),
+            EventBody::SecurityNotice(b) => body_json(b),
         };
         if let Some(obj) = payload.as_object_mut() {
             obj.insert("v".into(), WIRE_VERSION.into());
@@ -376,6 +411,7 @@ impl Envelope {
             Topic::WithdrawalSettled => EventBody::WithdrawalSettled(body_of(payload)?),
             Topic::KycStatus => EventBody::KycStatusChanged(body_of(payload)?),
             Topic::NotificationCreated => EventBody::NotificationCreated(body_of(payload)?),
+            Topic::SecurityNotice => EventBody::SecurityNotice(body_of(payload)?),
         };
         Ok(Self {
             id: row.id,
@@ -491,8 +527,20 @@ mod tests {
                 reason: Some("blurry".into()),
             }),
             EventBody::NotificationCreated(NotificationCreated { notification }),
+            EventBody::SecurityNotice(SecurityNotice::SignedIn {
+                method: "password".into(),
+            }),
         ];
         assert_eq!(bodies.len(), Topic::ALL.len(), "one body per topic");
+        let mut more = vec![
+            EventBody::SecurityNotice(SecurityNotice::PasswordChanged),
+            EventBody::SecurityNotice(SecurityNotice::SecurityKeyAdded {
+                name: "YubiKey".into(),
+            }),
+            EventBody::SecurityNotice(SecurityNotice::SecurityKeyRemoved { name: "old".into() }),
+        ];
+        let mut bodies = bodies.to_vec();
+        bodies.append(&mut more);
         for body in bodies {
             let e = envelope(body);
             assert_eq!(Envelope::from_wire(&e.to_wire()).expect("wire"), e);

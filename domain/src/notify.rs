@@ -33,22 +33,118 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Where a push device runs.
+    PushPlatform {
+        /// An iPhone or iPad app (through APNs).
+        Ios => "IOS",
+        /// An Android app.
+        Android => "ANDROID",
+        /// A web app (Web Push).
+        Web => "WEB",
+    }
+}
+
+/// An FCM registration token, checked: 16 to 4096 characters of letters,
+/// digits and `-_:.` (what FCM issues), never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PushToken(String);
+
+impl std::fmt::Debug for PushToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushToken(***)")
+    }
+}
+
+impl PushToken {
+    /// Longest token accepted.
+    pub const MAX_LEN: usize = 4096;
+
+    /// Parses a token the app got from FCM.
+    pub fn parse(raw: &str) -> Result<Self, crate::error::DomainError> {
+        let ok = (16..=Self::MAX_LEN).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(crate::error::DomainError::bad_input(format!(
+                "token must be an FCM registration token: 16 to {} letters, digits or -_:.",
+                Self::MAX_LEN
+            )))
+        }
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Channel {
     /// Every channel.
     pub const ALL: [Channel; 3] = [Channel::InApp, Channel::Email, Channel::Push];
 }
 
-/// The channels an event is delivered on before preferences apply; empty for
-/// events that only feed live subscriptions.
-pub fn channels_for(body: &EventBody) -> &'static [Channel] {
-    match body.topic() {
-        Topic::TransactionReceived
-        | Topic::TransactionSent
-        | Topic::WithdrawalSettled
-        | Topic::KycStatus => &Channel::ALL,
-        // A balance change is announced by the event that caused it; an
-        // in-app notification is itself a delivery.
-        Topic::BalanceUpdated | Topic::NotificationCreated => &[],
+string_enum! {
+    /// What a notification is about: what preferences are set for.
+    NotificationKind {
+        /// Money arrived from another user.
+        TransferReceived => "TRANSFER_RECEIVED",
+        /// A transfer left the user's wallet.
+        TransferSent => "TRANSFER_SENT",
+        /// A withdrawal was paid out or failed.
+        WithdrawalSettled => "WITHDRAWAL_SETTLED",
+        /// The KYC status changed.
+        KycStatus => "KYC_STATUS",
+        /// A sign-in, a new or removed security key, a password change.
+        Security => "SECURITY",
+    }
+}
+
+impl NotificationKind {
+    /// Every kind.
+    pub const ALL: [NotificationKind; 5] = [
+        NotificationKind::TransferReceived,
+        NotificationKind::TransferSent,
+        NotificationKind::WithdrawalSettled,
+        NotificationKind::KycStatus,
+        NotificationKind::Security,
+    ];
+
+    /// What an event is announced as; `None` for events that only feed
+    /// live subscriptions (a balance change is announced by the event that
+    /// caused it; an in-app notification is itself a delivery).
+    pub fn of(body: &EventBody) -> Option<Self> {
+        match body.topic() {
+            Topic::TransactionReceived => Some(NotificationKind::TransferReceived),
+            Topic::TransactionSent => Some(NotificationKind::TransferSent),
+            Topic::WithdrawalSettled => Some(NotificationKind::WithdrawalSettled),
+            Topic::KycStatus => Some(NotificationKind::KycStatus),
+            Topic::SecurityNotice => Some(NotificationKind::Security),
+            Topic::BalanceUpdated | Topic::NotificationCreated => None,
+        }
+    }
+
+    /// Whether this kind always goes on `channel`, whatever the user chose:
+    /// security notices by e-mail, so a stolen session cannot silence them.
+    pub fn is_locked_on(self, channel: Channel) -> bool {
+        self == NotificationKind::Security && channel == Channel::Email
+    }
+}
+
+/// A user's choices: every (kind, channel) is on unless switched off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preferences {
+    /// The pairs the user switched off.
+    pub off: Vec<(NotificationKind, Channel)>,
+}
+
+impl Preferences {
+    /// Whether `kind` goes out on `channel`.
+    pub fn allows(&self, kind: NotificationKind, channel: Channel) -> bool {
+        kind.is_locked_on(channel) || !self.off.contains(&(kind, channel))
     }
 }
 
@@ -144,6 +240,41 @@ mod tests {
         );
         assert_eq!(POLICY.after_failure(5, 0.5, None), AfterFailure::GiveUp);
         assert_eq!(POLICY.after_failure(9, 0.5, None), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn security_notices_by_email_cannot_be_switched_off() {
+        let prefs = Preferences {
+            off: vec![
+                (NotificationKind::Security, Channel::Email),
+                (NotificationKind::Security, Channel::Push),
+                (NotificationKind::TransferReceived, Channel::Email),
+            ],
+        };
+        assert!(prefs.allows(NotificationKind::Security, Channel::Email));
+        assert!(!prefs.allows(NotificationKind::Security, Channel::Push));
+        assert!(!prefs.allows(NotificationKind::TransferReceived, Channel::Email));
+        assert!(prefs.allows(NotificationKind::TransferReceived, Channel::InApp));
+        assert!(Preferences::default().allows(NotificationKind::KycStatus, Channel::Push));
+    }
+
+    #[test]
+    fn push_tokens_are_checked_and_never_printed() {
+        let token = "dXs3aBcDeFgHiJkL:APA91bH-x_y.z";
+        assert_eq!(PushToken::parse(token).expect("token").as_str(), token);
+        assert_eq!(
+            format!("{:?}", PushToken::parse(token).expect("token")),
+            "PushToken(***)"
+        );
+        for bad in [
+            "short",
+            "has space in it   ok",
+            "ünïcode-token-value",
+            &"a".repeat(4097),
+        ] {
+            assert!(PushToken::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PushPlatform::parse("BLACKBERRY").is_err());
     }
 
     #[test]

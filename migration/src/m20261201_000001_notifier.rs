@@ -1,5 +1,7 @@
 //! The notifier: one delivery record per (event, channel, target), written
-//! before anything is sent, and the event each in-app notification came from.
+//! before anything is sent; the event each in-app notification came from;
+//! users' notification preferences and push devices; and how far each
+//! user's outbox events were pruned (for `REPLAY_UNAVAILABLE`).
 
 use sea_orm_migration::prelude::*;
 
@@ -38,6 +40,33 @@ enum Deliveries {
 enum Notifications {
     Table,
     SourceEventId,
+}
+
+#[derive(DeriveIden)]
+enum NotificationPreferences {
+    Table,
+    UserId,
+    Kind,
+    Channel,
+    Enabled,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum PushDevices {
+    Table,
+    Id,
+    UserId,
+    Token,
+    Platform,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum OutboxPruned {
+    Table,
+    UserId,
+    ThroughSequence,
 }
 
 #[async_trait::async_trait]
@@ -94,10 +123,91 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(NotificationPreferences::Table)
+                    .col(uuid(NotificationPreferences::UserId))
+                    .col(string(NotificationPreferences::Kind, 32))
+                    .col(string(NotificationPreferences::Channel, 16))
+                    .col(
+                        ColumnDef::new(NotificationPreferences::Enabled)
+                            .boolean()
+                            .not_null(),
+                    )
+                    .col(timestamp(NotificationPreferences::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(NotificationPreferences::UserId)
+                            .col(NotificationPreferences::Kind)
+                            .col(NotificationPreferences::Channel),
+                    )
+                    .foreign_key(&mut fk(
+                        NotificationPreferences::Table,
+                        NotificationPreferences::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PushDevices::Table)
+                    .col(uuid_pk(PushDevices::Id))
+                    .col(uuid(PushDevices::UserId))
+                    .col(string(PushDevices::Token, 4096))
+                    .col(string(PushDevices::Platform, 16))
+                    .col(timestamp(PushDevices::CreatedAt))
+                    .foreign_key(&mut fk(
+                        PushDevices::Table,
+                        PushDevices::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        // A device token belongs to one installation, so to one user.
+        index(
+            manager,
+            "uq_push_devices_token",
+            PushDevices::Table,
+            [PushDevices::Token],
+            true,
+        )
+        .await?;
+        index(
+            manager,
+            "idx_push_devices_user",
+            PushDevices::Table,
+            [PushDevices::UserId],
+            false,
+        )
+        .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(OutboxPruned::Table)
+                    .col(uuid_pk(OutboxPruned::UserId))
+                    .col(big_int(OutboxPruned::ThroughSequence))
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            OutboxPruned::Table.into_iden(),
+            PushDevices::Table.into_iden(),
+            NotificationPreferences::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()

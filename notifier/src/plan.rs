@@ -4,9 +4,9 @@
 //! repeat).
 
 use domain::Envelope;
-use domain::notify::{Channel, channels_for};
+use domain::notify::{Channel, NotificationKind};
 use entity::StoreResult;
-use entity::store::{deliveries, users};
+use entity::store::{deliveries, preferences, users};
 use sea_orm::ConnectionTrait;
 
 /// The channels this deployment delivers on.
@@ -26,18 +26,18 @@ impl Planner {
         &self.enabled
     }
 
-    /// Plans the event's deliveries; returns how many targets it has.
+    /// Plans the event's deliveries by the user's preferences (security
+    /// notices always by e-mail); returns how many targets it has.
     pub async fn plan(&self, db: &impl ConnectionTrait, event: &Envelope) -> StoreResult<usize> {
-        let wanted: Vec<Channel> = channels_for(&event.body)
-            .iter()
-            .copied()
-            .filter(|c| self.enabled.contains(c))
-            .collect();
-        if wanted.is_empty() {
+        let Some(kind) = NotificationKind::of(&event.body) else {
             return Ok(0);
-        }
-        let mut targets = Vec::with_capacity(wanted.len());
-        for channel in wanted {
+        };
+        let prefs = preferences::load(db, event.user_id).await?;
+        let mut targets = Vec::new();
+        for channel in self.enabled.iter().copied() {
+            if !prefs.allows(kind, channel) {
+                continue;
+            }
             match channel {
                 Channel::InApp => targets.push((channel, String::new())),
                 Channel::Email => {
@@ -45,8 +45,11 @@ impl Planner {
                         targets.push((channel, user.email));
                     }
                 }
-                // Devices come with push registration.
-                Channel::Push => {}
+                Channel::Push => {
+                    for device in preferences::devices(db, event.user_id).await? {
+                        targets.push((channel, device.id.to_string()));
+                    }
+                }
             }
         }
         deliveries::plan(db, event, &targets).await?;

@@ -7,7 +7,7 @@
 //! Everything a user typed (names, memos, reasons) is escaped in HTML.
 
 use chrono::{DateTime, Utc};
-use domain::events::{KycStatusChanged, TransactionMoved, WithdrawalSettled};
+use domain::events::{KycStatusChanged, SecurityNotice, TransactionMoved, WithdrawalSettled};
 use domain::{Currency, EventBody, KycStatus, TransactionStatus};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -78,6 +78,7 @@ pub fn render(body: &EventBody, occurred_at: DateTime<Utc>, ctx: &Context) -> Op
         }
         EventBody::WithdrawalSettled(settled) => Some(withdrawal(settled, occurred_at)),
         EventBody::KycStatusChanged(kyc) => Some(kyc_status(kyc, occurred_at)),
+        EventBody::SecurityNotice(notice) => Some(security(notice, occurred_at)),
         EventBody::BalanceUpdated(_) | EventBody::NotificationCreated(_) => None,
     }
 }
@@ -201,6 +202,50 @@ fn kyc_status(kyc: &KycStatusChanged, at: DateTime<Utc>) -> Rendered {
         ),
         text,
         data: json!({ "status": kyc.status.as_str(), "level": kyc.level }),
+    }
+}
+
+fn security(notice: &SecurityNotice, at: DateTime<Utc>) -> Rendered {
+    const NOT_YOU: &str = "If this was not you, change your password now and remove any security key you do not know.";
+    let when = when(at);
+    let (title, text) = match notice {
+        SecurityNotice::SignedIn { method } => {
+            let how = match method.as_str() {
+                "password" => "your password",
+                "webauthn" => "your password and a security key",
+                "oauth" => "your identity provider",
+                _ => "a new session",
+            };
+            (
+                "New sign-in to your account",
+                format!("Your account was signed in to with {how} on {when}. {NOT_YOU}"),
+            )
+        }
+        SecurityNotice::SecurityKeyAdded { name } => (
+            "Security key added",
+            format!(
+                "A security key named \"{name}\" was added to your account on {when}. {NOT_YOU}"
+            ),
+        ),
+        SecurityNotice::SecurityKeyRemoved { name } => (
+            "Security key removed",
+            format!(
+                "The security key named \"{name}\" was removed from your account on {when}. {NOT_YOU}"
+            ),
+        ),
+        SecurityNotice::PasswordChanged => (
+            "Password changed",
+            format!(
+                "Your password was changed on {when} and your other sessions were signed out. {NOT_YOU}"
+            ),
+        ),
+    };
+    Rendered {
+        kind: "security.notice",
+        title: title.to_owned(),
+        html: page(title, &format!("<p>{}</p>", escape(&text))),
+        text,
+        data: json!({}),
     }
 }
 

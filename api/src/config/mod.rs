@@ -22,6 +22,8 @@
 //! | `REQUEST_TIMEOUT_SECS` | `30` | longest request execution |
 //! | `OUTBOX_RELAY_ENABLED` | `true` | run the outbox relay in this process |
 //! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling when no `NOTIFY` arrives |
+//! | `OUTBOX_RETENTION_SECS` | `604800` | published events older than this (7 days) are pruned; `afterSequence` before them answers `REPLAY_UNAVAILABLE` |
+//! | `OUTBOX_PRUNE_INTERVAL_SECS` | `300` | how often pruning runs (in bounded batches) |
 //! | `SUBSCRIPTION_BUFFER` | `256` | events buffered per subscriber before it is cut off |
 //! | `WS_INIT_TIMEOUT_SECS` | `10` | time a WebSocket client has to send `connection_init` |
 //! | `WS_KEEPALIVE_SECS` | `15` | server ping interval; two missed pongs close the socket |
@@ -129,6 +131,10 @@ pub struct Settings {
     pub outbox_relay_enabled: bool,
     /// Relay poll interval, milliseconds.
     pub outbox_poll_interval_ms: u64,
+    /// Published events are kept this long, seconds.
+    pub outbox_retention_secs: u64,
+    /// How often pruning runs, seconds.
+    pub outbox_prune_interval_secs: u64,
     /// Events buffered per subscriber.
     pub subscription_buffer: usize,
     /// Seconds a WebSocket client has to initialise.
@@ -467,6 +473,8 @@ impl Settings {
             request_timeout_secs: env.parsed("REQUEST_TIMEOUT_SECS", 30u64)?,
             outbox_relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true)?,
             outbox_poll_interval_ms: env.parsed("OUTBOX_POLL_INTERVAL_MS", 500u64)?,
+            outbox_retention_secs: env.parsed("OUTBOX_RETENTION_SECS", 604_800u64)?,
+            outbox_prune_interval_secs: env.parsed("OUTBOX_PRUNE_INTERVAL_SECS", 300u64)?.max(1),
             subscription_buffer: env.parsed("SUBSCRIPTION_BUFFER", 256usize)?,
             ws_init_timeout_secs: env.parsed("WS_INIT_TIMEOUT_SECS", 10u64)?,
             ws_keepalive_secs: env.parsed("WS_KEEPALIVE_SECS", 15u64)?,
@@ -505,7 +513,7 @@ impl Settings {
             rate_requests_user: env.parsed("RATE_REQUESTS_USER", rate(600, 60))?,
             rate_requests_staff: env.parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
             trust_forwarded_for: env.flag("TRUST_FORWARDED_FOR", false)?,
-            notify: NotifySettings::read(env)?,
+            notify: NotifySettings::read(env, !dev)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");

@@ -6,6 +6,12 @@
 //! | `SMTP_FROM` | required with `SMTP_URL` | sender mailbox, `Wallet <no-reply@example.com>` |
 //! | `SMTP_TIMEOUT_SECS` | `10` | longest SMTP command; an attempt takes at most three times it |
 //! | `SMTP_POOL_SIZE` | `4` | pooled SMTP connections per instance |
+//! | `FCM_SERVICE_ACCOUNT_FILE` | unset: push off | Google service-account JSON key of the Firebase project |
+//! | `FCM_PROJECT_ID` | the key's `project_id` | Firebase project |
+//! | `FCM_BASE_URL` | `https://fcm.googleapis.com` | FCM HTTP v1 endpoint |
+//! | `FCM_TOKEN_URL` | the key's `token_uri` | OAuth2 token endpoint |
+//! | `FCM_TIMEOUT_SECS` | `10` | longest FCM request |
+//! | `PUSH_MAX_DEVICES` | `10` | push devices per user |
 //! | `NOTIFY_WORKERS` | `4` | delivery workers per instance; `0` runs none here |
 //! | `NOTIFY_BATCH` | `16` | deliveries a worker takes at once |
 //! | `NOTIFY_LEASE_SECS` | `60` | how long a taken delivery belongs to its worker; after a crash it is sent again once this ran out |
@@ -19,6 +25,7 @@ use std::time::Duration;
 use anyhow::bail;
 use domain::notify::RetryPolicy;
 use notifier::channels::email::SmtpSettings;
+use notifier::channels::push::FcmSettings;
 
 use super::Env;
 
@@ -27,6 +34,10 @@ use super::Env;
 pub struct NotifySettings {
     /// The SMTP server; `None` turns e-mail off.
     pub smtp: Option<SmtpSettings>,
+    /// Firebase Cloud Messaging; `None` turns push off.
+    pub fcm: Option<FcmSettings>,
+    /// Push devices per user.
+    pub max_push_devices: u64,
     /// Delivery workers in this process.
     pub workers: usize,
     /// Deliveries a worker takes at once.
@@ -40,7 +51,7 @@ pub struct NotifySettings {
 }
 
 impl NotifySettings {
-    pub(super) fn read(env: &Env<'_>) -> anyhow::Result<Self> {
+    pub(super) fn read(env: &Env<'_>, production: bool) -> anyhow::Result<Self> {
         let smtp = match env.var("SMTP_URL") {
             None => {
                 if env.var("SMTP_FROM").is_some() {
@@ -62,6 +73,39 @@ impl NotifySettings {
                 Some(smtp)
             }
         };
+        let fcm = match env.var("FCM_SERVICE_ACCOUNT_FILE") {
+            None => None,
+            Some(file) => {
+                let fcm = FcmSettings {
+                    service_account_file: file.trim().into(),
+                    project_id: env.var("FCM_PROJECT_ID").map(|p| p.trim().to_owned()),
+                    base_url: env.var("FCM_BASE_URL").map_or_else(
+                        || "https://fcm.googleapis.com".to_owned(),
+                        |u| u.trim().to_owned(),
+                    ),
+                    token_url: env.var("FCM_TOKEN_URL").map(|u| u.trim().to_owned()),
+                    timeout: Duration::from_secs(env.parsed("FCM_TIMEOUT_SECS", 10u64)?.max(1)),
+                };
+                fcm.validate()?;
+                if production {
+                    for (var, url) in [
+                        ("FCM_BASE_URL", Some(&fcm.base_url)),
+                        ("FCM_TOKEN_URL", fcm.token_url.as_ref()),
+                    ] {
+                        if let Some(url) = url
+                            && !url.starts_with("https://")
+                        {
+                            bail!("{var} must be an https:// URL in production");
+                        }
+                    }
+                }
+                Some(fcm)
+            }
+        };
+        let max_push_devices: u64 = env.parsed("PUSH_MAX_DEVICES", 10u64)?;
+        if max_push_devices == 0 {
+            bail!("PUSH_MAX_DEVICES must be at least 1");
+        }
         let max_attempts: u32 = env.parsed("NOTIFY_MAX_ATTEMPTS", 8u32)?;
         if max_attempts == 0 {
             bail!("NOTIFY_MAX_ATTEMPTS must be at least 1");
@@ -73,6 +117,8 @@ impl NotifySettings {
         }
         Ok(Self {
             smtp,
+            fcm,
+            max_push_devices,
             workers: env.parsed("NOTIFY_WORKERS", 4usize)?,
             batch,
             lease: Duration::from_secs(lease_secs),

@@ -106,17 +106,26 @@ pub(crate) async fn sign_in(
         json!({ "method": method }),
     )
     .await?;
-    Ok(LoginResult::AuthPayload(issue_session(state, user).await?))
+    Ok(LoginResult::AuthPayload(
+        issue_session(state, user, Some(method)).await?,
+    ))
 }
 
 /// Starts a new session (refresh token family) and issues its first tokens.
-pub(crate) async fn issue_session(state: &AppState, user: UserRecord) -> ApiResult<AuthPayload> {
+/// `sign_in` names how the user signed in (`password`, `oauth`, `webauthn`):
+/// the user is told of it by a security notice; `None` for a registration.
+pub(crate) async fn issue_session(
+    state: &AppState,
+    user: UserRecord,
+    sign_in: Option<&str>,
+) -> ApiResult<AuthPayload> {
     let refresh = tokens::random_token();
     let family = sessions::start(
         &state.db,
         user.id,
         tokens::hash_refresh_token(&refresh),
         entity::store::now() + state.keys.refresh_ttl,
+        sign_in,
     )
     .await?;
     finish_session(state, user, family, refresh)
@@ -150,7 +159,7 @@ impl AccountMutation {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(user.id = %user.id, "registered");
-        Ok(issue_session(state, user).await?)
+        Ok(issue_session(state, user, None).await?)
     }
 
     /// Signs in with e-mail and password.

@@ -9,6 +9,9 @@
 //! overtakes a missing earlier one. When the bus reconnects after a failure
 //! the stream reads the gap from storage itself; a subscriber too slow for
 //! its buffer is ended with `LIMIT_EXCEEDED` and `afterSequence` to resume.
+//! A replay from before the events still kept (`OUTBOX_RETENTION_SECS`) is
+//! ended with `REPLAY_UNAVAILABLE`: the client refetches its state instead of
+//! silently missing events.
 
 use async_graphql::{Context, ErrorExtensions, ID, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
@@ -158,6 +161,17 @@ fn user_events(
         let mut replay = after.is_some();
         loop {
             if replay {
+                // Events after `last` may be gone: say so rather than skip them.
+                match events::pruned_through(&state.db, user_id).await {
+                    Ok(gone) if last < gone => {
+                        yield Err(coded(ErrorCode::ReplayUnavailable, format!(
+                            "events up to sequence {gone} are no longer kept; refetch the state, then subscribe without afterSequence"
+                        )).extend_with(|_, ext| ext.set("keptAfterSequence", gone)));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => { yield Err(ApiError::from(e).into()); return; }
+                }
                 loop {
                     let page = match events::after_sequence(&state.db, user_id, topic, last, REPLAY_PAGE).await {
                         Ok(p) => p,

@@ -82,6 +82,98 @@ pub enum DeliveryStatus {
     Dead,
 }
 
+/// What notifications are about: what preferences are set for.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::notify::NotificationKind")]
+pub enum NotificationKind {
+    /// Money arrived from another user.
+    TransferReceived,
+    /// A transfer left the user's wallet.
+    TransferSent,
+    /// A withdrawal was paid out or failed.
+    WithdrawalSettled,
+    /// The KYC status changed.
+    KycStatus,
+    /// A sign-in, a new or removed security key, a password change. Always
+    /// sent by e-mail.
+    Security,
+}
+
+/// Where a push device runs.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::notify::PushPlatform")]
+pub enum PushPlatform {
+    /// iPhone or iPad.
+    Ios,
+    /// Android.
+    Android,
+    /// A web app (Web Push).
+    Web,
+}
+
+/// Whether one kind of notification goes out on one channel.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct NotificationPreference {
+    /// What the notifications are about.
+    pub kind: NotificationKind,
+    /// The channel.
+    pub channel: NotificationChannel,
+    /// Whether they go out on it.
+    pub enabled: bool,
+    /// True where it cannot be switched off (security notices by e-mail).
+    pub locked: bool,
+}
+
+/// One change of `updateNotificationPreferences`.
+#[derive(async_graphql::InputObject, Debug, Clone)]
+pub struct NotificationPreferenceInput {
+    /// What the notifications are about.
+    pub kind: NotificationKind,
+    /// The channel.
+    pub channel: NotificationChannel,
+    /// On or off.
+    pub enabled: bool,
+}
+
+/// A device push messages go to.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct PushDevice {
+    /// The device's id (give it to `removePushDevice`).
+    pub id: ID,
+    /// Where it runs.
+    pub platform: PushPlatform,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<entity::store::preferences::PushDevice> for PushDevice {
+    fn from(d: entity::store::preferences::PushDevice) -> Self {
+        Self {
+            id: ID(d.id.to_string()),
+            platform: d.platform.into(),
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// Every (kind, channel) pair with the user's choice.
+fn preference_matrix(prefs: &domain::notify::Preferences) -> Vec<NotificationPreference> {
+    use domain::notify::{Channel, NotificationKind as Kind};
+    Kind::ALL
+        .iter()
+        .flat_map(|kind| {
+            Channel::ALL
+                .iter()
+                .map(move |channel| NotificationPreference {
+                    kind: (*kind).into(),
+                    channel: (*channel).into(),
+                    enabled: prefs.allows(*kind, *channel),
+                    locked: kind.is_locked_on(*channel),
+                })
+        })
+        .collect()
+}
+
 /// One message of one event on one channel.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Delivery {
@@ -179,6 +271,30 @@ impl NotificationQuery {
         Ok(connection)
     }
 
+    /// Which notifications the caller gets on which channel: every kind and
+    /// channel, on unless switched off.
+    async fn notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<NotificationPreference>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let prefs = entity::store::preferences::load(&state.db, user.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(preference_matrix(&prefs))
+    }
+
+    /// The caller's push devices, oldest first.
+    async fn push_devices(&self, ctx: &Context<'_>) -> Result<Vec<PushDevice>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let list = entity::store::preferences::devices(&state.db, user.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(list.into_iter().map(PushDevice::from).collect())
+    }
+
     /// Deliveries that failed every attempt, newest first (admin role).
     /// `retryDelivery` sends one again.
     #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
@@ -231,6 +347,84 @@ impl NotificationMutation {
             .await
             .map_err(ApiError::from)?;
         Ok(i32::try_from(changed).unwrap_or(i32::MAX))
+    }
+
+    /// Switches kinds of notifications on or off per channel (at most one
+    /// change per pair, 15 at once); returns every preference after. Security
+    /// notices by e-mail cannot be switched off (`BAD_USER_INPUT`).
+    async fn update_notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+        input: Vec<NotificationPreferenceInput>,
+    ) -> Result<Vec<NotificationPreference>> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let max = domain::notify::NotificationKind::ALL.len() * domain::notify::Channel::ALL.len();
+        if input.is_empty() || input.len() > max {
+            return Err(ApiError::from(DomainError::bad_input(format!(
+                "give between 1 and {max} preferences"
+            )))
+            .into());
+        }
+        let mut changes: Vec<(
+            domain::notify::NotificationKind,
+            domain::notify::Channel,
+            bool,
+        )> = Vec::with_capacity(input.len());
+        for p in input {
+            let (kind, channel) = (p.kind.into(), p.channel.into());
+            if changes.iter().any(|(k, c, _)| (*k, *c) == (kind, channel)) {
+                return Err(ApiError::from(DomainError::bad_input(format!(
+                    "{} on {} is given twice",
+                    kind.as_str(),
+                    channel.as_str()
+                )))
+                .into());
+            }
+            changes.push((kind, channel, p.enabled));
+        }
+        let prefs = entity::store::preferences::update(&state.db, user.id, &changes)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(preference_matrix(&prefs))
+    }
+
+    /// Registers the app installation's FCM registration token for push
+    /// messages (at most `PUSH_MAX_DEVICES` per account, `LIMIT_EXCEEDED`
+    /// beyond). Registering a known token again returns its device.
+    async fn register_push_device(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        platform: PushPlatform,
+    ) -> Result<PushDevice> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let token = domain::notify::PushToken::parse(&token).map_err(ApiError::from)?;
+        let device = entity::store::preferences::register_device(
+            &state.db,
+            user.id,
+            &token,
+            platform.into(),
+            state.settings.notify.max_push_devices,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(device.into())
+    }
+
+    /// Removes one of the caller's push devices (`NOT_FOUND` for others').
+    async fn remove_push_device(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let removed = entity::store::preferences::remove_device(&state.db, user.id, id)
+            .await
+            .map_err(ApiError::from)?;
+        if !removed {
+            return Err(ApiError::from(DomainError::not_found("push device")).into());
+        }
+        Ok(true)
     }
 
     /// Sends a dead letter again, with a fresh set of attempts (admin role).

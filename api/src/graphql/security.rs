@@ -262,7 +262,7 @@ impl SecurityMutation {
         )
         .await?;
         tracing::info!(user.id = %user.id, "logged in with a second factor");
-        Ok(issue_session(state, user).await?)
+        Ok(issue_session(state, user, Some("webauthn")).await?)
     }
 
     /// Starts a step-up: pass the result to `navigator.credentials.get`,

@@ -1,5 +1,5 @@
 //! `GET /metrics`: Prometheus text exposition of the live parts (hub, relay,
-//! WebSockets, outbox backlog).
+//! WebSockets, outbox backlog, notifier queue and outcomes).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -102,6 +102,52 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
             );
         }
         Err(err) => tracing::warn!(error = %err, "metrics: reading the outbox backlog failed"),
+    }
+    if let Some(d) = app.live.deliveries.get() {
+        for (name, help, value) in [
+            (
+                "wallet_bff_notify_sent_total",
+                "Deliveries the channels accepted (this instance).",
+                &d.sent,
+            ),
+            (
+                "wallet_bff_notify_retried_total",
+                "Failed delivery attempts that will be retried (this instance).",
+                &d.retried,
+            ),
+            (
+                "wallet_bff_notify_dead_total",
+                "Deliveries that became dead letters (this instance).",
+                &d.dead,
+            ),
+        ] {
+            metric(
+                &mut out,
+                name,
+                "counter",
+                help,
+                value.load(Ordering::Relaxed),
+            );
+        }
+    }
+    match entity::store::deliveries::backlog(&app.db).await {
+        Ok((queued, dead)) => {
+            metric(
+                &mut out,
+                "wallet_bff_notify_queue_depth",
+                "gauge",
+                "Deliveries waiting to be sent (pending, failed, sending), all instances.",
+                queued,
+            );
+            metric(
+                &mut out,
+                "wallet_bff_notify_dead_letters",
+                "gauge",
+                "Dead letters waiting for an admin's retryDelivery.",
+                dead,
+            );
+        }
+        Err(err) => tracing::warn!(error = %err, "metrics: reading the delivery backlog failed"),
     }
     (
         StatusCode::OK,

@@ -11,6 +11,7 @@ mod limits;
 mod notify;
 mod oauth;
 mod precision;
+mod push;
 mod realtime;
 mod roles;
 mod schema;

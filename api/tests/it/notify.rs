@@ -222,12 +222,13 @@ async fn after_the_last_attempt_a_dead_letter_is_listed_and_retry_delivery_sends
             .as_array()
             .expect("edges")
             .clone();
-        if dead.len() == 2 {
+        if dead.len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(dead.len(), 2, "both e-mails died: {dead:?}");
+    // The admin's sign-in notice and the transfer's two e-mails.
+    assert_eq!(dead.len(), 3, "every e-mail died: {dead:?}");
     for d in &dead {
         assert_eq!(d["node"]["channel"], "EMAIL");
         assert_eq!(d["node"]["status"], "DEAD");
@@ -269,8 +270,10 @@ async fn after_the_last_attempt_a_dead_letter_is_listed_and_retry_delivery_sends
             "{again}"
         );
     }
-    let mails = sink.wait_for(2, Duration::from_secs(10)).await;
-    assert_each_once(&mails, 2);
+    let mails = sink.wait_for(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_each_once(&sink.mails(), 3);
+    assert_eq!(mails.len(), 3);
     let list = app.gql(Some(&admin.token), DEAD, json!({})).await;
     assert_eq!(data(&list, "deadLetters")["edges"], json!([]));
 }
@@ -337,4 +340,166 @@ async fn a_notifier_killed_mid_batch_sends_no_duplicate_and_loses_nothing() {
     assert_each_once(&sink.mails(), 10);
     assert_eq!(mails.len(), 10);
     drop(second);
+}
+
+const PREFS: &str = "mutation($i: [NotificationPreferenceInput!]!) { updateNotificationPreferences(input: $i) { kind channel enabled locked } }";
+
+#[tokio::test]
+async fn a_channel_switched_off_sends_nothing_on_it_and_security_notices_still_go_by_email() {
+    let sink = SmtpSink::start();
+    let settings = smtp(&sink);
+    let app = TestApp::spawn_with(Backend::Postgres, move |s| s.notify.smtp = Some(settings)).await;
+    let (alice, aw, bob, bw) = pair(&app, "prefs").await;
+    // Security notices by e-mail cannot be switched off.
+    let refused = app
+        .gql(
+            Some(&bob.token),
+            PREFS,
+            json!({ "i": [{ "kind": "SECURITY", "channel": "EMAIL", "enabled": false }] }),
+        )
+        .await;
+    assert_eq!(
+        crate::support::error_code(&refused),
+        "BAD_USER_INPUT",
+        "{refused}"
+    );
+    let too_many: Vec<Value> = (0..16)
+        .map(|_| json!({ "kind": "KYC_STATUS", "channel": "PUSH", "enabled": false }))
+        .collect();
+    let refused = app
+        .gql(Some(&bob.token), PREFS, json!({ "i": too_many }))
+        .await;
+    assert_eq!(
+        crate::support::error_code(&refused),
+        "BAD_USER_INPUT",
+        "{refused}"
+    );
+    let set = app
+        .gql(
+            Some(&bob.token),
+            PREFS,
+            json!({ "i": [
+                { "kind": "TRANSFER_RECEIVED", "channel": "EMAIL", "enabled": false },
+                { "kind": "SECURITY", "channel": "IN_APP", "enabled": false },
+            ] }),
+        )
+        .await;
+    let prefs = data(&set, "updateNotificationPreferences")
+        .as_array()
+        .expect("prefs")
+        .clone();
+    assert_eq!(prefs.len(), 15, "every kind on every channel");
+    let find = |kind: &str, channel: &str| {
+        prefs
+            .iter()
+            .find(|p| p["kind"] == kind && p["channel"] == channel)
+            .cloned()
+            .unwrap_or_else(|| panic!("{kind} {channel}"))
+    };
+    assert_eq!(find("TRANSFER_RECEIVED", "EMAIL")["enabled"], false);
+    assert_eq!(find("TRANSFER_RECEIVED", "IN_APP")["enabled"], true);
+    assert_eq!(
+        find("SECURITY", "EMAIL"),
+        json!({ "kind": "SECURITY", "channel": "EMAIL", "enabled": true, "locked": true })
+    );
+    let read = app
+        .gql(
+            Some(&bob.token),
+            "{ notificationPreferences { kind channel enabled } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data(&read, "notificationPreferences")
+            .as_array()
+            .map(|p| p.iter().filter(|p| p["enabled"] == false).count()),
+        Some(2)
+    );
+
+    transfer(&app, &alice, &aw, &bw, "7", "t").await;
+    // Alice's confirmation goes out; Bob's e-mail is off, his in-app is on.
+    let mails = sink.wait_for(1, Duration::from_secs(10)).await;
+    let inbox = app
+        .notifications(&bob, "{ notifications { edges { node { kind } } } }", 1)
+        .await;
+    assert_eq!(inbox[0]["node"]["kind"], "transfer.received");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mails_now = sink.mails();
+    assert_eq!(mails_now.len(), 1, "{mails_now:#?}");
+    assert_eq!(mails[0].rcpt_tos, std::slice::from_ref(&alice.email));
+
+    // Bob signs in: the security notice comes by e-mail, not in the app.
+    app.login(&bob.email).await;
+    let mails = sink.wait_for(2, Duration::from_secs(10)).await;
+    let notice = mails
+        .iter()
+        .find(|m| m.rcpt_tos == [bob.email.clone()])
+        .unwrap_or_else(|| panic!("no sign-in notice: {mails:#?}"));
+    assert_eq!(notice.subject, "New sign-in to your account");
+    let text = notice.text.as_deref().expect("text");
+    assert!(
+        text.contains("signed in to with your password on "),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inbox = app
+        .notifications(&bob, "{ notifications { edges { node { kind } } } }", 1)
+        .await;
+    assert!(
+        inbox.iter().all(|e| e["node"]["kind"] != "security.notice"),
+        "in-app security notices are off: {inbox:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_from_before_the_events_kept_answers_replay_unavailable() {
+    use crate::support::WsClient;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.outbox_retention_secs = 1;
+        s.outbox_prune_interval_secs = 1;
+    })
+    .await;
+    let u = app.register("pruned@example.com").await;
+    let w = app.open_wallet(&u, "USD").await;
+    for i in 0..3 {
+        app.deposit(&u, &w, "1", &format!("d{i}")).await;
+    }
+    // The three balance.updated events are published, then pruned.
+    let user = uuid::Uuid::parse_str(&u.user_id).expect("uuid");
+    let mut gone = 0;
+    for _ in 0..100 {
+        gone = entity::store::events::pruned_through(&app.db, user)
+            .await
+            .expect("pruned");
+        if gone >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gone, 3);
+    const SUB: &str =
+        "subscription($after: Int) { balanceUpdated(afterSequence: $after) { sequence } }";
+    let mut ws = WsClient::authed(app.addr, "graphql-transport-ws", &u.token).await;
+    ws.subscribe("old", SUB, json!({ "after": 1 })).await;
+    let msg = ws
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("message");
+    let err = &msg["payload"]["errors"][0];
+    assert_eq!(err["extensions"]["code"], "REPLAY_UNAVAILABLE", "{msg}");
+    assert_eq!(err["extensions"]["keptAfterSequence"], 3, "{msg}");
+    let done = ws
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("complete");
+    assert_eq!(
+        (done["id"].clone(), done["type"].clone()),
+        (json!("old"), json!("complete"))
+    );
+    // From the last pruned sequence on, replay works: a new event arrives.
+    ws.subscribe("new", SUB, json!({ "after": 3 })).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.deposit(&u, &w, "1", "after").await;
+    let live = ws.next_data("new", Duration::from_secs(5)).await;
+    assert_eq!(live["data"]["balanceUpdated"]["sequence"], 4);
 }

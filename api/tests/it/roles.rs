@@ -192,6 +192,20 @@ fn table(f: &Fixtures) -> Vec<Row> {
         ),
         row(
             Q,
+            "notificationPreferences",
+            "query { notificationPreferences { kind channel enabled } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            Q,
+            "pushDevices",
+            "query { pushDevices { id } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            Q,
             "kycReviews",
             "query { kycReviews { id } }",
             json!({}),
@@ -360,6 +374,29 @@ fn table(f: &Fixtures) -> Vec<Row> {
             json!({ "i": { "email": FRESH_EMAIL, "password": PASSWORD, "displayName": "New user" } }),
             Rule::Public,
         ),
+        row(
+            M,
+            "updateNotificationPreferences",
+            "mutation { updateNotificationPreferences(input: [{ kind: KYC_STATUS, channel: PUSH, enabled: true }]) { enabled } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            M,
+            "registerPushDevice",
+            "mutation($t: String!) { registerPushDevice(token: $t, platform: ANDROID) { id } }",
+            json!({ "t": format!("roles-device-{}", Uuid::new_v4().simple()) }),
+            Rule::SignedIn,
+        ),
+        row(
+            M,
+            "removePushDevice",
+            "mutation($id: ID!) { removePushDevice(id: $id) }",
+            json!({ "id": Uuid::new_v4().to_string() }),
+            Rule::SignedIn,
+        )
+        // Nobody has this device.
+        .allowing(&[NOT_FOUND]),
         row(
             M,
             "retryDelivery",

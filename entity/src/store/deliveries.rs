@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::entities::{deliveries, outbox_events};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::notifications::{self, NewNotification};
-use crate::store::{StoreResult, inconsistent, now};
+use crate::store::{StoreResult, inconsistent, now, numbered};
 
 /// A delivery as the notifier and the API see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,21 +200,6 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
-/// `?` placeholders become `$1, $2, ...` (PostgreSQL).
-fn numbered(sql: &str) -> String {
-    let mut n = 0;
-    let mut out = String::with_capacity(sql.len() + 16);
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 const CLAIM_SQL: &str = "UPDATE deliveries SET status = ?, attempts = attempts + 1, \
      lease_until = ?, updated_at = ? \
      WHERE id IN (SELECT id FROM deliveries \
@@ -338,17 +323,23 @@ pub async fn for_event(
         .collect()
 }
 
-/// How many deliveries wait to be sent (pending, failed or sending).
-pub async fn backlog(db: &impl ConnectionTrait) -> StoreResult<u64> {
+/// How many deliveries wait to be sent (pending, failed or sending), and
+/// how many are dead letters.
+pub async fn backlog(db: &impl ConnectionTrait) -> StoreResult<(u64, u64)> {
     use sea_orm::PaginatorTrait;
-    Ok(deliveries::Entity::find()
+    let queued = deliveries::Entity::find()
         .filter(deliveries::Column::Status.is_in([
             DeliveryStatus::Pending.as_str(),
             DeliveryStatus::Failed.as_str(),
             DeliveryStatus::Sending.as_str(),
         ]))
         .count(db)
-        .await?)
+        .await?;
+    let dead = deliveries::Entity::find()
+        .filter(deliveries::Column::Status.eq(DeliveryStatus::Dead.as_str()))
+        .count(db)
+        .await?;
+    Ok((queued, dead))
 }
 
 /// Dead letters, newest first, after a (created, id) position.

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::entities::{outbox_events, users};
+use crate::entities::{outbox_events, outbox_pruned, users};
 use crate::store::records::{TransactionRecord, WalletRecord};
 use crate::store::{StoreResult, inconsistent, now};
 
@@ -262,4 +262,97 @@ pub async fn backlog(db: &impl ConnectionTrait) -> StoreResult<(u64, f64)> {
         Ord::max((now() - e.created_at).num_milliseconds(), 0i64) as f64 / 1000.0
     });
     Ok((pending, age))
+}
+
+const PRUNABLE_SQL: &str = "SELECT id, user_id, sequence FROM outbox_events o \
+     WHERE o.published_at IS NOT NULL AND o.created_at < ? \
+     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id AND d.status <> ?) \
+     ORDER BY o.created_at LIMIT ?{lock}";
+
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct Prunable {
+    id: Uuid,
+    user_id: Uuid,
+    sequence: i64,
+}
+
+/// Deletes up to `batch` published events older than `older_than` whose
+/// deliveries all went out (with those delivery records), and records per
+/// user how far events are gone. Returns how many were deleted.
+pub async fn prune(
+    db: &sea_orm::DatabaseConnection,
+    older_than: chrono::DateTime<chrono::Utc>,
+    batch: u64,
+) -> StoreResult<u64> {
+    use sea_orm::{FromQueryResult, Statement, TransactionTrait};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            crate::store::numbered(&PRUNABLE_SQL.replace("{lock}", " FOR UPDATE OF o SKIP LOCKED"))
+        }
+        _ => PRUNABLE_SQL.replace("{lock}", ""),
+    };
+    let txn = db.begin().await?;
+    let rows = Prunable::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            older_than.into(),
+            domain::notify::DeliveryStatus::Sent.as_str().into(),
+            i64::try_from(batch).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .all(&txn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    crate::entities::deliveries::Entity::delete_many()
+        .filter(crate::entities::deliveries::Column::EventId.is_in(ids.clone()))
+        .exec(&txn)
+        .await?;
+    outbox_events::Entity::delete_many()
+        .filter(outbox_events::Column::Id.is_in(ids))
+        .exec(&txn)
+        .await?;
+    let mut through: std::collections::BTreeMap<Uuid, i64> = std::collections::BTreeMap::new();
+    for r in &rows {
+        let seq = through.entry(r.user_id).or_insert(r.sequence);
+        *seq = Ord::max(*seq, r.sequence);
+    }
+    for (user_id, sequence) in through {
+        let known = outbox_pruned::Entity::find_by_id(user_id).one(&txn).await?;
+        match known {
+            Some(k) if k.through_sequence >= sequence => {}
+            Some(_) => {
+                outbox_pruned::Entity::update_many()
+                    .col_expr(
+                        outbox_pruned::Column::ThroughSequence,
+                        Expr::value(sequence),
+                    )
+                    .filter(outbox_pruned::Column::UserId.eq(user_id))
+                    .exec(&txn)
+                    .await?;
+            }
+            None => {
+                outbox_pruned::Entity::insert(outbox_pruned::ActiveModel {
+                    user_id: Set(user_id),
+                    through_sequence: Set(sequence),
+                })
+                .exec_without_returning(&txn)
+                .await?;
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+/// Events of the user up to this sequence may have been pruned (0: none).
+pub async fn pruned_through(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<i64> {
+    Ok(outbox_pruned::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .map_or(0, |p| p.through_sequence))
 }

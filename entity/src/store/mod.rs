@@ -14,6 +14,7 @@ pub mod history;
 pub mod idempotency;
 pub mod notifications;
 pub mod payments;
+pub mod preferences;
 pub mod records;
 pub mod security;
 pub mod sessions;
@@ -45,4 +46,20 @@ pub fn now() -> DateTime<Utc> {
 
 pub(crate) fn inconsistent(what: impl Into<String>) -> StoreError {
     StoreError::Inconsistent(what.into())
+}
+
+/// `?` placeholders become `$1, $2, ...` (PostgreSQL's raw SQL).
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut n = 0;
+    let mut out = String::with_capacity(sql.len() + 16);
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -8,7 +8,8 @@
 //! so a retry of the same idempotent request may present the token again.
 
 use chrono::{DateTime, Utc};
-use domain::{DisplayName, DomainError, Email, ErrorCode};
+use domain::events::SecurityNotice;
+use domain::{DisplayName, DomainError, Email, ErrorCode, EventBody};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -20,7 +21,7 @@ use uuid::Uuid;
 use crate::entities::{auth_flows, oauth_identities, users, webauthn_credentials};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::records::UserRecord;
-use crate::store::{StoreError, StoreResult, now};
+use crate::store::{StoreError, StoreResult, events, now};
 
 /// A registered credential.
 pub type Credential = webauthn_credentials::Model;
@@ -119,6 +120,10 @@ pub async fn add_credential(
         },
     )
     .await?;
+    let notice = SecurityNotice::SecurityKeyAdded {
+        name: row.name.clone(),
+    };
+    events::append(&txn, user_id, EventBody::SecurityNotice(notice)).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -134,14 +139,16 @@ pub async fn remove_credential(
     // Same lock as `add_credential`: the two-factor flag cannot be computed
     // from a list a racing registration is changing.
     lock_user(&txn, user_id).await?;
-    let removed = webauthn_credentials::Entity::delete_many()
-        .filter(webauthn_credentials::Column::Id.eq(credential))
+    let Some(key) = webauthn_credentials::Entity::find_by_id(credential)
         .filter(webauthn_credentials::Column::UserId.eq(user_id))
+        .one(&txn)
+        .await?
+    else {
+        return Err(DomainError::not_found("security key").into());
+    };
+    webauthn_credentials::Entity::delete_by_id(key.id)
         .exec(&txn)
         .await?;
-    if removed.rows_affected == 0 {
-        return Err(DomainError::not_found("security key").into());
-    }
     let enabled = set_two_factor(&txn, user_id).await?;
     audit::record(
         &txn,
@@ -154,6 +161,8 @@ pub async fn remove_credential(
         },
     )
     .await?;
+    let notice = SecurityNotice::SecurityKeyRemoved { name: key.name };
+    events::append(&txn, user_id, EventBody::SecurityNotice(notice)).await?;
     txn.commit().await?;
     Ok(enabled)
 }

@@ -61,12 +61,14 @@ async fn insert_token(
 }
 
 /// Starts a session with its first refresh token (stored by hash); returns
-/// the session id.
+/// the session id. A sign-in (`Some(method)`, not a registration) also
+/// writes the security notice that tells the user of it.
 pub async fn start(
     db: &DatabaseConnection,
     user_id: Uuid,
     token_hash: String,
     expires_at: DateTime<Utc>,
+    sign_in: Option<&str>,
 ) -> StoreResult<Uuid> {
     let txn = db.begin().await?;
     let id = Uuid::now_v7();
@@ -79,6 +81,12 @@ pub async fn start(
     .exec_without_returning(&txn)
     .await?;
     insert_token(&txn, user_id, id, token_hash, expires_at).await?;
+    if let Some(method) = sign_in {
+        let notice = domain::events::SecurityNotice::SignedIn {
+            method: method.to_owned(),
+        };
+        super::events::append(&txn, user_id, domain::EventBody::SecurityNotice(notice)).await?;
+    }
     txn.commit().await?;
     Ok(id)
 }

@@ -237,6 +237,8 @@ pub async fn set_password(
         },
     )
     .await?;
+    let notice = domain::events::SecurityNotice::PasswordChanged;
+    super::events::append(&txn, user_id, domain::EventBody::SecurityNotice(notice)).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! The delivery channels behind one trait: in-app ([`in_app`]) and e-mail
-//! over SMTP ([`email`]).
+//! The delivery channels behind one trait: in-app ([`in_app`]), e-mail over
+//! SMTP ([`email`]) and push through FCM HTTP v1 ([`push`]).
 
 pub mod email;
 pub mod in_app;
+pub mod push;
 
 use std::time::Duration;
 

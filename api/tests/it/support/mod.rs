@@ -1,5 +1,6 @@
 //! `TestApp`: spawns the server against a fresh database and talks GraphQL.
 
+pub mod fcm;
 pub mod smtp;
 
 use std::net::SocketAddr;
@@ -150,6 +151,8 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         request_timeout_secs: 30,
         outbox_relay_enabled: true,
         outbox_poll_interval_ms: 100,
+        outbox_retention_secs: 604_800,
+        outbox_prune_interval_secs: 300,
         subscription_buffer: 256,
         ws_init_timeout_secs: 10,
         ws_keepalive_secs: 15,
@@ -201,6 +204,8 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         trust_forwarded_for: false,
         notify: api::config::NotifySettings {
             smtp: None,
+            fcm: None,
+            max_push_devices: 3,
             workers: 2,
             batch: 16,
             lease: std::time::Duration::from_secs(60),
