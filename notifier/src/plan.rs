@@ -1,13 +1,18 @@
-//! Planning: which deliveries an event gets, written by the relay in the
-//! transaction that publishes it, so every published event is planned
+//! Planning: which deliveries events get, written by the relay in the
+//! transaction that publishes them, so every published event is planned
 //! exactly once (the unique (event, channel, target) key absorbs a relay's
-//! repeat).
+//! repeat). A batch costs a few queries whatever its size: the users'
+//! preferences, addresses and devices are read for the whole batch.
+
+use std::collections::HashMap;
 
 use domain::Envelope;
 use domain::notify::{Channel, NotificationKind};
 use entity::StoreResult;
-use entity::store::{deliveries, preferences, users};
+use entity::store::deliveries::{self, Planned};
+use entity::store::{preferences, users};
 use sea_orm::ConnectionTrait;
+use uuid::Uuid;
 
 /// The channels this deployment delivers on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,33 +31,65 @@ impl Planner {
         &self.enabled
     }
 
-    /// Plans the event's deliveries by the user's preferences (security
-    /// notices always by e-mail); returns how many targets it has.
-    pub async fn plan(&self, db: &impl ConnectionTrait, event: &Envelope) -> StoreResult<usize> {
-        let Some(kind) = NotificationKind::of(&event.body) else {
+    /// Plans the events' deliveries by their users' preferences (security
+    /// notices always by e-mail); returns how many were planned.
+    pub async fn plan(
+        &self,
+        db: &impl ConnectionTrait,
+        events: &[&Envelope],
+    ) -> StoreResult<usize> {
+        let notifiable: Vec<(&Envelope, NotificationKind)> = events
+            .iter()
+            .filter_map(|e| NotificationKind::of(&e.body).map(|k| (*e, k)))
+            .collect();
+        if notifiable.is_empty() || self.enabled.is_empty() {
             return Ok(0);
+        }
+        let mut user_ids: Vec<Uuid> = notifiable.iter().map(|(e, _)| e.user_id).collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let prefs = preferences::load_many(db, &user_ids).await?;
+        let emails = if self.enabled.contains(&Channel::Email) {
+            users::emails(db, &user_ids).await?
+        } else {
+            HashMap::new()
         };
-        let prefs = preferences::load(db, event.user_id).await?;
-        let mut targets = Vec::new();
-        for channel in self.enabled.iter().copied() {
-            if !prefs.allows(kind, channel) {
-                continue;
-            }
-            match channel {
-                Channel::InApp => targets.push((channel, String::new())),
-                Channel::Email => {
-                    if let Some(user) = users::load(db, event.user_id).await? {
-                        targets.push((channel, user.email));
-                    }
+        let devices = if self.enabled.contains(&Channel::Push) {
+            preferences::devices_of(db, &user_ids).await?
+        } else {
+            HashMap::new()
+        };
+        let mut planned = Vec::new();
+        for (event, kind) in notifiable {
+            let prefs = prefs.get(&event.user_id).cloned().unwrap_or_default();
+            let mut add = |channel: Channel, target: String| {
+                planned.push(Planned {
+                    event_id: event.id,
+                    user_id: event.user_id,
+                    channel,
+                    target,
+                });
+            };
+            for channel in self.enabled.iter().copied() {
+                if !prefs.allows(kind, channel) {
+                    continue;
                 }
-                Channel::Push => {
-                    for device in preferences::devices(db, event.user_id).await? {
-                        targets.push((channel, device.id.to_string()));
+                match channel {
+                    Channel::InApp => add(channel, String::new()),
+                    Channel::Email => {
+                        if let Some(email) = emails.get(&event.user_id) {
+                            add(channel, email.clone());
+                        }
+                    }
+                    Channel::Push => {
+                        for device in devices.get(&event.user_id).into_iter().flatten() {
+                            add(channel, device.id.to_string());
+                        }
                     }
                 }
             }
         }
-        deliveries::plan(db, event, &targets).await?;
-        Ok(targets.len())
+        deliveries::plan(db, &planned).await?;
+        Ok(planned.len())
     }
 }

@@ -176,8 +176,9 @@ async fn round(
     let batch = events::unpublished(&txn, config.batch_size)
         .await
         .context("reading unpublished events")?;
+    // Publish the whole batch first: the live path never waits for planning.
     let mut ids = Vec::with_capacity(batch.len());
-    let mut planned = 0;
+    let mut published = Vec::with_capacity(batch.len());
     for row in batch {
         match row.envelope {
             Ok(envelope) => {
@@ -185,11 +186,7 @@ async fn round(
                 bus.publish(envelope.clone())
                     .await
                     .with_context(|| format!("publishing event {}", row.id))?;
-                planned += config
-                    .planner
-                    .plan(&txn, &envelope)
-                    .await
-                    .with_context(|| format!("planning the deliveries of event {}", row.id))?;
+                published.push(envelope);
             }
             // A newer release wrote it (rolling deploy): pass it on as is.
             Err(err) if err.is_from_newer_release() => bus
@@ -204,6 +201,12 @@ async fn round(
         }
         ids.push(row.id);
     }
+    let refs: Vec<&domain::Envelope> = published.iter().map(|e| e.as_ref()).collect();
+    let planned = config
+        .planner
+        .plan(&txn, &refs)
+        .await
+        .context("planning deliveries")?;
     events::mark_published(&txn, &ids)
         .await
         .context("marking events published")?;

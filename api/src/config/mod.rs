@@ -708,6 +708,46 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_service_account_file_refuses_to_start_and_names_the_variable() {
+        let dir =
+            std::env::temp_dir().join(format!("wallet-bff-fcm-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("sa.json");
+        let path = file.display().to_string();
+        let err = |contents: Option<&str>| {
+            match contents {
+                Some(c) => std::fs::write(&file, c).expect("write"),
+                None => {
+                    let _ = std::fs::remove_file(&file);
+                }
+            }
+            format!(
+                "{:#}",
+                settings_of(&[("FCM_SERVICE_ACCOUNT_FILE", &path)]).expect_err("refused")
+            )
+        };
+        for (contents, why) in [
+            (None, "missing"),
+            (Some("{ not json"), "not JSON"),
+            (
+                Some(r#"{"client_email": "a@b", "token_uri": "https://t"}"#),
+                "no key",
+            ),
+            (
+                Some(
+                    r#"{"client_email": "a@b", "token_uri": "https://t", "private_key": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n", "project_id": "p"}"#,
+                ),
+                "not an RSA key",
+            ),
+        ] {
+            let e = err(contents);
+            assert!(e.contains("FCM_SERVICE_ACCOUNT_FILE"), "{why}: {e}");
+            assert!(!e.contains("c2VjcmV0"), "{why}: the key leaked: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rates_parse_as_count_per_seconds() {
         assert_eq!(
             "10/900".parse::<RateSetting>(),

@@ -5,14 +5,14 @@
 //! | `SMTP_URL` | unset: e-mail off | `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host` (TLS), `smtp://host:25` (no TLS) |
 //! | `SMTP_FROM` | required with `SMTP_URL` | sender mailbox, `Wallet <no-reply@example.com>` |
 //! | `SMTP_TIMEOUT_SECS` | `10` | longest SMTP command; an attempt takes at most three times it |
-//! | `SMTP_POOL_SIZE` | `4` | pooled SMTP connections per instance |
+//! | `SMTP_POOL_SIZE` | `8` | pooled SMTP connections per instance |
 //! | `FCM_SERVICE_ACCOUNT_FILE` | unset: push off | Google service-account JSON key of the Firebase project |
 //! | `FCM_PROJECT_ID` | the key's `project_id` | Firebase project |
 //! | `FCM_BASE_URL` | `https://fcm.googleapis.com` | FCM HTTP v1 endpoint |
 //! | `FCM_TOKEN_URL` | the key's `token_uri` | OAuth2 token endpoint |
 //! | `FCM_TIMEOUT_SECS` | `10` | longest FCM request |
 //! | `PUSH_MAX_DEVICES` | `10` | push devices per user |
-//! | `NOTIFY_WORKERS` | `4` | delivery workers per instance; `0` runs none here |
+//! | `NOTIFY_WORKERS` | `8` | delivery workers per instance; `0` runs none here |
 //! | `NOTIFY_BATCH` | `16` | deliveries a worker takes at once |
 //! | `NOTIFY_LEASE_SECS` | `60` | how long a taken delivery belongs to its worker; after a crash it is sent again once this ran out |
 //! | `NOTIFY_POLL_INTERVAL_MS` | `1000` | how often idle workers look for due deliveries (the local relay also wakes them) |
@@ -67,7 +67,7 @@ impl NotifySettings {
                     url: url.trim().to_owned(),
                     from: from.trim().to_owned(),
                     timeout: Duration::from_secs(env.parsed("SMTP_TIMEOUT_SECS", 10u64)?),
-                    pool_size: env.parsed("SMTP_POOL_SIZE", 4u32)?,
+                    pool_size: env.parsed("SMTP_POOL_SIZE", 8u32)?,
                 };
                 smtp.validate()?;
                 Some(smtp)
@@ -119,7 +119,7 @@ impl NotifySettings {
             smtp,
             fcm,
             max_push_devices,
-            workers: env.parsed("NOTIFY_WORKERS", 4usize)?,
+            workers: env.parsed("NOTIFY_WORKERS", 8usize)?,
             batch,
             lease: Duration::from_secs(lease_secs),
             poll_interval: Duration::from_millis(

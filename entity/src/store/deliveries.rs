@@ -81,25 +81,30 @@ pub struct Claimed {
     pub event: Envelope,
 }
 
-/// Plans the deliveries of an event; ones planned before (the relay
+/// One delivery to plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// The channel.
+    pub channel: Channel,
+    /// The address, the device's id, or empty for in-app.
+    pub target: String,
+}
+
+/// Plans deliveries in one statement; ones planned before (the relay
 /// publishes at least once) stay as they are.
-pub async fn plan(
-    db: &impl ConnectionTrait,
-    event: &Envelope,
-    targets: &[(Channel, String)],
-) -> StoreResult<()> {
-    if targets.is_empty() {
-        return Ok(());
-    }
+pub async fn plan(db: &impl ConnectionTrait, planned: &[Planned]) -> StoreResult<()> {
     let at = now();
-    let rows = targets
-        .iter()
-        .map(|(channel, target)| deliveries::ActiveModel {
+    for chunk in planned.chunks(500) {
+        let rows = chunk.iter().map(|p| deliveries::ActiveModel {
             id: sea_orm::Set(Uuid::now_v7()),
-            event_id: sea_orm::Set(event.id),
-            user_id: sea_orm::Set(event.user_id),
-            channel: sea_orm::Set(channel.as_str().to_owned()),
-            target: sea_orm::Set(target.clone()),
+            event_id: sea_orm::Set(p.event_id),
+            user_id: sea_orm::Set(p.user_id),
+            channel: sea_orm::Set(p.channel.as_str().to_owned()),
+            target: sea_orm::Set(p.target.clone()),
             status: sea_orm::Set(DeliveryStatus::Pending.as_str().to_owned()),
             attempts: sea_orm::Set(0),
             next_attempt_at: sea_orm::Set(at),
@@ -109,18 +114,19 @@ pub async fn plan(
             created_at: sea_orm::Set(at),
             updated_at: sea_orm::Set(at),
         });
-    deliveries::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([
-                deliveries::Column::EventId,
-                deliveries::Column::Channel,
-                deliveries::Column::Target,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+        deliveries::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    deliveries::Column::EventId,
+                    deliveries::Column::Channel,
+                    deliveries::Column::Target,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
     Ok(())
 }
 

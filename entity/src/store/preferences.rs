@@ -1,6 +1,8 @@
 //! What a user wants to be told on which channel, and the devices push
 //! messages go to.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use domain::notify::{Channel, NotificationKind, Preferences, PushPlatform, PushToken};
 use domain::{DomainError, ErrorCode};
@@ -16,20 +18,35 @@ use crate::store::{StoreResult, inconsistent, now};
 
 /// The user's choices (pairs without a row are on).
 pub async fn load(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<Preferences> {
+    Ok(load_many(db, &[user_id])
+        .await?
+        .remove(&user_id)
+        .unwrap_or_default())
+}
+
+/// The choices of several users, in one query; users who switched nothing
+/// off are absent.
+pub async fn load_many(
+    db: &impl ConnectionTrait,
+    user_ids: &[Uuid],
+) -> StoreResult<HashMap<Uuid, Preferences>> {
     let rows = notification_preferences::Entity::find()
-        .filter(notification_preferences::Column::UserId.eq(user_id))
+        .filter(notification_preferences::Column::UserId.is_in(user_ids.to_vec()))
         .filter(notification_preferences::Column::Enabled.eq(false))
         .all(db)
         .await?;
-    let mut off = Vec::with_capacity(rows.len());
+    let mut out: HashMap<Uuid, Preferences> = HashMap::new();
     for row in rows {
         let kind = NotificationKind::parse(&row.kind)
             .map_err(|_| inconsistent(format!("preference kind {}", row.kind)))?;
         let channel = Channel::parse(&row.channel)
             .map_err(|_| inconsistent(format!("preference channel {}", row.channel)))?;
-        off.push((kind, channel));
+        out.entry(row.user_id)
+            .or_default()
+            .off
+            .push((kind, channel));
     }
-    Ok(Preferences { off })
+    Ok(out)
 }
 
 /// Sets some (kind, channel) pairs on or off in one transaction; returns
@@ -195,6 +212,24 @@ pub async fn remove_device(
 pub async fn forget_device(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<()> {
     push_devices::Entity::delete_by_id(id).exec(db).await?;
     Ok(())
+}
+
+/// The devices of several users, in one query, oldest first.
+pub async fn devices_of(
+    db: &impl ConnectionTrait,
+    user_ids: &[Uuid],
+) -> StoreResult<HashMap<Uuid, Vec<PushDevice>>> {
+    let rows = push_devices::Entity::find()
+        .filter(push_devices::Column::UserId.is_in(user_ids.to_vec()))
+        .order_by_asc(push_devices::Column::CreatedAt)
+        .all(db)
+        .await?;
+    let mut out: HashMap<Uuid, Vec<PushDevice>> = HashMap::new();
+    for row in rows {
+        let device = PushDevice::try_from(row)?;
+        out.entry(device.user_id).or_default().push(device);
+    }
+    Ok(out)
 }
 
 /// The user's devices, oldest first.

@@ -243,6 +243,22 @@ pub async fn set_password(
     Ok(())
 }
 
+/// The e-mail addresses of several users, in one query.
+pub async fn emails(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> StoreResult<std::collections::HashMap<Uuid, String>> {
+    let rows: Vec<(Uuid, String)> = users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::Email)
+        .filter(users::Column::Id.is_in(ids.to_vec()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The row of a user, with its password hash.
 pub async fn find_row(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<users::Model>> {
     Ok(users::Entity::find_by_id(id).one(db).await?)
