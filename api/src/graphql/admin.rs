@@ -1,13 +1,13 @@
 //! Operations for staff roles.
 
-use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, Enum, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{Role, WalletStatus, WithdrawalOutcome};
 use entity::store::{audit, payments, users, wallets};
 
 use super::types::{KycStatus, RoleGql, TransactionPayload, User, Wallet};
-use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
+use super::{PageRequest, parse_id, parts};
 use crate::error::ApiError;
 
 /// One audit record.
@@ -53,36 +53,30 @@ impl AdminQuery {
             ))
             .into());
         }
-        let limit = page_size(first).map_err(ApiError::from)?;
-        let after = after
-            .as_deref()
-            .map(decode_cursor)
-            .transpose()
-            .map_err(ApiError::from)?;
+        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
         let actor = actor_id
             .as_ref()
             .map(|id| parse_id(id, "actorId"))
             .transpose()
             .map_err(ApiError::from)?;
-        let (rows, has_next) = audit::list(&state.db, actor, action.as_deref(), after, limit)
-            .await
-            .map_err(ApiError::from)?;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(rows.into_iter().map(|r| {
-            Edge::new(
-                encode_cursor(r.created_at, r.id),
-                AuditEntry {
-                    id: ID(r.id.to_string()),
-                    actor_id: r.actor_id.map(|a| ID(a.to_string())),
-                    action: r.action,
-                    subject_type: r.subject_type,
-                    subject_id: r.subject_id.map(|s| ID(s.to_string())),
-                    details: Json(r.details),
-                    created_at: r.created_at,
-                },
-            )
-        }));
-        Ok(connection)
+        let (rows, has_next) =
+            audit::list(&state.db, actor, action.as_deref(), page.after, page.limit)
+                .await
+                .map_err(ApiError::from)?;
+        Ok(page.connection(
+            rows,
+            has_next,
+            |r| (r.created_at, r.id),
+            |r| AuditEntry {
+                id: ID(r.id.to_string()),
+                actor_id: r.actor_id.map(|a| ID(a.to_string())),
+                action: r.action,
+                subject_type: r.subject_type,
+                subject_id: r.subject_id.map(|s| ID(s.to_string())),
+                details: Json(r.details),
+                created_at: r.created_at,
+            },
+        ))
     }
 
     /// Any user (support, compliance or admin role).

@@ -12,6 +12,7 @@ pub mod time_limit;
 pub mod types;
 pub mod wallets;
 
+use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,8 +63,13 @@ fn builder() -> SchemaBuilder<Query, Mutation, live::LiveSubscription> {
 pub fn build_schema(state: AppState) -> AppSchema {
     // Automatic Persisted Queries (Apollo's protocol): in Redis when there
     // is one, so a query registered through one instance is known to all.
+    let deliveries = async_graphql::dataloader::DataLoader::new(
+        notifications::DeliveryLoader(state.db.clone()),
+        tokio::spawn,
+    );
     let mut b = builder()
         .data(state.clone())
+        .data(deliveries)
         .extension(apq::PersistedQueries::new(apq::Store::from_state(&state)))
         .extension(time_limit::TimeLimit(std::time::Duration::from_secs(
             state.settings.request_timeout_secs,
@@ -119,6 +125,42 @@ pub(crate) fn page_size(first: Option<i32>) -> Result<u64, DomainError> {
         .ok()
         .filter(|_| limit <= MAX_PAGE)
         .ok_or_else(|| DomainError::bad_input(format!("first must be between 0 and {MAX_PAGE}")))
+}
+
+/// What a Relay connection asks for: its page size (`first`) and where it
+/// starts (`after`), checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageRequest {
+    /// Items per page.
+    pub limit: u64,
+    /// The position after which the page starts.
+    pub after: Option<Position>,
+}
+
+impl PageRequest {
+    /// Parses `first` and `after`.
+    pub(crate) fn parse(first: Option<i32>, after: Option<&str>) -> Result<Self, DomainError> {
+        Ok(Self {
+            limit: page_size(first)?,
+            after: after.map(decode_cursor).transpose()?,
+        })
+    }
+
+    /// The connection of a page of items keyed by (creation time, id).
+    pub(crate) fn connection<R, N: async_graphql::OutputType>(
+        &self,
+        items: Vec<R>,
+        has_next: bool,
+        key: impl Fn(&R) -> (DateTime<Utc>, Uuid),
+        mut node: impl FnMut(R) -> N,
+    ) -> Connection<String, N, EmptyFields, EmptyFields> {
+        let mut connection = Connection::new(self.after.is_some(), has_next);
+        connection.edges.extend(items.into_iter().map(|item| {
+            let (at, id) = key(&item);
+            Edge::new(encode_cursor(at, id), node(item))
+        }));
+        connection
+    }
 }
 
 /// Opaque keyset cursor of a (creation time, id) position.

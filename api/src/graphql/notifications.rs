@@ -1,14 +1,15 @@
 //! In-app notifications: list, mark read, and the `Notification` type shared
 //! with the `notificationCreated` subscription.
 
-use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::connection::{Connection, EmptyFields};
+use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{DomainError, Role};
 use entity::store::deliveries::{self, DeliveryRecord};
 use entity::store::notifications::{self, NotificationRecord};
 
-use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
+use super::{PageRequest, parse_id, parts};
 use crate::error::ApiError;
 
 /// An in-app notification.
@@ -46,11 +47,33 @@ impl Notification {
         let Some(event_id) = self.source_event_id else {
             return Ok(Vec::new());
         };
-        let (state, _) = parts(ctx)?;
-        let list = deliveries::for_event(&state.db, event_id)
+        let loader = ctx.data::<DataLoader<DeliveryLoader>>()?;
+        let list = loader
+            .load_one(event_id)
             .await
-            .map_err(ApiError::from)?;
-        Ok(list.into_iter().map(Delivery::from).collect())
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("loading deliveries")))?;
+        Ok(list
+            .unwrap_or_default()
+            .into_iter()
+            .map(Delivery::from)
+            .collect())
+    }
+}
+
+/// Loads the deliveries of a page of notifications in one query.
+pub struct DeliveryLoader(pub sea_orm::DatabaseConnection);
+
+impl Loader<uuid::Uuid> for DeliveryLoader {
+    type Value = Vec<DeliveryRecord>;
+    type Error = std::sync::Arc<entity::StoreError>;
+
+    async fn load(
+        &self,
+        keys: &[uuid::Uuid],
+    ) -> Result<std::collections::HashMap<uuid::Uuid, Self::Value>, Self::Error> {
+        deliveries::for_events(&self.0, keys)
+            .await
+            .map_err(std::sync::Arc::new)
     }
 }
 
@@ -247,28 +270,22 @@ impl NotificationQuery {
     ) -> Result<Connection<String, Notification, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
-        let limit = page_size(first).map_err(ApiError::from)?;
-        let after = after
-            .as_deref()
-            .map(decode_cursor)
-            .transpose()
-            .map_err(ApiError::from)?;
+        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
         let (items, has_next) = notifications::list(
             &state.db,
             user.id,
             unread_only.unwrap_or(false),
-            after,
-            limit,
+            page.after,
+            page.limit,
         )
         .await
         .map_err(ApiError::from)?;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(
-            items
-                .into_iter()
-                .map(|n| Edge::new(encode_cursor(n.created_at, n.id), Notification::from(n))),
-        );
-        Ok(connection)
+        Ok(page.connection(
+            items,
+            has_next,
+            |n| (n.created_at, n.id),
+            Notification::from,
+        ))
     }
 
     /// Which notifications the caller gets on which channel: every kind and
@@ -306,22 +323,11 @@ impl NotificationQuery {
     ) -> Result<Connection<String, Delivery, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
         viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let limit = page_size(first).map_err(ApiError::from)?;
-        let after = after
-            .as_deref()
-            .map(decode_cursor)
-            .transpose()
-            .map_err(ApiError::from)?;
-        let (items, has_next) = deliveries::dead_letters(&state.db, after, limit)
+        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
+        let (items, has_next) = deliveries::dead_letters(&state.db, page.after, page.limit)
             .await
             .map_err(ApiError::from)?;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        connection.edges.extend(
-            items
-                .into_iter()
-                .map(|d| Edge::new(encode_cursor(d.created_at, d.id), Delivery::from(d))),
-        );
-        Ok(connection)
+        Ok(page.connection(items, has_next, |d| (d.created_at, d.id), Delivery::from))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Wallets, history and the money mutations.
 
-use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use domain::{Currency, DomainError, Email, IdempotencyKey};
@@ -10,7 +10,7 @@ use entity::store::wallets;
 
 use super::scalars::Money;
 use super::types::{Transaction, TransactionPayload, Wallet};
-use super::{decode_cursor, encode_cursor, page_size, parse_id, parts};
+use super::{PageRequest, parse_id, parts};
 use crate::error::{ApiError, ApiResult};
 
 /// Input of `deposit`.
@@ -81,7 +81,7 @@ impl WalletQuery {
     ) -> Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
-        let limit = page_size(first).map_err(ApiError::from)?;
+        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
         let wallet_id = match wallet_id {
             Some(id) => {
                 let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
@@ -99,31 +99,25 @@ impl WalletQuery {
         {
             return Err(ApiError::from(DomainError::bad_input("from must not be after to")).into());
         }
-        let after = after
-            .as_deref()
-            .map(decode_cursor)
-            .transpose()
-            .map_err(ApiError::from)?;
-        let page = history::list(
+        let found = history::list(
             &state.db,
             &HistoryQuery {
                 user_id: user.id,
                 wallet_id,
                 from,
                 to,
-                after,
-                limit,
+                after: page.after,
+                limit: page.limit,
             },
         )
         .await
         .map_err(ApiError::from)?;
-        let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(
-            page.items
-                .into_iter()
-                .map(|t| Edge::new(encode_cursor(t.created_at, t.id), Transaction::from(t))),
-        );
-        Ok(connection)
+        Ok(page.connection(
+            found.items,
+            found.has_next,
+            |t| (t.created_at, t.id),
+            Transaction::from,
+        ))
     }
 }
 

@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
+use bench::graphql_ws;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PAIRS: usize = 10;
 const IN_FLIGHT: usize = 8;
@@ -199,19 +199,12 @@ async fn listen(
     token: String,
     seen: Arc<Mutex<Vec<Duration>>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut req = format!("ws://{addr}/graphql/ws").into_client_request()?;
-    req.headers_mut()
-        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }).to_string()))
-        .await?;
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.as_str().contains("connection_ack") => {}
-        other => bail!("no ack: {other:?}"),
-    }
-    ws.send(Message::text(
-        json!({ "id": "r", "type": "subscribe", "payload": { "query": "subscription { transactionReceived { occurredAt } }" } }).to_string(),
-    ))
+    let mut ws = graphql_ws(
+        &addr,
+        &token,
+        "r",
+        "subscription { transactionReceived { occurredAt } }",
+    )
     .await?;
     Ok(tokio::spawn(async move {
         while let Some(Ok(msg)) = ws.next().await {

@@ -12,11 +12,9 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::Context;
+use bench::{Socket, graphql_ws};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 struct Server {
     child: Child,
@@ -94,25 +92,14 @@ async fn token(addr: &str) -> anyhow::Result<String> {
         .with_context(|| format!("register failed: {body}"))
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn subscriber(addr: &str, token: &str) -> anyhow::Result<Socket> {
-    let mut req = format!("ws://{addr}/graphql/ws").into_client_request()?;
-    req.headers_mut()
-        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }).to_string()))
-        .await?;
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.as_str().contains("connection_ack") => {}
-        other => bail!("no ack: {other:?}"),
-    }
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { balanceUpdated { sequence } }" } }).to_string(),
-    ))
-    .await?;
-    Ok(ws)
+    graphql_ws(
+        addr,
+        token,
+        "1",
+        "subscription { balanceUpdated { sequence } }",
+    )
+    .await
 }
 
 async fn measure(binary: &str, read: usize, write: usize, n: usize) -> anyhow::Result<f64> {

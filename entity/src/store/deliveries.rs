@@ -313,20 +313,23 @@ pub async fn deliver_in_app(
     Ok(true)
 }
 
-/// The deliveries of one event, by channel and target.
-pub async fn for_event(
+/// The deliveries of several events, by event, each by channel and target.
+pub async fn for_events(
     db: &impl ConnectionTrait,
-    event_id: Uuid,
-) -> StoreResult<Vec<DeliveryRecord>> {
-    deliveries::Entity::find()
-        .filter(deliveries::Column::EventId.eq(event_id))
+    event_ids: &[Uuid],
+) -> StoreResult<std::collections::HashMap<Uuid, Vec<DeliveryRecord>>> {
+    let rows = deliveries::Entity::find()
+        .filter(deliveries::Column::EventId.is_in(event_ids.to_vec()))
         .order_by_asc(deliveries::Column::Channel)
         .order_by_asc(deliveries::Column::Target)
         .all(db)
-        .await?
-        .into_iter()
-        .map(DeliveryRecord::try_from)
-        .collect()
+        .await?;
+    let mut out: std::collections::HashMap<Uuid, Vec<DeliveryRecord>> = Default::default();
+    for row in rows {
+        let d = DeliveryRecord::try_from(row)?;
+        out.entry(d.event_id).or_default().push(d);
+    }
+    Ok(out)
 }
 
 /// How many deliveries wait to be sent (pending, failed or sending), and
