@@ -13,6 +13,9 @@
 //! window between the SMTP server's acceptance and the commit of the mark
 //! (one round trip to the database); its lease (`NOTIFY_LEASE_SECS`) then
 //! runs out and another worker sends it again, with the same `Message-ID`.
+//! The lease is renewed right before each send, and a delivery whose claim
+//! was lost meanwhile is not sent, so slow earlier sends of a batch cannot
+//! make a second worker send the same message.
 //! Nothing is lost: a delivery stays due until it is marked sent or dead.
 
 use std::collections::HashMap;
@@ -123,23 +126,24 @@ impl Worker {
             if self.cancel.is_cancelled() {
                 return;
             }
-            let lease = chrono::Duration::from_std(self.config.lease)
-                .unwrap_or_else(|_| chrono::Duration::seconds(60));
-            let batch = match deliveries::claim_due(&self.db, self.config.batch, lease).await {
-                Ok(batch) => {
-                    backoff = Duration::from_millis(200);
-                    batch
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "taking due deliveries failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.cancel.cancelled() => return,
+            let lease = self.lease();
+            let channels: Vec<domain::notify::Channel> = self.channels.keys().copied().collect();
+            let batch =
+                match deliveries::claim_due(&self.db, self.config.batch, lease, &channels).await {
+                    Ok(batch) => {
+                        backoff = Duration::from_millis(200);
+                        batch
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
+                    Err(err) => {
+                        tracing::warn!(error = %err, "taking due deliveries failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.cancel.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.wake.notified() => {}
@@ -148,11 +152,20 @@ impl Worker {
                 }
                 continue;
             }
-            for claimed in batch {
+            let mut batch = batch.into_iter();
+            while let Some(claimed) = batch.next() {
                 // A delivery in hand is finished (its send is bounded by
-                // the channel's timeout); the rest of the batch goes back
-                // when its lease runs out.
+                // the channel's timeout); the rest of the batch is given
+                // back untried, for another worker or instance.
                 if self.cancel.is_cancelled() {
+                    for rest in std::iter::once(claimed).chain(batch) {
+                        if let Err(err) =
+                            deliveries::unclaim(&self.db, &rest.delivery, chrono::Duration::zero())
+                                .await
+                        {
+                            tracing::warn!(delivery.id = %rest.delivery.id, error = %err, "giving a delivery back failed; its lease will run out");
+                        }
+                    }
                     return;
                 }
                 self.process(claimed).await;
@@ -160,8 +173,26 @@ impl Worker {
         }
     }
 
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.lease)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60))
+    }
+
     async fn process(&self, claimed: Claimed) {
         let Claimed { delivery, event } = claimed;
+        // Earlier sends of the batch took time: renew the claim, and send
+        // nothing if another worker took it meanwhile (no duplicate).
+        match deliveries::extend_lease(&self.db, &delivery, self.lease()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(delivery.id = %delivery.id, "delivery claim expired before its turn; left to its new owner");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(delivery.id = %delivery.id, error = %err, "renewing a delivery claim failed; its lease will run out");
+                return;
+            }
+        }
         let outcome = match self.channels.get(&delivery.channel) {
             None => Err(SendError::Retry {
                 reason: format!(

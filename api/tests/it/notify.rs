@@ -503,3 +503,32 @@ async fn a_replay_from_before_the_events_kept_answers_replay_unavailable() {
     let live = ws.next_data("new", Duration::from_secs(5)).await;
     assert_eq!(live["data"]["balanceUpdated"]["sequence"], 4);
 }
+
+#[tokio::test]
+async fn instances_without_delivery_workers_leave_the_work_to_those_with_them() {
+    let sink = SmtpSink::start();
+    let db = crate::support::fresh_database().await;
+    let (a, b) = (smtp(&sink), smtp(&sink));
+    let mailer = TestApp::spawn_on(Some(db.clone()), move |s| s.notify.smtp = Some(a)).await;
+    // Same channels, no workers: it serves requests, publishes and plans.
+    let front = TestApp::spawn_on(Some(db), move |s| {
+        s.notify.smtp = Some(b);
+        s.notify.workers = 0;
+    })
+    .await;
+    let (alice, aw, _bob, bw) = pair(&front, "split").await;
+    for i in 0..5 {
+        transfer(&front, &alice, &aw, &bw, "1", &format!("s{i}")).await;
+    }
+    let mails = sink.wait_for(10, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_each_once(&sink.mails(), 10);
+    assert_eq!(mails.len(), 10);
+    let statuses = email_statuses(&mailer).await;
+    assert!(
+        statuses
+            .iter()
+            .all(|(s, attempts, _)| s == "SENT" && *attempts == 1),
+        "{statuses:?}"
+    );
+}

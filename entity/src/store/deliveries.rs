@@ -130,22 +130,27 @@ pub async fn plan(db: &impl ConnectionTrait, planned: &[Planned]) -> StoreResult
     Ok(())
 }
 
-/// Takes up to `limit` due deliveries (pending, failed and due, or sending
-/// under an expired lease) for `lease`, oldest due first, with their events.
+/// Takes up to `limit` due deliveries on `channels` (pending, failed and
+/// due, or sending under an expired lease) for `lease`, oldest due first,
+/// with their events. An instance takes only what it can send.
 pub async fn claim_due(
     db: &DatabaseConnection,
     limit: u64,
     lease: chrono::Duration,
+    channels: &[Channel],
 ) -> StoreResult<Vec<Claimed>> {
+    if channels.is_empty() {
+        return Ok(Vec::new());
+    }
     let at = now();
     let backend = db.get_database_backend();
+    let list = vec!["?"; channels.len()].join(", ");
+    let sql = CLAIM_SQL.replace("{channels}", &list);
     let sql = match backend {
-        DatabaseBackend::Postgres => {
-            numbered(&CLAIM_SQL.replace("{lock}", " FOR UPDATE SKIP LOCKED"))
-        }
-        _ => CLAIM_SQL.replace("{lock}", ""),
+        DatabaseBackend::Postgres => numbered(&sql.replace("{lock}", " FOR UPDATE SKIP LOCKED")),
+        _ => sql.replace("{lock}", ""),
     };
-    let values: Vec<sea_orm::Value> = vec![
+    let mut values: Vec<sea_orm::Value> = vec![
         DeliveryStatus::Sending.as_str().into(),
         (at + lease).into(),
         at.into(),
@@ -154,8 +159,9 @@ pub async fn claim_due(
         at.into(),
         DeliveryStatus::Sending.as_str().into(),
         at.into(),
-        i64::try_from(limit).unwrap_or(i64::MAX).into(),
     ];
+    values.extend(channels.iter().map(|c| sea_orm::Value::from(c.as_str())));
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
     let txn = db.begin().await?;
     let rows =
         deliveries::Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
@@ -193,7 +199,7 @@ pub async fn claim_due(
             Ok(event) => claimed.push(Claimed { delivery, event }),
             Err(err) if err.is_from_newer_release() => {
                 // A newer instance planned it; give it back for one of them.
-                unclaim(db, &delivery).await?;
+                unclaim(db, &delivery, chrono::Duration::seconds(30)).await?;
             }
             Err(err) => {
                 return Err(inconsistent(format!(
@@ -209,11 +215,18 @@ pub async fn claim_due(
 const CLAIM_SQL: &str = "UPDATE deliveries SET status = ?, attempts = attempts + 1, \
      lease_until = ?, updated_at = ? \
      WHERE id IN (SELECT id FROM deliveries \
-       WHERE (status IN (?, ?) AND next_attempt_at <= ?) OR (status = ? AND lease_until < ?) \
+       WHERE ((status IN (?, ?) AND next_attempt_at <= ?) OR (status = ? AND lease_until < ?)) \
+       AND channel IN ({channels}) \
        ORDER BY next_attempt_at LIMIT ?{lock}) \
      RETURNING *";
 
-async fn unclaim(db: &impl ConnectionTrait, d: &DeliveryRecord) -> StoreResult<()> {
+/// Gives a claimed delivery back untried (the worker is stopping, or cannot
+/// read its event): due again after `after`, the attempt not counted.
+pub async fn unclaim(
+    db: &impl ConnectionTrait,
+    d: &DeliveryRecord,
+    after: chrono::Duration,
+) -> StoreResult<()> {
     deliveries::Entity::update_many()
         .col_expr(
             deliveries::Column::Status,
@@ -225,7 +238,7 @@ async fn unclaim(db: &impl ConnectionTrait, d: &DeliveryRecord) -> StoreResult<(
         )
         .col_expr(
             deliveries::Column::NextAttemptAt,
-            Expr::value(now() + chrono::Duration::seconds(30)),
+            Expr::value(now() + after),
         )
         .col_expr(
             deliveries::Column::LeaseUntil,
@@ -243,6 +256,27 @@ fn mine(d: &DeliveryRecord) -> sea_orm::Condition {
         .add(deliveries::Column::Id.eq(d.id))
         .add(deliveries::Column::Status.eq(DeliveryStatus::Sending.as_str()))
         .add(deliveries::Column::Attempts.eq(d.attempts))
+}
+
+/// Renews the lease of a claimed delivery right before it is sent, so the
+/// send always happens under a valid claim. False when the claim was lost
+/// (then the delivery must not be sent: another worker owns it).
+pub async fn extend_lease(
+    db: &impl ConnectionTrait,
+    d: &DeliveryRecord,
+    lease: chrono::Duration,
+) -> StoreResult<bool> {
+    let at = now();
+    let res = deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::LeaseUntil,
+            Expr::value(Some(at + lease)),
+        )
+        .filter(mine(d))
+        .filter(deliveries::Column::LeaseUntil.gt(at))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// Records that the channel accepted a claimed delivery. False when the
