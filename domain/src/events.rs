@@ -246,7 +246,7 @@ pub enum SecurityNotice {
     /// A new session was signed in.
     #[serde(rename_all = "camelCase")]
     SignedIn {
-        /// How: `password`, `webauthn` (with a second factor), `oauth:<provider>`.
+        /// How: `password`, `webauthn` (password and a security key), `oauth:<provider>`.
         method: String,
     },
     /// A security key or passkey was registered.
@@ -263,6 +263,16 @@ pub enum SecurityNotice {
     },
     /// The password was changed (other sessions were signed out).
     PasswordChanged,
+    /// An identity provider was linked to the account for signing in;
+    /// `credentials_reset` when that ended the account's password, keys and
+    /// sessions (the address had never been verified).
+    #[serde(rename_all = "camelCase")]
+    ProviderLinked {
+        /// The provider's configured name.
+        provider: String,
+        /// Whether the password, keys and sessions were ended.
+        credentials_reset: bool,
+    },
 }
 
 /// Why a stored or published event could not be read.
@@ -287,6 +297,15 @@ impl WireError {
             WireError::UnknownTopic(_) | WireError::NewerVersion(_)
         )
     }
+}
+
+/// The wire version of a stored payload (0 when it carries none).
+pub fn payload_version(payload: &Value) -> u32 {
+    payload
+        .get("v")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 /// The published message.
@@ -538,6 +557,10 @@ mod tests {
                 name: "YubiKey".into(),
             }),
             EventBody::SecurityNotice(SecurityNotice::SecurityKeyRemoved { name: "old".into() }),
+            EventBody::SecurityNotice(SecurityNotice::ProviderLinked {
+                provider: "google".into(),
+                credentials_reset: true,
+            }),
         ];
         let mut bodies = bodies.to_vec();
         bodies.append(&mut more);
@@ -599,6 +622,53 @@ mod tests {
             })
         );
 
+        // notification.created as the money transaction wrote it.
+        let v0_notification = serde_json::json!({
+            "notification": {
+                "id": "0193a0a0-0000-7000-8000-0000000000f1", "sequence": 6,
+                "kind": "transfer.received", "title": "Money received",
+                "body": "You received 4.5 USD from Ann",
+                "data": { "transactionId": "0193a0a0-0000-7000-8000-0000000000c1" },
+                "readAt": null, "createdAt": "2026-11-30T10:00:04Z"
+            },
+            "id": "0193a0a0-0000-7000-8000-0000000000e6", "sequence": 6, "userId": user,
+            "occurredAt": "2026-11-30T10:00:04Z",
+        });
+        let row = Stored {
+            topic: "notification.created",
+            sequence: 6,
+            ..row
+        };
+        let e = Envelope::from_stored(row, &v0_notification).expect("v0 notification.created");
+        let EventBody::NotificationCreated(n) = &e.body else {
+            panic!("not a notification: {e:?}")
+        };
+        assert_eq!(n.notification.body, "You received 4.5 USD from Ann");
+        assert_eq!(n.notification.source_event_id, None);
+        // transaction.received exactly as the release before wrote it.
+        let v0_received = serde_json::json!({
+            "transaction": {
+                "id": "0193a0a0-0000-7000-8000-0000000000c1", "kind": "TRANSFER", "status": "COMPLETED",
+                "amount": "4.5", "currency": "USD",
+                "fromWalletId": "0193a0a0-0000-7000-8000-0000000000a1",
+                "toWalletId": "0193a0a0-0000-7000-8000-0000000000a2",
+                "memo": null, "destination": null,
+                "createdAt": "2026-11-30T10:00:03Z", "updatedAt": "2026-11-30T10:00:03Z"
+            },
+            "id": "0193a0a0-0000-7000-8000-0000000000e5", "sequence": 5, "userId": user,
+            "occurredAt": "2026-11-30T10:00:03Z",
+        });
+        let row = Stored {
+            topic: "transaction.received",
+            sequence: 5,
+            ..row
+        };
+        let e = Envelope::from_stored(row, &v0_received).expect("v0 transaction.received, exact");
+        let EventBody::TransactionReceived(moved) = &e.body else {
+            panic!("not a transfer: {e:?}")
+        };
+        assert_eq!(moved.transaction.amount, Decimal::new(45, 1));
+        assert_eq!(payload_version(&v0_received), 0);
         let tx = serde_json::to_value(transfer()).expect("tx");
         let received =
             serde_json::json!({ "transaction": tx, "occurredAt": "2026-11-30T10:00:03Z" });

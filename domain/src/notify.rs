@@ -30,6 +30,8 @@ string_enum! {
         Failed => "FAILED",
         /// Every attempt failed: a dead letter, retried only by an admin.
         Dead => "DEAD",
+        /// Its target is gone (a push device removed or unregistered): nothing to send.
+        Cancelled => "CANCELLED",
     }
 }
 

@@ -1,5 +1,6 @@
 //! The delivery workers: a pool of tasks of their own, apart from the relay,
-//! so a slow or dead SMTP server never delays the live path. Each takes due
+//! so a slow or dead SMTP server never delays the live path, and workers of
+//! their own per channel, so it never delays in-app notifications or push. Each takes due
 //! deliveries under a lease, renders the event, hands it to its channel and
 //! records the outcome: sent, failed with the next attempt time (exponential
 //! backoff, full jitter, at least the `Retry-After` asked for), or dead after
@@ -18,7 +19,6 @@
 //! make a second worker send the same message.
 //! Nothing is lost: a delivery stays due until it is marked sent or dead.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -71,9 +71,11 @@ pub struct Deliverer {
     tracker: TaskTracker,
 }
 
+/// One worker serves one channel, so in-app notifications never wait behind
+/// a slow SMTP server or FCM.
 struct Worker {
     db: DatabaseConnection,
-    channels: HashMap<domain::notify::Channel, Arc<dyn Channel>>,
+    channel: Arc<dyn Channel>,
     config: DeliveryConfig,
     stats: Arc<DeliveryStats>,
     wake: Arc<Notify>,
@@ -92,16 +94,23 @@ impl Deliverer {
         let wake = Arc::new(Notify::new());
         let stats = Arc::new(DeliveryStats::default());
         let tracker = TaskTracker::new();
-        let worker = Arc::new(Worker {
-            db,
-            channels: channels.into_iter().map(|c| (c.kind(), c)).collect(),
-            config: config.clone(),
-            stats: stats.clone(),
-            wake: wake.clone(),
-            cancel: cancel.clone(),
-        });
-        for _ in 0..config.workers.max(1) {
-            tracker.spawn(worker.clone().run());
+        for channel in channels {
+            // In-app deliveries are one quick transaction each.
+            let count = match channel.kind() {
+                domain::notify::Channel::InApp => (config.workers / 4).max(1),
+                _ => config.workers.max(1),
+            };
+            let worker = Arc::new(Worker {
+                db: db.clone(),
+                channel,
+                config: config.clone(),
+                stats: stats.clone(),
+                wake: wake.clone(),
+                cancel: cancel.clone(),
+            });
+            for _ in 0..count {
+                tracker.spawn(worker.clone().run());
+            }
         }
         tracker.close();
         Self {
@@ -127,7 +136,7 @@ impl Worker {
                 return;
             }
             let lease = self.lease();
-            let channels: Vec<domain::notify::Channel> = self.channels.keys().copied().collect();
+            let channels = [self.channel.kind()];
             let batch =
                 match deliveries::claim_due(&self.db, self.config.batch, lease, &channels).await {
                     Ok(batch) => {
@@ -193,22 +202,11 @@ impl Worker {
                 return;
             }
         }
-        let outcome = match self.channels.get(&delivery.channel) {
-            None => Err(SendError::Retry {
-                reason: format!(
-                    "the {} channel is off on this instance",
-                    delivery.channel.as_str()
-                ),
-                after: Some(Duration::from_secs(30)),
-            }),
-            Some(channel) => {
-                let ctx = self.context(&event.body).await;
-                match templates::render(&event.body, event.occurred_at, &ctx) {
-                    Some(message) => channel.deliver(&delivery, &message).await,
-                    // Nothing to tell: done.
-                    None => Ok(Delivered::Accepted),
-                }
-            }
+        let ctx = self.context(&event.body).await;
+        let outcome = match templates::render(&event.body, event.occurred_at, &ctx) {
+            Some(message) => self.channel.deliver(&delivery, &message).await,
+            // Nothing to tell: done.
+            None => Ok(Delivered::Accepted),
         };
         let recorded = match outcome {
             Ok(Delivered::Accepted) => {
@@ -220,10 +218,16 @@ impl Worker {
                 Ok(true)
             }
             Ok(Delivered::ClaimLost) => Ok(false),
+            Err(SendError::TargetGone(reason)) => {
+                tracing::info!(delivery.id = %delivery.id, channel = delivery.channel.as_str(), reason = %reason, "delivery cancelled: its target is gone");
+                deliveries::mark_cancelled(&self.db, &delivery, &reason).await
+            }
             Err(err) => {
                 let (reason, after, permanent) = match &err {
                     SendError::Retry { reason, after } => (reason.as_str(), *after, false),
-                    SendError::Permanent(reason) => (reason.as_str(), None, true),
+                    SendError::Permanent(reason) | SendError::TargetGone(reason) => {
+                        (reason.as_str(), None, true)
+                    }
                 };
                 let attempt = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
                 let decision = if permanent {

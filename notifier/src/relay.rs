@@ -186,7 +186,12 @@ async fn round(
                 bus.publish(envelope.clone())
                     .await
                     .with_context(|| format!("publishing event {}", row.id))?;
-                published.push(envelope);
+                // Version-0 rows come from the release that wrote its
+                // in-app notifications with the change: planning them would
+                // notify twice.
+                if row.version >= 1 {
+                    published.push(envelope);
+                }
             }
             // A newer release wrote it (rolling deploy): pass it on as is.
             Err(err) if err.is_from_newer_release() => bus

@@ -211,16 +211,36 @@ fn security(notice: &SecurityNotice, at: DateTime<Utc>) -> Rendered {
     let (title, text) = match notice {
         SecurityNotice::SignedIn { method } => {
             let how = match method.as_str() {
-                "password" => "your password",
-                "webauthn" => "your password and a security key",
-                "oauth" => "your identity provider",
-                _ => "a new session",
+                "password" => "your password".to_owned(),
+                "webauthn" => "your password and a security key".to_owned(),
+                other => match other.strip_prefix("oauth:") {
+                    Some(provider) => format!("your {provider} account"),
+                    None => "a new session".to_owned(),
+                },
             };
             (
                 "New sign-in to your account",
                 format!("Your account was signed in to with {how} on {when}. {NOT_YOU}"),
             )
         }
+        SecurityNotice::ProviderLinked {
+            provider,
+            credentials_reset,
+        } => (
+            "Sign-in method added",
+            if *credentials_reset {
+                format!(
+                    "Your {provider} account was linked to sign in to this account on {when}. \
+                     Because this e-mail address had not been verified before, the password, \
+                     security keys and sessions set up until then were ended: set a new password \
+                     if you want one. {NOT_YOU}"
+                )
+            } else {
+                format!(
+                    "Your {provider} account was linked to sign in to this account on {when}. {NOT_YOU}"
+                )
+            },
+        ),
         SecurityNotice::SecurityKeyAdded { name } => (
             "Security key added",
             format!(

@@ -12,8 +12,8 @@
 //! | `FCM_TOKEN_URL` | the key's `token_uri` | OAuth2 token endpoint |
 //! | `FCM_TIMEOUT_SECS` | `10` | longest FCM request |
 //! | `PUSH_MAX_DEVICES` | `10` | push devices per user |
-//! | `NOTIFY_WORKERS` | `8` | delivery workers per instance; `0` runs none here |
-//! | `NOTIFY_BATCH` | `16` | deliveries a worker takes at once |
+//! | `NOTIFY_WORKERS` | `8` | delivery workers per channel (e-mail, push; in-app gets a quarter) per instance; `0` runs none here |
+//! | `NOTIFY_BATCH` | `4` | deliveries a worker takes at once |
 //! | `NOTIFY_LEASE_SECS` | `60` | how long a taken delivery belongs to its worker; after a crash it is sent again once this ran out |
 //! | `NOTIFY_POLL_INTERVAL_MS` | `1000` | how often idle workers look for due deliveries (the local relay also wakes them) |
 //! | `NOTIFY_MAX_ATTEMPTS` | `8` | attempts per delivery, the first included; then a dead letter |
@@ -111,9 +111,24 @@ impl NotifySettings {
             bail!("NOTIFY_MAX_ATTEMPTS must be at least 1");
         }
         let lease_secs: u64 = env.parsed("NOTIFY_LEASE_SECS", 60u64)?;
-        let batch: u64 = env.parsed("NOTIFY_BATCH", 16u64)?;
+        let batch: u64 = env.parsed("NOTIFY_BATCH", 4u64)?;
         if lease_secs == 0 || batch == 0 {
             bail!("NOTIFY_LEASE_SECS and NOTIFY_BATCH must be above 0");
+        }
+        // A lease shorter than one attempt would let a second worker send a
+        // message the first is still sending.
+        let longest_attempt = [
+            smtp.as_ref().map(|s| s.timeout.as_secs() * 3),
+            fcm.as_ref().map(|f| f.timeout.as_secs() * 3),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        if lease_secs <= longest_attempt {
+            bail!(
+                "NOTIFY_LEASE_SECS={lease_secs} must exceed the longest attempt ({longest_attempt} s: three times SMTP_TIMEOUT_SECS or FCM_TIMEOUT_SECS)"
+            );
         }
         Ok(Self {
             smtp,

@@ -112,7 +112,7 @@ pub(crate) async fn sign_in(
 }
 
 /// Starts a new session (refresh token family) and issues its first tokens.
-/// `sign_in` names how the user signed in (`password`, `oauth`, `webauthn`):
+/// `sign_in` names how the user signed in (`password`, `oauth:<provider>`, `webauthn`):
 /// the user is told of it by a security notice; `None` for a registration.
 pub(crate) async fn issue_session(
     state: &AppState,

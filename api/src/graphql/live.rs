@@ -161,22 +161,25 @@ fn user_events(
         let mut replay = after.is_some();
         loop {
             if replay {
-                // Events after `last` may be gone: say so rather than skip them.
-                match events::pruned_through(&state.db, user_id).await {
-                    Ok(gone) if last < gone => {
-                        yield Err(coded(ErrorCode::ReplayUnavailable, format!(
-                            "events up to sequence {gone} are no longer kept; refetch the state, then subscribe without afterSequence"
-                        )).extend_with(|_, ext| ext.set("keptAfterSequence", gone)));
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => { yield Err(ApiError::from(e).into()); return; }
-                }
                 loop {
-                    let page = match events::after_sequence(&state.db, user_id, topic, last, REPLAY_PAGE).await {
+                    let from = last;
+                    let page = match events::after_sequence(&state.db, user_id, topic, from, REPLAY_PAGE).await {
                         Ok(p) => p,
                         Err(e) => { yield Err(ApiError::from(e).into()); return; }
                     };
+                    // Checked after the read: events after `from` pruned
+                    // before it (or while it ran) would be missing from the
+                    // page. Say so rather than skip them.
+                    match events::pruned_through(&state.db, user_id).await {
+                        Ok(gone) if from < gone => {
+                            yield Err(coded(ErrorCode::ReplayUnavailable, format!(
+                                "events up to sequence {gone} are no longer kept; refetch the state, then subscribe without afterSequence"
+                            )).extend_with(|_, ext| ext.set("keptAfterSequence", gone)));
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(e) => { yield Err(ApiError::from(e).into()); return; }
+                    }
                     let full = page.len() as u64 == REPLAY_PAGE;
                     for e in page {
                         last = e.sequence;

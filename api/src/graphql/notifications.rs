@@ -103,6 +103,8 @@ pub enum DeliveryStatus {
     Failed,
     /// Every attempt failed: a dead letter, sent again only by `retryDelivery`.
     Dead,
+    /// Its target is gone (the push device was removed or unregistered).
+    Cancelled,
 }
 
 /// What notifications are about: what preferences are set for.

@@ -384,7 +384,7 @@ impl SecurityMutation {
             }
         };
         tracing::info!(user.id = %user.id, ?outcome, "OAuth2 sign-in");
-        Ok(sign_in(app, user, "oauth").await?)
+        Ok(sign_in(app, user, &format!("oauth:{provider}")).await?)
     }
 }
 

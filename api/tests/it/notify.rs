@@ -23,8 +23,12 @@ fn smtp(sink: &SmtpSink) -> SmtpSettings {
 
 /// Two users with USD wallets; Alice holds 100.
 async fn pair(app: &TestApp, prefix: &str) -> (Session, String, Session, String) {
-    let alice = app.register(&format!("{prefix}-alice@example.com")).await;
-    let bob = app.register(&format!("{prefix}-bob@example.com")).await;
+    let alice = app
+        .register_named(&format!("{prefix}-alice@example.com"), "Alice Liddell")
+        .await;
+    let bob = app
+        .register_named(&format!("{prefix}-bob@example.com"), "Bob <Builder> & Co")
+        .await;
     let aw = app.open_wallet(&alice, "USD").await;
     let bw = app.open_wallet(&bob, "USD").await;
     app.deposit(&alice, &aw, "100", "d").await;
@@ -88,13 +92,21 @@ async fn a_transfer_emails_the_receiver_and_confirms_to_the_sender_and_both_get_
     assert_eq!(received.from, "Wallet <no-reply@wallet.test>");
     let text = received.text.as_deref().expect("text part");
     assert!(
-        text.contains("You received 12.50 USD from mail-alice@example.com"),
+        text.contains("You received 12.50 USD from Alice Liddell on "),
         "{text}"
     );
     assert!(text.contains("Note: lunch"), "{text}");
     assert!(text.contains(" UTC"), "the time: {text}");
     let html = received.html.as_deref().expect("html part");
-    assert!(html.contains("<strong>12.50 USD</strong>"), "{html}");
+    assert!(
+        html.contains("<strong>12.50 USD</strong> from Alice Liddell"),
+        "{html}"
+    );
+    let html = to(&alice.email).html.as_deref().expect("html part");
+    assert!(
+        html.contains("to Bob &lt;Builder&gt; &amp; Co"),
+        "the name is escaped: {html}"
+    );
     assert!(
         received.message_id.ends_with("@wallet.test>"),
         "{}",
@@ -104,7 +116,7 @@ async fn a_transfer_emails_the_receiver_and_confirms_to_the_sender_and_both_get_
     assert_eq!(sent.subject, "Money sent");
     let text = sent.text.as_deref().expect("text part");
     assert!(
-        text.contains("You sent 12.50 USD to mail-bob@example.com"),
+        text.contains("You sent 12.50 USD to Bob <Builder> & Co on "),
         "{text}"
     );
 
@@ -310,7 +322,8 @@ async fn a_notifier_killed_mid_batch_sends_no_duplicate_and_loses_nothing() {
         ("SMTP_URL", sink.url()),
         ("SMTP_FROM", "Wallet <no-reply@wallet.test>".to_owned()),
         ("NOTIFY_WORKERS", "1".to_owned()),
-        ("NOTIFY_LEASE_SECS", "2".to_owned()),
+        ("NOTIFY_LEASE_SECS", "4".to_owned()),
+        ("SMTP_TIMEOUT_SECS", "1".to_owned()),
         ("NOTIFY_POLL_INTERVAL_MS", "100".to_owned()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -45,7 +45,9 @@ async fn register_device(app: &TestApp, s: &Session, token: &str, platform: &str
 }
 
 async fn users_with_money(app: &TestApp) -> (Session, String, Session, String) {
-    let alice = app.register("push-alice@example.com").await;
+    let alice = app
+        .register_named("push-alice@example.com", "Alice Liddell")
+        .await;
     let bob = app.register("push-bob@example.com").await;
     let aw = app.open_wallet(&alice, "USD").await;
     let bw = app.open_wallet(&bob, "USD").await;
@@ -97,7 +99,7 @@ async fn a_transfer_is_pushed_to_every_device_and_an_unregistered_one_is_removed
     assert_eq!(notification["title"], "Money received");
     let body = notification["body"].as_str().expect("body");
     assert!(
-        body.starts_with("You received 2.50 USD from push-alice@example.com"),
+        body.starts_with("You received 2.50 USD from Alice Liddell on "),
         "{body}"
     );
     assert_eq!(to_phone[0].message["data"]["kind"], "transfer.received");
@@ -116,6 +118,32 @@ async fn a_transfer_is_pushed_to_every_device_and_an_unregistered_one_is_removed
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(devices, json!([{ "platform": "IOS" }]));
+    // Its delivery ended as cancelled, not as a dead letter.
+    use entity::entities::deliveries;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let mut push: Vec<(String, Option<String>)> = Vec::new();
+    for _ in 0..50 {
+        push = deliveries::Entity::find()
+            .filter(deliveries::Column::Channel.eq("PUSH"))
+            .all(&app.db)
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .map(|d| (d.status, d.last_error))
+            .collect();
+        if push.iter().all(|(s, _)| s == "SENT" || s == "CANCELLED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        push.contains(&(
+            "CANCELLED".to_owned(),
+            Some("FCM: the device is unregistered".to_owned())
+        )),
+        "{push:?}"
+    );
+    assert!(push.iter().any(|(s, _)| s == "SENT"), "{push:?}");
 
     // A second transfer reaches the phone only, with the cached token.
     pay(&app, &alice, &aw, &bw, "t2").await;

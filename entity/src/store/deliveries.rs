@@ -180,10 +180,10 @@ pub async fn claim_due(
     for row in rows {
         let delivery = DeliveryRecord::try_from(row)?;
         let Some(stored) = events.iter().find(|e| e.id == delivery.event_id) else {
-            return Err(inconsistent(format!(
-                "delivery {} of a missing event",
-                delivery.id
-            )));
+            // Not to be retried; the rest of the batch goes on.
+            tracing::error!(delivery.id = %delivery.id, event.id = %delivery.event_id, "delivery of a missing event");
+            mark_failed(db, &delivery, "its event is missing", None).await?;
+            continue;
         };
         let event = Envelope::from_stored(
             Stored {
@@ -202,10 +202,8 @@ pub async fn claim_due(
                 unclaim(db, &delivery, chrono::Duration::seconds(30)).await?;
             }
             Err(err) => {
-                return Err(inconsistent(format!(
-                    "delivery {} of unreadable event: {err}",
-                    delivery.id
-                )));
+                tracing::error!(delivery.id = %delivery.id, error = %err, "delivery of an unreadable event");
+                mark_failed(db, &delivery, "its event is unreadable", None).await?;
             }
         }
     }
@@ -260,7 +258,8 @@ fn mine(d: &DeliveryRecord) -> sea_orm::Condition {
 
 /// Renews the lease of a claimed delivery right before it is sent, so the
 /// send always happens under a valid claim. False when the claim was lost
-/// (then the delivery must not be sent: another worker owns it).
+/// (another worker took it and counted an attempt: it must not be sent
+/// here); a lease that ran out with nobody taking the delivery is renewed.
 pub async fn extend_lease(
     db: &impl ConnectionTrait,
     d: &DeliveryRecord,
@@ -323,6 +322,34 @@ pub async fn mark_failed(
             Expr::value(None::<DateTime<Utc>>),
         )
         .col_expr(deliveries::Column::LastError, Expr::value(Some(error)))
+        .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
+        .filter(mine(d))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Ends a claimed delivery whose target is gone (a removed device):
+/// `CANCELLED`, not a dead letter. False when the claim was lost.
+pub async fn mark_cancelled(
+    db: &impl ConnectionTrait,
+    d: &DeliveryRecord,
+    reason: &str,
+) -> StoreResult<bool> {
+    let at = now();
+    let res = deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::Status,
+            Expr::value(DeliveryStatus::Cancelled.as_str()),
+        )
+        .col_expr(
+            deliveries::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(
+            deliveries::Column::LastError,
+            Expr::value(Some(reason.chars().take(500).collect::<String>())),
+        )
         .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
         .filter(mine(d))
         .exec(db)

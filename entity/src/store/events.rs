@@ -138,6 +138,9 @@ pub struct OutboxRow {
     pub envelope: Result<Envelope, WireError>,
     /// The stored payload.
     pub payload: serde_json::Value,
+    /// Its wire version: 0 for rows of the release before the typed
+    /// contract, which wrote its in-app notifications itself.
+    pub version: u32,
     /// The wire message to publish: the envelope's own form, or one built
     /// around the stored payload when this release cannot read it.
     pub wire: String,
@@ -162,6 +165,7 @@ impl From<outbox_events::Model> for OutboxRow {
             id: row.id,
             topic: row.topic,
             envelope,
+            version: domain::events::payload_version(&row.payload),
             payload: row.payload,
             wire,
         }
@@ -266,7 +270,7 @@ pub async fn backlog(db: &impl ConnectionTrait) -> StoreResult<(u64, f64)> {
 
 const PRUNABLE_SQL: &str = "SELECT id, user_id, sequence FROM outbox_events o \
      WHERE o.published_at IS NOT NULL AND o.created_at < ? \
-     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id AND d.status <> ?) \
+     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id AND d.status IN (?, ?, ?)) \
      ORDER BY o.created_at LIMIT ?{lock}";
 
 #[derive(Debug, sea_orm::FromQueryResult)]
@@ -277,8 +281,9 @@ struct Prunable {
 }
 
 /// Deletes up to `batch` published events older than `older_than` whose
-/// deliveries all went out (with those delivery records), and records per
-/// user how far events are gone. Returns how many were deleted.
+/// deliveries all ended (sent, cancelled, or dead letters as old as the
+/// retention), with those delivery records, and records per user how far
+/// events are gone. Returns how many were deleted.
 pub async fn prune(
     db: &sea_orm::DatabaseConnection,
     older_than: chrono::DateTime<chrono::Utc>,
@@ -298,7 +303,9 @@ pub async fn prune(
         sql,
         [
             older_than.into(),
-            domain::notify::DeliveryStatus::Sent.as_str().into(),
+            domain::notify::DeliveryStatus::Pending.as_str().into(),
+            domain::notify::DeliveryStatus::Sending.as_str().into(),
+            domain::notify::DeliveryStatus::Failed.as_str().into(),
             i64::try_from(batch).unwrap_or(i64::MAX).into(),
         ],
     ))
@@ -322,28 +329,27 @@ pub async fn prune(
         *seq = Ord::max(*seq, r.sequence);
     }
     for (user_id, sequence) in through {
-        let known = outbox_pruned::Entity::find_by_id(user_id).one(&txn).await?;
-        match known {
-            Some(k) if k.through_sequence >= sequence => {}
-            Some(_) => {
-                outbox_pruned::Entity::update_many()
-                    .col_expr(
-                        outbox_pruned::Column::ThroughSequence,
-                        Expr::value(sequence),
-                    )
-                    .filter(outbox_pruned::Column::UserId.eq(user_id))
-                    .exec(&txn)
-                    .await?;
-            }
-            None => {
-                outbox_pruned::Entity::insert(outbox_pruned::ActiveModel {
-                    user_id: Set(user_id),
-                    through_sequence: Set(sequence),
-                })
-                .exec_without_returning(&txn)
-                .await?;
-            }
-        }
+        // Only ever raised: another instance may prune the same user at once.
+        outbox_pruned::Entity::insert(outbox_pruned::ActiveModel {
+            user_id: Set(user_id),
+            through_sequence: Set(0),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(outbox_pruned::Column::UserId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        outbox_pruned::Entity::update_many()
+            .col_expr(
+                outbox_pruned::Column::ThroughSequence,
+                Expr::value(sequence),
+            )
+            .filter(outbox_pruned::Column::UserId.eq(user_id))
+            .filter(outbox_pruned::Column::ThroughSequence.lt(sequence))
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok(rows.len() as u64)

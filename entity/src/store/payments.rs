@@ -569,8 +569,13 @@ pub async fn settle_withdrawal(
         WithdrawalOutcome::Failed => Decimal::ZERO,
     };
     events::balance_updated(&txn, &wallet, delta, tx.id).await?;
+    // The pay-out account reference stays in the database, out of the
+    // outbox and Redis.
     let settled = domain::events::WithdrawalSettled {
-        transaction: tx.clone(),
+        transaction: TransactionRecord {
+            destination: None,
+            ..tx.clone()
+        },
     };
     events::append(
         &txn,

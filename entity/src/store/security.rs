@@ -466,6 +466,13 @@ async fn oauth_user_once(
         },
     )
     .await?;
+    if outcome == OauthOutcome::Linked {
+        let notice = SecurityNotice::ProviderLinked {
+            provider: identity.provider.to_owned(),
+            credentials_reset: reset,
+        };
+        events::append(&txn, user_id, EventBody::SecurityNotice(notice)).await?;
+    }
     let user = super::users::load(&txn, user_id)
         .await?
         .ok_or_else(|| super::inconsistent("user vanished"))?;

@@ -137,8 +137,17 @@ impl Channel for Email {
         let sent = tokio::time::timeout(self.timeout * 3, self.transport.send(email))
             .await
             .map_err(|_| SendError::retry("SMTP timed out"))?;
+        let code = |err: &lettre::transport::smtp::Error| err.status().map(|c| c.to_string());
         match sent {
             Ok(_) => Ok(Delivered::Accepted),
+            // A refused sign-in is our configuration, not this message:
+            // keep it for when SMTP_URL is fixed instead of a dead letter.
+            Err(err) if code(&err).is_some_and(|c| AUTH_CODES.contains(&c.as_str())) => {
+                tracing::error!(code = %code(&err).unwrap_or_default(), "the SMTP server refused our sign-in: check SMTP_URL");
+                Err(SendError::retry(
+                    "SMTP refused the sign-in (check SMTP_URL)",
+                ))
+            }
             Err(err) if err.is_permanent() => Err(SendError::Permanent(format!(
                 "SMTP refused the message: {}",
                 err.status()
@@ -148,6 +157,10 @@ impl Channel for Email {
         }
     }
 }
+
+/// Replies that refuse our authentication (RFC 4954): 530 required, 534
+/// mechanism too weak, 535 credentials invalid, 538 encryption required.
+const AUTH_CODES: [&str; 4] = ["530", "534", "535", "538"];
 
 /// A failure's description without addresses (lettre's messages may quote
 /// the server's reply, which can echo the recipient).

@@ -40,6 +40,10 @@ pub enum SendError {
     /// Trying again cannot help (the address is refused for good).
     #[error("{0}")]
     Permanent(String),
+    /// The target no longer exists (a removed or unregistered device):
+    /// the delivery ends without being a dead letter.
+    #[error("{0}")]
+    TargetGone(String),
 }
 
 impl SendError {

@@ -148,8 +148,6 @@ struct FcmErrorBody {
 #[derive(Deserialize)]
 struct FcmError {
     #[serde(default)]
-    status: String,
-    #[serde(default)]
     details: Vec<Value>,
 }
 
@@ -265,6 +263,13 @@ impl Push {
     }
 }
 
+/// A database failure: logged here, retried without its details (users see
+/// `lastError`).
+pub(crate) fn database(e: &entity::StoreError) -> SendError {
+    tracing::warn!(error = %e, "delivery: database error");
+    SendError::retry("database unavailable")
+}
+
 fn kind_of(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         "timed out"
@@ -293,12 +298,13 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// Whether an FCM error body says the token is no longer registered.
 fn is_unregistered(body: &str) -> bool {
+    // A wrong project or URL is a 404 NOT_FOUND too: only FCM's
+    // UNREGISTERED error code says the token itself is gone.
     serde_json::from_str::<FcmErrorBody>(body).is_ok_and(|b| {
         b.error
             .details
             .iter()
             .any(|d| d["errorCode"] == "UNREGISTERED")
-            || b.error.status == "NOT_FOUND"
     })
 }
 
@@ -317,8 +323,8 @@ impl Channel for Push {
             .map_err(|_| SendError::Permanent("the push target is not a device id".into()))?;
         let device = preferences::device(&self.db, device_id)
             .await
-            .map_err(|e| SendError::retry(format!("database: {e}")))?
-            .ok_or_else(|| SendError::Permanent("the device is no longer registered".into()))?;
+            .map_err(|e| database(&e))?
+            .ok_or_else(|| SendError::TargetGone("the device is no longer registered".into()))?;
         // Data values must be strings in FCM.
         let mut data = serde_json::Map::new();
         data.insert("kind".into(), message.kind.into());
@@ -356,12 +362,14 @@ impl Channel for Push {
             }
             let after = retry_after(resp.headers());
             let text = resp.text().await.unwrap_or_default();
-            if status == reqwest::StatusCode::NOT_FOUND || is_unregistered(&text) {
+            // Only FCM's own answer removes a device: a bare 404 (a wrong
+            // FCM_BASE_URL, a proxy) must not wipe everyone's devices.
+            if is_unregistered(&text) {
                 preferences::forget_device(&self.db, device.id)
                     .await
-                    .map_err(|e| SendError::retry(format!("database: {e}")))?;
+                    .map_err(|e| database(&e))?;
                 tracing::info!(device.id = %device.id, "FCM says the device is unregistered; forgotten");
-                return Err(SendError::Permanent(
+                return Err(SendError::TargetGone(
                     "FCM: the device is unregistered".into(),
                 ));
             }
@@ -393,6 +401,11 @@ mod tests {
         assert!(is_unregistered(body));
         let bad = r#"{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"errorCode":"INVALID_ARGUMENT"}]}}"#;
         assert!(!is_unregistered(bad));
+        let wrong_project = r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND"}}"#;
+        assert!(
+            !is_unregistered(wrong_project),
+            "a wrong project must not remove devices"
+        );
         assert!(!is_unregistered("not json"));
     }
 

@@ -403,11 +403,16 @@ impl TestApp {
     }
 
     pub async fn register(&self, email: &str) -> Session {
+        self.register_named(email, email).await
+    }
+
+    /// Registers a user whose display name differs from the address.
+    pub async fn register_named(&self, email: &str, display_name: &str) -> Session {
         let body = self
             .gql(
                 None,
                 "mutation($i: RegisterInput!) { register(input: $i) { accessToken refreshToken user { id } } }",
-                json!({ "i": { "email": email, "password": "correct horse battery", "displayName": email } }),
+                json!({ "i": { "email": email, "password": "correct horse battery", "displayName": display_name } }),
             )
             .await;
         let p = data(&body, "register");
