@@ -100,7 +100,7 @@ fn balance_update(e: &Envelope) -> Result<BalanceUpdate> {
         id: ID(e.id.to_string()),
         sequence: e.sequence,
         wallet: b.wallet(e.user_id).into(),
-        delta: Money(b.delta),
+        delta: Money::of(b.delta, b.currency),
         transaction_id: ID(b.transaction_id.to_string()),
         occurred_at: e.occurred_at,
     })

@@ -147,9 +147,9 @@ impl From<WalletRecord> for Wallet {
         Self {
             id: ID(w.id.to_string()),
             currency: w.currency.code().to_owned(),
-            balance: Money(w.balance()),
-            available_balance: Money(w.available),
-            frozen_balance: Money(w.frozen),
+            balance: Money::of(w.balance(), w.currency),
+            available_balance: Money::of(w.available, w.currency),
+            frozen_balance: Money::of(w.frozen, w.currency),
             status: match w.status {
                 domain::WalletStatus::Active => WalletStatus::Active,
                 domain::WalletStatus::Frozen => WalletStatus::Frozen,
@@ -226,7 +226,7 @@ impl From<TransactionRecord> for Transaction {
                 domain::TransactionStatus::Failed => TransactionStatus::Failed,
                 domain::TransactionStatus::Reversed => TransactionStatus::Reversed,
             },
-            amount: Money(t.amount),
+            amount: Money::of(t.amount, t.currency),
             currency: t.currency.code().to_owned(),
             from_wallet_id: t.from_wallet_id.map(|id| ID(id.to_string())),
             to_wallet_id: t.to_wallet_id.map(|id| ID(id.to_string())),

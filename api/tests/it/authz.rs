@@ -71,8 +71,8 @@ async fn another_users_wallet_is_not_found_in_queries_and_mutations() {
         .await;
     assert_eq!(data(&hist, "transactions")["edges"], json!([]));
     let w = app.wallet(&a, &a_usd).await;
-    assert_eq!(data(&w, "wallet")["balance"], "100");
-    assert_eq!(data(&w, "wallet")["availableBalance"], "95");
+    assert_eq!(data(&w, "wallet")["balance"], "100.00");
+    assert_eq!(data(&w, "wallet")["availableBalance"], "95.00");
 
     // Paying into someone else's wallet by id is allowed: that is a transfer.
     app.deposit(&b, &b_usd, "3", "bd").await;
@@ -83,7 +83,7 @@ async fn another_users_wallet_is_not_found_in_queries_and_mutations() {
             "pay",
         )
         .await;
-    assert_eq!(data(&pay, "transfer")["wallet"]["balance"], "0");
+    assert_eq!(data(&pay, "transfer")["wallet"]["balance"], "0.00");
     assert!(
         pay["data"]["transfer"]["wallet"]["id"] == json!(b_usd),
         "payload shows the caller's wallet"

@@ -20,7 +20,7 @@ async fn a_new_user_registers_deposits_and_pays_a_second_user_who_sees_it() {
         let dep = data(&dep, "deposit");
         assert_eq!(dep["transaction"]["kind"], "DEPOSIT");
         assert_eq!(dep["transaction"]["status"], "COMPLETED");
-        assert_eq!(dep["wallet"]["balance"], "100");
+        assert_eq!(dep["wallet"]["balance"], "100.00");
 
         let t = app
             .transfer(
@@ -106,9 +106,9 @@ async fn a_withdrawal_holds_the_amount_until_an_admin_settles_it() {
         let held = app.withdraw(&u, &w, "20", "w1").await;
         let held = data(&held, "withdraw");
         assert_eq!(held["transaction"]["status"], "PENDING");
-        assert_eq!(held["wallet"]["balance"], "50");
-        assert_eq!(held["wallet"]["availableBalance"], "30");
-        assert_eq!(held["wallet"]["frozenBalance"], "20");
+        assert_eq!(held["wallet"]["balance"], "50.00");
+        assert_eq!(held["wallet"]["availableBalance"], "30.00");
+        assert_eq!(held["wallet"]["frozenBalance"], "20.00");
         let tx1 = held["transaction"]["id"].as_str().expect("id").to_owned();
 
         // Held money cannot be spent twice.
@@ -124,8 +124,8 @@ async fn a_withdrawal_holds_the_amount_until_an_admin_settles_it() {
         let done = app.settle(&admin, &tx1, "COMPLETED").await;
         let done = data(&done, "settleWithdrawal");
         assert_eq!(done["transaction"]["status"], "COMPLETED");
-        assert_eq!(done["wallet"]["balance"], "30");
-        assert_eq!(done["wallet"]["frozenBalance"], "0");
+        assert_eq!(done["wallet"]["balance"], "30.00");
+        assert_eq!(done["wallet"]["frozenBalance"], "0.00");
         // Settling twice is refused.
         assert_eq!(
             error_code(&app.settle(&admin, &tx1, "FAILED").await),
@@ -140,8 +140,8 @@ async fn a_withdrawal_holds_the_amount_until_an_admin_settles_it() {
         let failed = app.settle(&admin, &tx2, "FAILED").await;
         let failed = data(&failed, "settleWithdrawal");
         assert_eq!(failed["transaction"]["status"], "FAILED");
-        assert_eq!(failed["wallet"]["availableBalance"], "30");
-        assert_eq!(failed["wallet"]["frozenBalance"], "0");
+        assert_eq!(failed["wallet"]["availableBalance"], "30.00");
+        assert_eq!(failed["wallet"]["frozenBalance"], "0.00");
 
         let id = uuid::Uuid::parse_str(&w).expect("uuid");
         let (available, held) = entity::store::payments::ledger_balances(&app.db, id)
@@ -208,7 +208,7 @@ async fn transfers_are_refused_with_contract_codes() {
             .await;
         assert_eq!(error_code(&bad_key), "BAD_USER_INPUT");
         let w = app.wallet(&a, &a_usd).await;
-        assert_eq!(data(&w, "wallet")["balance"], "10", "nothing moved");
+        assert_eq!(data(&w, "wallet")["balance"], "10.00", "nothing moved");
     })
     .await;
 }
@@ -244,7 +244,7 @@ async fn history_pages_are_stable_when_new_transactions_arrive() {
                 .map(|e| e["node"]["amount"].as_str().expect("amount").to_owned())
                 .collect()
         };
-        assert_eq!(amounts(&first), ["5", "4"]);
+        assert_eq!(amounts(&first), ["5.00", "4.00"]);
         let cursor = data(&first, "transactions")["pageInfo"]["endCursor"]
             .as_str()
             .expect("cursor")
@@ -252,7 +252,7 @@ async fn history_pages_are_stable_when_new_transactions_arrive() {
         // A new deposit lands before the next page is read.
         app.deposit(&u, &w, "6", "d6").await;
         let second = page(Some(cursor)).await;
-        assert_eq!(amounts(&second), ["3", "2"]);
+        assert_eq!(amounts(&second), ["3.00", "2.00"]);
         assert_eq!(
             data(&second, "transactions")["pageInfo"]["hasNextPage"],
             true

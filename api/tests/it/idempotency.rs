@@ -34,10 +34,10 @@ async fn the_same_key_and_input_replays_the_first_result_and_moves_money_once() 
             data(&again, "deposit")["transaction"],
             data(&first, "deposit")["transaction"]
         );
-        assert_eq!(data(&again, "deposit")["wallet"]["balance"], "10");
+        assert_eq!(data(&again, "deposit")["wallet"]["balance"], "10.00");
         assert_eq!(deposits(&app).await, 1);
         let w_now = app.wallet(&s, &w).await;
-        assert_eq!(data(&w_now, "wallet")["balance"], "10");
+        assert_eq!(data(&w_now, "wallet")["balance"], "10.00");
 
         // Another amount under the same key is an error and moves nothing.
         let other = app.deposit(&s, &w, "11", "same").await;
@@ -134,7 +134,7 @@ async fn identical_requests_racing_move_money_once() {
     assert_eq!(tx_ids.len(), 1, "every success shows the same transaction");
     assert_eq!(deposits(&app).await, 1);
     let bal = app.wallet(&s, &w).await;
-    assert_eq!(data(&bal, "wallet")["balance"], "7");
+    assert_eq!(data(&bal, "wallet")["balance"], "7.00");
 }
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn a_refused_request_does_not_burn_its_key() {
         app.deposit(&a, &aw, "5", "top-up").await;
         let ok = app.transfer(&a, input, "pay-1").await;
         assert_eq!(data(&ok, "transfer")["replayed"], false);
-        assert_eq!(data(&ok, "transfer")["wallet"]["balance"], "0");
+        assert_eq!(data(&ok, "transfer")["wallet"]["balance"], "0.00");
     })
     .await;
 }

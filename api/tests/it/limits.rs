@@ -101,7 +101,7 @@ async fn money_mutations_are_limited_per_user() {
     assert_rate_limited(&w);
     // The refused deposit moved nothing.
     let wallet = app.wallet(&a, &a_usd).await;
-    assert_eq!(data(&wallet, "wallet")["balance"], "3");
+    assert_eq!(data(&wallet, "wallet")["balance"], "3.00");
     data(&app.deposit(&b, &b_usd, "1", "d0").await, "deposit");
 }
 
@@ -202,7 +202,7 @@ async fn sign_in_and_money_mutations_cannot_be_batched() {
     let wallet = app.wallet(&s, &usd).await;
     assert_eq!(
         data(&wallet, "wallet")["balance"],
-        "0",
+        "0.00",
         "the batched deposit did not run"
     );
     // Alone, the same deposit runs.
@@ -321,16 +321,16 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
     let me = app
         .gql(Some(&s.token), "{ me { wallets { balance } } }", json!({}))
         .await;
-    assert_eq!(data(&me, "me")["wallets"][0]["balance"], "0", "{me}");
+    assert_eq!(data(&me, "me")["wallets"][0]["balance"], "0.00", "{me}");
     // Its claim on the key ends with its lease; the retry then moves the
     // money, once.
     tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
     let retry = app.deposit(&s, &usd, "10.00", "slow-1").await;
     assert_eq!(data(&retry, "deposit")["replayed"], false, "{retry}");
-    assert_eq!(data(&retry, "deposit")["wallet"]["balance"], "10");
+    assert_eq!(data(&retry, "deposit")["wallet"]["balance"], "10.00");
     let again = app.deposit(&s, &usd, "10.00", "slow-1").await;
     assert_eq!(data(&again, "deposit")["replayed"], true, "{again}");
-    assert_eq!(data(&again, "deposit")["wallet"]["balance"], "10");
+    assert_eq!(data(&again, "deposit")["wallet"]["balance"], "10.00");
 }
 
 #[tokio::test]

@@ -111,7 +111,7 @@ async fn amounts_that_do_not_fit_are_refused_not_rounded() {
             .await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
         let w = app.wallet(&s, &usd).await;
-        assert_eq!(data(&w, "wallet")["balance"], json!("0"));
+        assert_eq!(data(&w, "wallet")["balance"], json!("0.00"));
     })
     .await;
 }

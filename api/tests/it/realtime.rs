@@ -46,7 +46,7 @@ async fn a_transfer_reaches_websocket_subscribers_over_both_subprotocols() {
         assert_eq!(event["transactionId"], tx_id, "{protocol}: {payload}");
         assert_eq!(event["delta"], json!(amount));
         assert_eq!(event["wallet"]["id"], json!(bw));
-        let expected = if i == 0 { "1.25" } else { "3.5" };
+        let expected = if i == 0 { "1.25" } else { "3.50" };
         assert_eq!(event["wallet"]["balance"], expected, "{protocol}");
     }
 }
@@ -291,7 +291,7 @@ async fn a_mutation_on_one_server_process_reaches_a_subscriber_on_another_within
     assert!(committed.elapsed() < Duration::from_secs(1));
     assert_eq!(
         payload["data"]["balanceUpdated"]["wallet"]["balance"],
-        "7.5"
+        "7.50"
     );
 }
 
@@ -327,7 +327,7 @@ async fn events_held_back_while_redis_is_down_are_delivered_when_it_returns() {
     let me = app
         .gql(Some(&u.token), "{ me { wallets { balance } } }", json!({}))
         .await;
-    assert_eq!(data(&me, "me")["wallets"][0]["balance"], "6");
+    assert_eq!(data(&me, "me")["wallets"][0]["balance"], "6.00");
 
     redis.restart();
     // The open subscription gets every held-back event, in order, once.
@@ -409,7 +409,7 @@ async fn events_committed_by_a_server_killed_before_publishing_are_delivered_aft
                 .expect("balance")
         })
         .collect();
-    assert_eq!(balances, ["2", "4", "6", "8"]);
+    assert_eq!(balances, ["2.00", "4.00", "6.00", "8.00"]);
     let unpublished = outbox_events::Entity::find()
         .filter(outbox_events::Column::PublishedAt.is_null())
         .count(&observer.db)
@@ -789,5 +789,5 @@ async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_l
     assert_eq!(refused["payload"][0]["extensions"]["timedOut"], true);
     blocker.rollback().await.expect("release the lock");
     let wallet = app.wallet(&laptop, &usd).await;
-    assert_eq!(data(&wallet, "wallet")["balance"], "0", "{wallet}");
+    assert_eq!(data(&wallet, "wallet")["balance"], "0.00", "{wallet}");
 }

@@ -291,7 +291,7 @@ async fn large_transfers_key_removal_and_password_change_need_a_step_up() {
     let sent = app
         .transfer(&s, transfer("750", Some(&token)), &long_key)
         .await;
-    assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "750");
+    assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "750.00");
     // A retry of the same request (same key) replays with the same token,
     // and without one: a completed transfer needs no new confirmation.
     for retry_token in [Some(token.as_str()), None] {
@@ -729,5 +729,5 @@ async fn second_factor_challenges_and_step_up_tokens_expire() {
     // In time, the same steps work.
     let fresh = step_up(&app, &s, &mut key).await;
     let sent = app.transfer(&s, pay(&fresh), "late-2").await;
-    assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "600");
+    assert_eq!(data(&sent, "transfer")["transaction"]["amount"], "600.00");
 }
