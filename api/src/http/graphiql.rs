@@ -118,6 +118,60 @@ async fn asset(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
+/// The document GraphiQL opens on (until the user has edited one): the
+/// README's walkthrough, one named operation per step.
+pub const WALKTHROUGH: &str = r#"# wallet-bff: a walkthrough. Pick an operation with the run button, in order.
+#
+# 1. Register. Copy accessToken into the Headers tab below as
+#    {"Authorization": "Bearer <accessToken>"}
+mutation Register {
+  register(input: {email: "ann@example.com", password: "correct horse battery", displayName: "Ann"}) {
+    accessToken
+    refreshToken
+    user { id email }
+  }
+}
+
+# 2. Open a USD wallet and note its id.
+mutation OpenWallet {
+  openWallet(currency: "USD") { id currency balance }
+}
+
+# 3. Fund it through the development sandbox rail: put the wallet id in.
+#    The same idempotencyKey again replays the first result.
+mutation Deposit {
+  deposit(input: {walletId: "WALLET_ID", amount: "100.00"}, idempotencyKey: "dep-1") {
+    replayed
+    transaction { id status amount currency }
+    wallet { balance availableBalance }
+  }
+}
+
+# 4. Pay another user: register bob@example.com in another tab and open his
+#    USD wallet first.
+mutation Transfer {
+  transfer(input: {fromWalletId: "WALLET_ID", toEmail: "bob@example.com", amount: "12.50", memo: "lunch"}, idempotencyKey: "t-1") {
+    transaction { id status amount }
+    wallet { balance }
+  }
+}
+
+# 5. Your wallets and history, newest first (page on with after: endCursor).
+query History {
+  me { email wallets { currency balance availableBalance frozenBalance } }
+  transactions(first: 10) {
+    edges { node { kind status amount currency memo createdAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+
+# 6. Live balance changes over the WebSocket: keep it running and deposit
+#    again from another tab.
+subscription Balances {
+  balanceUpdated { sequence delta transactionId occurredAt wallet { id balance } }
+}
+"#;
+
 /// The GraphiQL page. `graphql_path` and `ws_path` are root-relative paths of the GraphQL HTTP
 /// and WebSocket endpoints; the page turns them into absolute `http(s)://` and `ws(s)://` URLs
 /// from `window.location`.
@@ -129,7 +183,8 @@ pub fn page(graphql_path: &str, ws_path: &str) -> Html<String> {
             .replace("{{GRAPHQL_WS_JS}}", &GRAPHQL_WS.url())
             .replace("{{GRAPHIQL_JS}}", &GRAPHIQL_JS.url())
             .replace("{{GRAPHQL_PATH}}", &js_string(graphql_path))
-            .replace("{{WS_PATH}}", &js_string(ws_path)),
+            .replace("{{WS_PATH}}", &js_string(ws_path))
+            .replace("{{DEFAULT_QUERY}}", &js_string(WALKTHROUGH)),
     )
 }
 
@@ -225,6 +280,7 @@ const PAGE: &str = r#"<!doctype html>
 
   ReactDOM.createRoot(root).render(React.createElement(GraphiQL, {
     fetcher: fetcher,
+    defaultQuery: {{DEFAULT_QUERY}},
     isHeadersEditorEnabled: true,
     defaultEditorToolsVisibility: true
   }));

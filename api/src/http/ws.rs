@@ -107,6 +107,8 @@ pub async fn graphql_ws(
 
 /// Longest a single frame may take to go out before the peer counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long our close waits for the peer's answering close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Whether an open socket's session is still live. A database that cannot
 /// answer keeps the socket open (one outage should not drop every client;
@@ -130,8 +132,11 @@ struct Connection {
 
 /// How the connection ended, from our side.
 enum Ending {
-    /// The peer went away or closed.
+    /// The peer went away without a close frame.
     Gone,
+    /// The peer sent a close frame: it gets its answer, so the client sees
+    /// a clean close (1000 after `dispose()`), not 1006.
+    PeerClosed,
     /// We close with this code and reason.
     Close(u16, String),
 }
@@ -205,13 +210,40 @@ impl Connection {
         self.send(Message::Text(value.to_string().into())).await
     }
 
+    /// Closes with `code` and waits (briefly) for the peer's answer, so the
+    /// closing handshake completes and the client sees our code.
     async fn close(&mut self, code: u16, reason: &str) {
-        let _ = self
+        let sent = self
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.to_owned().into(),
             })))
             .await;
+        if sent {
+            let drain = async {
+                while let Some(Ok(msg)) = self.socket.recv().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, drain).await;
+        }
+    }
+
+    /// Answers the peer's close frame: tungstenite queued the echo when it
+    /// read it; flushing sends it.
+    async fn answer_close(&mut self) {
+        use futures_util::SinkExt;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await;
+    }
+
+    async fn finish(&mut self, ending: Ending) {
+        match ending {
+            Ending::Close(code, reason) => self.close(code, &reason).await,
+            Ending::PeerClosed => self.answer_close().await,
+            Ending::Gone => {}
+        }
     }
 
     async fn run(mut self) {
@@ -223,8 +255,7 @@ impl Connection {
         .await;
         let user = match init {
             Err(_) => return self.close(4408, "Connection initialisation timeout").await,
-            Ok(Err(Ending::Gone)) => return,
-            Ok(Err(Ending::Close(code, reason))) => return self.close(code, &reason).await,
+            Ok(Err(ending)) => return self.finish(ending).await,
             Ok(Ok(user)) => user,
         };
         if !self.send_json(json!({ "type": "connection_ack" })).await {
@@ -234,16 +265,15 @@ impl Connection {
             return;
         }
         let ending = self.serve(user).await;
-        if let Ending::Close(code, reason) = ending {
-            self.close(code, &reason).await;
-        }
+        self.finish(ending).await;
     }
 
     /// Reads until `connection_init`; returns the authenticated user.
     async fn wait_for_init(&mut self) -> Result<AuthUser, Ending> {
         loop {
             let text = match self.socket.recv().await {
-                None | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
+                None => return Err(Ending::Gone),
+                Some(Ok(Message::Close(_))) => return Err(Ending::PeerClosed),
                 Some(Err(err)) => return Err(ending_for(err)),
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -318,7 +348,8 @@ impl Connection {
             tokio::select! {
                 incoming = self.socket.recv() => {
                     let text = match incoming {
-                        None | Some(Ok(Message::Close(_))) => return Ending::Gone,
+                        None => return Ending::Gone,
+                        Some(Ok(Message::Close(_))) => return Ending::PeerClosed,
                         Some(Err(err)) => return ending_for(err),
                         Some(Ok(Message::Pong(_) | Message::Ping(_))) => { unanswered = 0; continue; }
                         Some(Ok(Message::Binary(_))) => return Ending::Close(4400, "Binary messages are not supported".into()),

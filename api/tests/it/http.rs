@@ -396,3 +396,67 @@ async fn only_valid_persisted_queries_are_kept_and_each_address_registers_a_boun
         "{dropped}"
     );
 }
+
+#[tokio::test]
+async fn graphiql_opens_on_the_walkthrough_and_every_step_of_it_runs() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("graphiql")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("defaultQuery: \"# wallet-bff: a walkthrough"),
+        "{page}"
+    );
+    let doc = api::http::graphiql::WALKTHROUGH;
+    let run = |op: &'static str, token: Option<String>, doc: String| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .client
+                .post(app.url("/graphql"))
+                .json(&json!({ "query": doc, "operationName": op }));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let body: Value = req.send().await.expect("post").json().await.expect("json");
+            assert!(body.get("errors").is_none(), "{op}: {body}");
+            body["data"].clone()
+        }
+    };
+    // Bob exists with a USD wallet, as step 4 says.
+    let bob = app.register("bob@example.com").await;
+    app.open_wallet(&bob, "USD").await;
+    let reg = run("Register", None, doc.to_owned()).await;
+    let token = reg["register"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let wallet = run("OpenWallet", Some(token.clone()), doc.to_owned()).await;
+    let id = wallet["openWallet"]["id"].as_str().expect("id").to_owned();
+    let doc = doc.replace("WALLET_ID", &id);
+    let dep = run("Deposit", Some(token.clone()), doc.clone()).await;
+    assert_eq!(dep["deposit"]["wallet"]["balance"], "100.00");
+    let t = run("Transfer", Some(token.clone()), doc.clone()).await;
+    assert_eq!(t["transfer"]["wallet"]["balance"], "87.50");
+    let history = run("History", Some(token), doc.clone()).await;
+    assert_eq!(
+        history["transactions"]["edges"].as_array().map(Vec::len),
+        Some(2)
+    );
+    // The subscription is valid too (run over the WebSocket by GraphiQL).
+    let mut ws =
+        crate::support::WsClient::authed(app.addr, "graphql-transport-ws", &bob.token).await;
+    ws.send(json!({ "id": "b", "type": "subscribe", "payload": { "query": doc, "operationName": "Balances" } }))
+        .await;
+    assert!(
+        ws.silent_for(std::time::Duration::from_millis(300)).await,
+        "no error for the subscription"
+    );
+}

@@ -194,6 +194,35 @@ async fn users_never_see_other_users_events_and_bad_tokens_cannot_subscribe() {
 }
 
 #[tokio::test]
+async fn a_client_closing_the_socket_gets_its_close_answered_as_graphql_ws_expects() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let u = app.register("close@example.com").await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        // Before init, with a subscription running, and idle.
+        for subscribed in [false, true] {
+            let mut ws = WsClient::authed(app.addr, protocol, &u.token).await;
+            if subscribed {
+                ws.subscribe("1", BALANCES, json!({})).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            ws.close(1000, "Normal Closure").await;
+            assert_eq!(
+                ws.next_message(Duration::from_secs(5)).await,
+                Err(WsEnd::Closed(1000)),
+                "{protocol}, subscribed: {subscribed}: the server answers the close frame"
+            );
+        }
+        let mut ws = WsClient::connect(app.addr, protocol).await;
+        ws.close(1000, "Normal Closure").await;
+        assert_eq!(
+            ws.next_message(Duration::from_secs(5)).await,
+            Err(WsEnd::Closed(1000)),
+            "{protocol}: before connection_init"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_socket_without_connection_init_is_closed_and_a_subprotocol_is_required() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| s.ws_init_timeout_secs = 1).await;
     let mut ws = WsClient::connect(app.addr, "graphql-transport-ws").await;

@@ -614,6 +614,21 @@ impl WsClient {
             .expect("ws send");
     }
 
+    /// Sends a close frame, as `graphql-ws`'s `dispose()` does.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Close(Some(
+                CloseFrame {
+                    code: code.into(),
+                    reason: reason.to_owned().into(),
+                },
+            )))
+            .await
+            .expect("ws close");
+    }
+
     /// Starts an operation with this protocol's message type.
     pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         let kind = if self.protocol == "graphql-transport-ws" {
