@@ -95,6 +95,18 @@ ensure_redis() {
   wait_port 127.0.0.1 6379 Redis
 }
 
+# The apps' contract (frontend-contract/): its generated TypeScript must match
+# schema.graphql and the operations.
+check_frontend_contract() {
+  local dir=frontend-contract
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "npm ci --prefix $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund || die "npm ci --prefix $dir failed"
+  fi
+  log "frontend-contract: generated files and types"
+  npm --prefix "$dir" run --silent check || die "frontend-contract is stale: npm --prefix $dir run generate"
+}
+
 # The SMTP server of the notifier tests (scripts/smtp/sink.py): Debian's
 # python3-aiosmtpd, run by Debian's own python3 (not a pyenv one).
 ensure_smtp_sink() {
@@ -114,6 +126,7 @@ ensure_postgres
 ensure_redis
 log "PostgreSQL at ${TEST_POSTGRES_URL%%@*}@..., Redis at $REDIS_URL"
 
+check_frontend_contract
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

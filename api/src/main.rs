@@ -1,4 +1,4 @@
-//! `wallet-bff`: `serve`, `migrate`, `export-schema`, `grant-role`.
+//! `wallet-bff`: `serve`, `migrate`, `export-schema`, `export-error-codes`, `grant-role`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,6 +20,8 @@ enum Command {
     Migrate,
     /// Print the GraphQL SDL that schema.graphql must equal.
     ExportSchema,
+    /// Print frontend-contract/src/error-codes.ts (the error codes as TypeScript).
+    ExportErrorCodes,
     /// Grant a role to the account with this e-mail.
     GrantRole {
         /// The account's e-mail.
@@ -34,9 +36,16 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::ExportSchema) = cli.command {
-        print!("{}", api::graphql::sdl());
-        return Ok(());
+    match cli.command {
+        Some(Command::ExportSchema) => {
+            print!("{}", api::graphql::sdl());
+            return Ok(());
+        }
+        Some(Command::ExportErrorCodes) => {
+            print!("{}", api::graphql::error_codes_ts());
+            return Ok(());
+        }
+        _ => {}
     }
     let settings = api::config::Settings::from_env()?;
     api::init_tracing(settings.log_format);
@@ -71,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(user.id = %user.id, role = role.as_str(), "role granted");
             Ok(())
         }
-        Command::ExportSchema => Ok(()),
+        Command::ExportSchema | Command::ExportErrorCodes => Ok(()),
     }
 }
 
