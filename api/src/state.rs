@@ -45,6 +45,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Shared Redis connection (rate limits, persisted queries), if any.
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// The trusted documents of every app release.
+    pub trusted: Arc<crate::graphql::trusted::Manifest>,
 }
 
 /// Step-up rules.
@@ -95,6 +97,10 @@ impl AppState {
             Duration::seconds(settings.refresh_token_ttl_secs),
         );
         let rp = RelyingParty::from_settings(&settings)?;
+        let trusted = crate::graphql::trusted::Manifest::load(&settings.trusted_documents_files)?;
+        if settings.trusted_documents != crate::graphql::trusted::TrustedMode::Off {
+            tracing::info!(documents = trusted.len(), mode = ?settings.trusted_documents, "trusted documents loaded");
+        }
         let oauth = OauthProviders::from_settings(&settings)?;
         let step_up = StepUpPolicy {
             token_ttl: Duration::seconds(settings.step_up_token_ttl_secs),
@@ -107,6 +113,7 @@ impl AppState {
             step_up: Arc::new(step_up),
             limiter: Arc::new(limiter),
             redis,
+            trusted: Arc::new(trusted),
             keys: Arc::new(keys),
             key_policy: KeyPolicy {
                 retention: Duration::seconds(settings.idempotency_retention_secs),

@@ -42,13 +42,15 @@ pub enum ErrorCode {
     /// `afterSequence` is older than the events kept: refetch the state
     /// instead of replaying.
     ReplayUnavailable,
+    /// Only documents of the trusted-documents manifest run here, by id.
+    TrustedDocumentRequired,
     /// Anything unexpected; details are logged, never shown.
     InternalServerError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::BadUserInput,
@@ -66,6 +68,7 @@ impl ErrorCode {
         ErrorCode::QueryTooComplex,
         ErrorCode::PersistedQueryNotFound,
         ErrorCode::ReplayUnavailable,
+        ErrorCode::TrustedDocumentRequired,
         ErrorCode::InternalServerError,
     ];
 
@@ -89,6 +92,7 @@ impl ErrorCode {
             ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
             ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             ErrorCode::ReplayUnavailable => "REPLAY_UNAVAILABLE",
+            ErrorCode::TrustedDocumentRequired => "TRUSTED_DOCUMENT_REQUIRED",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -153,6 +157,6 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
     }
 }

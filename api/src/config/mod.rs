@@ -18,6 +18,8 @@
 //! | `GRAPHIQL_ENABLED` | `true` in development, `false` in production | serve GraphiQL at `GET /graphql` |
 //! | `GRAPHQL_INTROSPECTION` | `true` in development, `false` in production | allow schema introspection |
 //! | `GRAPHQL_FIELD_SUGGESTIONS` | as `GRAPHQL_INTROSPECTION` | "did you mean ...?" in validation errors (they reveal field names) |
+//! | `GRAPHQL_TRUSTED_DOCUMENTS` | `off` | `off`, `allow` (manifest documents by id, others too) or `require` (only manifest documents; recommended in production) |
+//! | `GRAPHQL_TRUSTED_DOCUMENTS_FILE` | none; required unless `off` | persisted-documents manifests, comma-separated (keep every app release's) |
 //! | `REQUEST_BODY_LIMIT_BYTES` | `1048576` | largest accepted request body |
 //! | `REQUEST_TIMEOUT_SECS` | `30` | longest request execution |
 //! | `OUTBOX_RELAY_ENABLED` | `true` | run the outbox relay in this process |
@@ -123,6 +125,10 @@ pub struct Settings {
     pub introspection_enabled: bool,
     /// Whether validation errors suggest field names.
     pub suggestions_enabled: bool,
+    /// How trusted documents are enforced.
+    pub trusted_documents: crate::graphql::trusted::TrustedMode,
+    /// The persisted-documents manifests.
+    pub trusted_documents_files: Vec<PathBuf>,
     /// Largest request body, bytes.
     pub body_limit_bytes: usize,
     /// Request timeout, seconds.
@@ -469,6 +475,15 @@ impl Settings {
             graphiql_enabled: env.flag("GRAPHIQL_ENABLED", dev)?,
             introspection_enabled,
             suggestions_enabled: env.flag("GRAPHQL_FIELD_SUGGESTIONS", introspection_enabled)?,
+            trusted_documents: env.parsed(
+                "GRAPHQL_TRUSTED_DOCUMENTS",
+                crate::graphql::trusted::TrustedMode::Off,
+            )?,
+            trusted_documents_files: env
+                .list("GRAPHQL_TRUSTED_DOCUMENTS_FILE")
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             body_limit_bytes: env.parsed("REQUEST_BODY_LIMIT_BYTES", 1_048_576usize)?,
             request_timeout_secs: env.parsed("REQUEST_TIMEOUT_SECS", 30u64)?,
             outbox_relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true)?,
@@ -517,6 +532,13 @@ impl Settings {
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");
+        }
+        if settings.trusted_documents != crate::graphql::trusted::TrustedMode::Off
+            && settings.trusted_documents_files.is_empty()
+        {
+            bail!(
+                "GRAPHQL_TRUSTED_DOCUMENTS_FILE is required when GRAPHQL_TRUSTED_DOCUMENTS is allow or require"
+            );
         }
         if settings.oauth_flow_ttl_secs <= 0 {
             bail!("OAUTH_FLOW_TTL_SECS must be positive");

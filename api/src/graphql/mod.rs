@@ -9,6 +9,7 @@ pub mod scalars;
 pub mod security;
 pub mod shape;
 pub mod time_limit;
+pub mod trusted;
 pub mod types;
 pub mod wallets;
 
@@ -70,6 +71,11 @@ pub fn build_schema(state: AppState) -> AppSchema {
     let mut b = builder()
         .data(state.clone())
         .data(deliveries)
+        // Before APQ: a manifest document never touches the APQ store.
+        .extension(trusted::TrustedDocuments::new(
+            state.settings.trusted_documents,
+            state.trusted.clone(),
+        ))
         .extension(apq::PersistedQueries::new(apq::Store::from_state(&state)))
         .extension(time_limit::TimeLimit(std::time::Duration::from_secs(
             state.settings.request_timeout_secs,

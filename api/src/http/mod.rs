@@ -257,7 +257,10 @@ async fn graphql_post(
             "POST /graphql needs content-type: application/json",
         );
     }
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let batch: BatchRequest = match serde_json::from_slice::<serde_json::Value>(&body)
+        .map(with_document_ids)
+        .and_then(serde_json::from_value)
+    {
         Ok(b) => b,
         Err(_) => {
             return request_error(
@@ -275,6 +278,31 @@ async fn graphql_post(
         );
     }
     execute(&state, &headers, peer, batch).await
+}
+
+/// GraphQL over HTTP's `documentId` (a trusted document's id) travels to
+/// the trusted-documents extension in `extensions.documentId`.
+fn with_document_ids(mut body: serde_json::Value) -> serde_json::Value {
+    fn move_id(item: &mut serde_json::Value) {
+        let Some(obj) = item.as_object_mut() else {
+            return;
+        };
+        if let Some(id) = obj.remove("documentId") {
+            let ext = obj
+                .entry("extensions")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let Some(ext) = ext.as_object_mut() {
+                ext.insert("documentId".into(), id);
+            }
+            // A request by id alone has no text.
+            obj.entry("query").or_insert_with(|| "".into());
+        }
+    }
+    match &mut body {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(move_id),
+        item => move_id(item),
+    }
+    body
 }
 
 /// Apollo's CSRF prevention: a GET is a "simple request" a browser sends

@@ -17,4 +17,5 @@ mod roles;
 mod schema;
 mod sessions;
 mod support;
+mod trusted;
 mod webauthn;

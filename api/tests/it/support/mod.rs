@@ -147,6 +147,8 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         graphiql_enabled: true,
         introspection_enabled: true,
         suggestions_enabled: true,
+        trusted_documents: api::graphql::trusted::TrustedMode::Off,
+        trusted_documents_files: Vec::new(),
         body_limit_bytes: 1_048_576,
         request_timeout_secs: 30,
         outbox_relay_enabled: true,
