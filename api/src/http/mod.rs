@@ -219,7 +219,15 @@ async fn execute(
     } else {
         "application/json"
     };
-    match serde_json::to_vec(&response) {
+    // A request error (it did not parse, validate or start) executed
+    // nothing: no `data` entry at all, as GraphQL over HTTP wants.
+    let body = serde_json::to_value(&response).map(|mut v| {
+        if single_request_error && let Some(obj) = v.as_object_mut() {
+            obj.remove("data");
+        }
+        v
+    });
+    match body.and_then(|v| serde_json::to_vec(&v)) {
         Ok(body) => {
             let resp = (
                 status,
@@ -257,10 +265,19 @@ async fn graphql_post(
             "POST /graphql needs content-type: application/json",
         );
     }
-    let batch: BatchRequest = match serde_json::from_slice::<serde_json::Value>(&body)
-        .map(with_document_ids)
-        .and_then(serde_json::from_value)
-    {
+    let body = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "the body is not JSON: expected a GraphQL request with a \"query\" string",
+            );
+        }
+    };
+    if let Some(problem) = invalid_parameters(&body) {
+        return request_error(StatusCode::BAD_REQUEST, problem);
+    }
+    let batch: BatchRequest = match serde_json::from_value(with_document_ids(body)) {
         Ok(b) => b,
         Err(_) => {
             return request_error(
@@ -278,6 +295,33 @@ async fn graphql_post(
         );
     }
     execute(&state, &headers, peer, batch).await
+}
+
+/// Why a request body is not a GraphQL request (answered 400 whatever the
+/// `Accept`): each request needs a `query` string, a `documentId` or a
+/// persisted-query hash.
+fn invalid_parameters(body: &serde_json::Value) -> Option<&'static str> {
+    fn check(item: &serde_json::Value) -> Option<&'static str> {
+        let Some(obj) = item.as_object() else {
+            return Some("each GraphQL request must be a JSON object");
+        };
+        match obj.get("query") {
+            Some(serde_json::Value::String(_)) => return None,
+            Some(_) => return Some("query must be a string"),
+            None => {}
+        }
+        let by_id = obj.contains_key("documentId")
+            || obj
+                .get("extensions")
+                .and_then(|e| e.get("persistedQuery"))
+                .is_some();
+        (!by_id).then_some("the request has no query (nor a documentId or persisted-query hash)")
+    }
+    match body {
+        serde_json::Value::Array(items) if items.is_empty() => Some("the batch is empty"),
+        serde_json::Value::Array(items) => items.iter().find_map(check),
+        item => check(item),
+    }
 }
 
 /// GraphQL over HTTP's `documentId` (a trusted document's id) travels to

@@ -460,3 +460,43 @@ async fn graphiql_opens_on_the_walkthrough_and_every_step_of_it_runs() {
         "no error for the subscription"
     );
 }
+
+/// graphql-http's `serverAudits` (installed with frontend-contract by
+/// scripts/test.sh) against the running server.
+async fn conformance_audit(app: &TestApp, preflight: bool) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../frontend-contract/scripts/audit.mjs");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script).arg(app.url("/graphql"));
+    if preflight {
+        cmd.arg("--preflight");
+    }
+    let out = cmd.output().await.expect(
+        "node must be installed (scripts/test.sh installs it and frontend-contract's packages)",
+    );
+    assert!(
+        out.status.success(),
+        "the audit did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("audit JSON")
+}
+
+#[tokio::test]
+async fn every_graphql_over_http_audit_passes_with_apollos_preflight_header() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.rate_limits_enabled = false).await;
+    let with = conformance_audit(&app, true).await;
+    assert_eq!(with["total"], 61, "{with}");
+    assert_eq!(with["ok"], 61, "{with}");
+    // Without it, only the plain GETs are refused, by the CSRF rule: a
+    // browser sends such a GET cross-site without asking.
+    let without = conformance_audit(&app, false).await;
+    let mut refused: Vec<String> = without["notOk"]
+        .as_array()
+        .expect("notOk")
+        .iter()
+        .map(|a| a["id"].as_str().expect("id").to_owned())
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["5A70", "6A70", "D6D5"], "{without}");
+}
