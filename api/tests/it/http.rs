@@ -500,3 +500,15 @@ async fn every_graphql_over_http_audit_passes_with_apollos_preflight_header() {
     refused.sort();
     assert_eq!(refused, ["5A70", "6A70", "D6D5"], "{without}");
 }
+
+#[tokio::test]
+async fn a_missing_variable_is_bad_user_input_not_an_internal_error() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let body = app
+        .post_json(&json!({
+            "query": "mutation M($token: String!, $platform: PushPlatform!) { registerPushDevice(token: $token, platform: $platform) { id } }",
+            "variables": {},
+        }))
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+}

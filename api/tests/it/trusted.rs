@@ -20,8 +20,11 @@ fn document(name: &str) -> (String, String) {
         serde_json::from_str(&text).expect("json");
     manifest
         .into_iter()
+        // The exact operation name: `Me`, not `MeAndMore`.
         .find(|(_, doc)| {
-            doc.contains(&format!("query {name}")) || doc.contains(&format!("subscription {name}"))
+            ["query", "subscription"].iter().any(|op| {
+                doc.contains(&format!("{op} {name}(")) || doc.contains(&format!("{op} {name} {{"))
+            })
         })
         .unwrap_or_else(|| panic!("no {name} in the manifest"))
 }
@@ -42,7 +45,7 @@ async fn register_by_id(app: &TestApp) -> String {
         serde_json::from_str(&text).expect("json");
     let (id, _) = manifest
         .iter()
-        .find(|(_, doc)| doc.contains("mutation Register"))
+        .find(|(_, doc)| doc.contains("mutation Register("))
         .expect("Register in the manifest");
     let body = json!({
         "documentId": id,
