@@ -512,3 +512,32 @@ async fn a_missing_variable_is_bad_user_input_not_an_internal_error() {
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
 }
+
+/// Apollo Client 4 (`frontend-contract/tests/apollo.mjs`, with the generated
+/// documents) against the running server: HttpLink and GraphQLWsLink,
+/// Relay pages merged by `fetchMore`, `extensions.code`, a live event, and
+/// graphql-ws seeing close code 1000 when it disposes.
+#[tokio::test]
+async fn apollo_client_runs_the_generated_documents_over_http_and_websocket() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.rate_limits_enabled = false;
+        s.redis_url = Some(crate::support::redis_url());
+    })
+    .await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../frontend-contract/tests/apollo.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(app.url("/graphql"))
+        .output()
+        .await
+        .expect(
+            "node must be installed (scripts/test.sh installs it and frontend-contract's packages)",
+        );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "Apollo Client contract test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
