@@ -513,19 +513,12 @@ async fn a_missing_variable_is_bad_user_input_not_an_internal_error() {
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
 }
 
-/// Apollo Client 4 (`frontend-contract/tests/apollo.mjs`, with the generated
-/// documents) against the running server: HttpLink and GraphQLWsLink,
-/// Relay pages merged by `fetchMore`, `extensions.code`, a live event, and
-/// graphql-ws seeing close code 1000 when it disposes.
-#[tokio::test]
-async fn apollo_client_runs_the_generated_documents_over_http_and_websocket() {
-    let app = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.rate_limits_enabled = false;
-        s.redis_url = Some(crate::support::redis_url());
-    })
-    .await;
+/// Runs a contract test script of `frontend-contract/tests/` against the
+/// server; it prints `ok` when every check held.
+async fn contract_script(app: &TestApp, name: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../frontend-contract/tests/apollo.mjs");
+        .join("../frontend-contract/tests")
+        .join(name);
     let out = tokio::process::Command::new("node")
         .arg(&script)
         .arg(app.url("/graphql"))
@@ -537,7 +530,35 @@ async fn apollo_client_runs_the_generated_documents_over_http_and_websocket() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ok"),
-        "Apollo Client contract test failed:\n{stdout}\n{}",
+        "{name} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Apollo Client 4 (`frontend-contract/tests/apollo.mjs`, with the generated
+/// documents) against the running server: HttpLink and GraphQLWsLink,
+/// Relay pages merged by `fetchMore`, `extensions.code`, a live event, and
+/// graphql-ws seeing close code 1000 when it disposes.
+#[tokio::test]
+async fn apollo_client_runs_the_generated_documents_over_http_and_websocket() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.rate_limits_enabled = false;
+        s.redis_url = Some(crate::support::redis_url());
+    })
+    .await;
+    contract_script(&app, "apollo.mjs").await;
+}
+
+/// A React-Native-like client (`frontend-contract/tests/websocket-only.mjs`):
+/// every operation over graphql-ws; a socket closed with 4403 when the
+/// access token expires recovers through refreshSession in
+/// `connectionParams`, and its subscription delivers again.
+#[tokio::test]
+async fn a_websocket_only_client_recovers_from_4403_by_refreshing_its_session() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.rate_limits_enabled = false;
+        s.access_token_ttl_secs = 3;
+    })
+    .await;
+    contract_script(&app, "websocket-only.mjs").await;
 }
