@@ -402,8 +402,31 @@ async fn graphql_get(
              or `x-apollo-operation-name` header (or use POST with content-type: application/json)",
         );
     }
-    let request = match parse_query_string(&query) {
+    // GraphQL over HTTP's `documentId` names a trusted document instead of
+    // sending its text.
+    let document_id = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "documentId")
+        .map(|(_, v)| v.into_owned());
+    let mut request = match parse_query_string(&query) {
         Ok(r) => r,
+        Err(_) if document_id.is_some() => {
+            let without: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    url::form_urlencoded::parse(query.as_bytes())
+                        .filter(|(k, _)| k != "documentId")
+                        .chain(std::iter::once(("query".into(), "".into()))),
+                )
+                .finish();
+            match parse_query_string(&without) {
+                Ok(r) => r,
+                Err(_) => {
+                    return request_error(
+                        StatusCode::BAD_REQUEST,
+                        "GET /graphql: variables and extensions must be JSON-encoded",
+                    );
+                }
+            }
+        }
         Err(_) => {
             return request_error(
                 StatusCode::BAD_REQUEST,
@@ -411,6 +434,11 @@ async fn graphql_get(
             );
         }
     };
+    if let Some(id) = document_id {
+        request
+            .extensions
+            .insert("documentId".to_owned(), async_graphql::Value::String(id));
+    }
     if operation_type(&request) == Some(OperationType::Mutation) {
         let mut resp = request_error(
             StatusCode::METHOD_NOT_ALLOWED,

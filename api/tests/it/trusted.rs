@@ -101,6 +101,40 @@ async fn require_mode_runs_only_the_apps_documents() {
             "{body}: {got}"
         );
     }
+    // By documentId over GET too (queries only: a mutation's id is refused).
+    let get = |params: Vec<(&'static str, String)>| {
+        let app = &app;
+        let token = u.clone();
+        async move {
+            app.client
+                .get(app.url("/graphql"))
+                .query(&params)
+                .header("apollo-require-preflight", "true")
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let got = get(vec![("documentId", id.clone())]).await;
+    assert!(got["data"]["me"]["id"].is_string(), "{got}");
+    let (register_id, _) = {
+        let text = std::fs::read_to_string(manifest_path()).expect("manifest");
+        let manifest: std::collections::HashMap<String, String> =
+            serde_json::from_str(&text).expect("json");
+        manifest
+            .into_iter()
+            .find(|(_, doc)| doc.contains("mutation Register("))
+            .expect("Register")
+    };
+    let got = get(vec![("documentId", register_id)]).await;
+    assert!(
+        got["errors"].is_array() && got["data"]["register"].is_null(),
+        "a mutation over GET: {got}"
+    );
     // Over the WebSocket too: a manifest subscription runs, another is refused.
     let (_, balances) = document("BalanceUpdated");
     let mut ws = WsClient::authed(app.addr, "graphql-transport-ws", &u).await;
