@@ -51,7 +51,16 @@ const link = ApolloLink.split(
 const client = new ApolloClient({
   link,
   cache: new InMemoryCache({
-    typePolicies: { Query: { fields: { transactions: relayStylePagination(["walletId", "from", "to"]) } } },
+    typePolicies: {
+      Query: {
+        fields: {
+          transactions: relayStylePagination(["walletId", "from", "to"]),
+          notifications: relayStylePagination(["unreadOnly"]),
+          deadLetters: relayStylePagination(),
+          auditLog: relayStylePagination(["actorId", "action"]),
+        },
+      },
+    },
   }),
 });
 
