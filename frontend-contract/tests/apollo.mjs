@@ -4,7 +4,6 @@
 // error codes from extensions.code, a live subscription and a clean close.
 // Usage: node tests/apollo.mjs <http url of /graphql>. Prints "ok" and exits
 // 0, or prints what failed and exits 1.
-import { readFile } from "node:fs/promises";
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from "@apollo/client";
 import { SetContextLink } from "@apollo/client/link/context";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
@@ -13,19 +12,10 @@ import { getMainDefinition, relayStylePagination } from "@apollo/client/utilitie
 import { parse } from "graphql";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
+import { check, documentText } from "./contract.mjs";
 
 const url = process.argv[2];
-const manifest = JSON.parse(await readFile(new URL("../src/gql/persisted-documents.json", import.meta.url), "utf8"));
-/** The generated document of the operation named `name`. */
-const doc = (name) => {
-  const named = new RegExp(`(query|mutation|subscription) ${name}[ (]`);
-  const text = Object.values(manifest).find((d) => named.test(d));
-  if (!text) throw new Error(`no ${name} in the manifest`);
-  return parse(text);
-};
-const check = (cond, what) => {
-  if (!cond) throw new Error(what);
-};
+const doc = (name) => parse(documentText(name));
 
 let token = null;
 let closeCode = null;

@@ -4,22 +4,12 @@
 // (refreshSession, a plain request) in connectionParams, graphql-ws
 // reconnects and resubscribes, and a live subscription keeps delivering.
 // Usage: node tests/websocket-only.mjs <http url of /graphql>. Prints "ok".
-import { readFile } from "node:fs/promises";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
+import { check, documentText, sleep } from "./contract.mjs";
 
 const url = process.argv[2];
-const manifest = JSON.parse(await readFile(new URL("../src/gql/persisted-documents.json", import.meta.url), "utf8"));
-const doc = (name) => {
-  const named = new RegExp(`(query|mutation|subscription) ${name}[ (]`);
-  const text = Object.values(manifest).find((d) => named.test(d));
-  if (!text) throw new Error(`no ${name} in the manifest`);
-  return text;
-};
-const check = (cond, what) => {
-  if (!cond) throw new Error(what);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const doc = documentText;
 
 // The session, and how a refresh is done (a plain, non-streaming request).
 const post = async (query, variables) => {

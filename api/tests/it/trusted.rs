@@ -13,20 +13,18 @@ fn manifest_path() -> std::path::PathBuf {
         .join("../frontend-contract/src/gql/persisted-documents.json")
 }
 
-/// The manifest's id and text of the operation named `name`.
-fn document(name: &str) -> (String, String) {
+/// The manifest's id and text of the operation `op name` (exact name:
+/// `Register` is not `RegisterPushDevice`).
+fn document(op: &str, name: &str) -> (String, String) {
     let text = std::fs::read_to_string(manifest_path()).expect("manifest");
     let manifest: std::collections::HashMap<String, String> =
         serde_json::from_str(&text).expect("json");
     manifest
         .into_iter()
-        // The exact operation name: `Me`, not `MeAndMore`.
         .find(|(_, doc)| {
-            ["query", "subscription"].iter().any(|op| {
-                doc.contains(&format!("{op} {name}(")) || doc.contains(&format!("{op} {name} {{"))
-            })
+            doc.contains(&format!("{op} {name}(")) || doc.contains(&format!("{op} {name} {{"))
         })
-        .unwrap_or_else(|| panic!("no {name} in the manifest"))
+        .unwrap_or_else(|| panic!("no {op} {name} in the manifest"))
 }
 
 async fn app(mode: api::graphql::trusted::TrustedMode) -> TestApp {
@@ -40,13 +38,7 @@ async fn app(mode: api::graphql::trusted::TrustedMode) -> TestApp {
 /// Registers through the manifest's `Register` document, by id (a raw
 /// `register` mutation is refused in `require` mode).
 async fn register_by_id(app: &TestApp) -> String {
-    let text = std::fs::read_to_string(manifest_path()).expect("manifest");
-    let manifest: std::collections::HashMap<String, String> =
-        serde_json::from_str(&text).expect("json");
-    let (id, _) = manifest
-        .iter()
-        .find(|(_, doc)| doc.contains("mutation Register("))
-        .expect("Register in the manifest");
+    let (id, _) = document("mutation", "Register");
     let body = json!({
         "documentId": id,
         "variables": { "input": { "email": "trusted@example.com", "password": "correct horse battery", "displayName": "Trusted" } },
@@ -67,7 +59,7 @@ async fn register_by_id(app: &TestApp) -> String {
 async fn require_mode_runs_only_the_apps_documents() {
     let app = app(api::graphql::trusted::TrustedMode::Require).await;
     let u = register_by_id(&app).await;
-    let (id, text) = document("Me");
+    let (id, text) = document("query", "Me");
     let hex = id.trim_start_matches("sha256:").to_owned();
     let me = |body: Value| {
         let app = &app;
@@ -121,22 +113,14 @@ async fn require_mode_runs_only_the_apps_documents() {
     };
     let got = get(vec![("documentId", id.clone())]).await;
     assert!(got["data"]["me"]["id"].is_string(), "{got}");
-    let (register_id, _) = {
-        let text = std::fs::read_to_string(manifest_path()).expect("manifest");
-        let manifest: std::collections::HashMap<String, String> =
-            serde_json::from_str(&text).expect("json");
-        manifest
-            .into_iter()
-            .find(|(_, doc)| doc.contains("mutation Register("))
-            .expect("Register")
-    };
+    let (register_id, _) = document("mutation", "Register");
     let got = get(vec![("documentId", register_id)]).await;
     assert!(
         got["errors"].is_array() && got["data"]["register"].is_null(),
         "a mutation over GET: {got}"
     );
     // Over the WebSocket too: a manifest subscription runs, another is refused.
-    let (_, balances) = document("BalanceUpdated");
+    let (_, balances) = document("subscription", "BalanceUpdated");
     let mut ws = WsClient::authed(app.addr, "graphql-transport-ws", &u).await;
     ws.subscribe("ok", &balances, json!({})).await;
     ws.subscribe("raw", "subscription { kycStatus { status } }", json!({}))
@@ -160,7 +144,7 @@ async fn require_mode_runs_only_the_apps_documents() {
 #[tokio::test]
 async fn allow_mode_runs_manifest_documents_by_id_and_others_as_before() {
     let app = app(api::graphql::trusted::TrustedMode::Allow).await;
-    let (id, _) = document("Me");
+    let (id, _) = document("query", "Me");
     let by_id = app
         .post_graphql(None, &json!({ "documentId": id }))
         .await

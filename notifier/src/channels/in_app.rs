@@ -43,7 +43,7 @@ impl Channel for InApp {
         match deliveries::deliver_in_app(&self.db, delivery, new).await {
             Ok(true) => Ok(Delivered::Recorded),
             Ok(false) => Ok(Delivered::ClaimLost),
-            Err(err) => Err(super::push::database(&err)),
+            Err(err) => Err(super::database(&err)),
         }
     }
 }

@@ -56,6 +56,13 @@ impl SendError {
     }
 }
 
+/// A database failure inside a channel: logged here, retried without its
+/// details (users see `lastError`).
+pub(crate) fn database(e: &entity::StoreError) -> SendError {
+    tracing::warn!(error = %e, "delivery: database error");
+    SendError::retry("database unavailable")
+}
+
 /// One way of reaching people.
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync {

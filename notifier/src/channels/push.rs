@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{Channel, Delivered, SendError};
+use super::{Channel, Delivered, SendError, database};
 use crate::templates::Rendered;
 
 /// The OAuth2 scope of FCM sends.
@@ -261,13 +261,6 @@ impl Push {
             .await
             .map_err(|e| SendError::retry(format!("FCM unreachable: {}", kind_of(&e))))
     }
-}
-
-/// A database failure: logged here, retried without its details (users see
-/// `lastError`).
-pub(crate) fn database(e: &entity::StoreError) -> SendError {
-    tracing::warn!(error = %e, "delivery: database error");
-    SendError::retry("database unavailable")
 }
 
 fn kind_of(e: &reqwest::Error) -> &'static str {
