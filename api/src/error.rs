@@ -81,7 +81,14 @@ pub fn rate_limited(retry_after_secs: u64) -> async_graphql::Error {
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::Refused(d) => coded(d.code, d.message),
+            ApiError::Refused(d) => {
+                let details = d.details;
+                coded(d.code, d.message).extend_with(move |_, ext| {
+                    for (key, value) in &details {
+                        ext.set(*key, value.as_str());
+                    }
+                })
+            }
             ApiError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
             ApiError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error while resolving");

@@ -92,12 +92,13 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let db = open_database(&settings).await?;
     let bus = open_bus(&settings).await?;
     let secret = settings.resolve_jwt_secret()?;
+    let pii = settings.resolve_pii_keys()?;
     let redis = match &settings.redis_url {
         Some(url) => Some(limits::connect_redis(url).await?),
         None => None,
     };
     auth::passwords::warm_up();
-    AppState::new(settings, db, bus, &secret, redis)
+    AppState::new(settings, db, bus, &secret, pii, redis)
 }
 
 /// The full router with limits and tracing.

@@ -47,6 +47,8 @@ pub struct AppState {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// The trusted documents of every app release.
     pub trusted: Arc<crate::graphql::trusted::Manifest>,
+    /// The master keys personal data is sealed under.
+    pub pii: Arc<entity::pii::Keyring>,
 }
 
 /// Step-up rules.
@@ -88,6 +90,7 @@ impl AppState {
         db: DatabaseConnection,
         bus: Bus,
         jwt_secret: &[u8],
+        pii: entity::pii::Keyring,
         redis: Option<redis::aio::ConnectionManager>,
     ) -> anyhow::Result<Self> {
         let limiter = RateLimiter::new(&settings, redis.clone());
@@ -114,6 +117,7 @@ impl AppState {
             limiter: Arc::new(limiter),
             redis,
             trusted: Arc::new(trusted),
+            pii: Arc::new(pii),
             keys: Arc::new(keys),
             key_policy: KeyPolicy {
                 retention: Duration::seconds(settings.idempotency_retention_secs),

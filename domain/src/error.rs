@@ -113,6 +113,9 @@ pub struct DomainError {
     pub code: ErrorCode,
     /// A human-readable explanation without internal details.
     pub message: String,
+    /// Extra facts the caller can act on, shown as `extensions` beside the
+    /// code (for `LIMIT_EXCEEDED`: the limits and what remains of them).
+    pub details: Vec<(&'static str, String)>,
 }
 
 impl DomainError {
@@ -121,7 +124,15 @@ impl DomainError {
         Self {
             code,
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    /// The same refusal with one more `extensions` entry.
+    #[must_use]
+    pub fn with_detail(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.details.push((key, value.into()));
+        self
     }
 
     /// `BAD_USER_INPUT` with a message naming what is wrong.

@@ -9,6 +9,7 @@
 //! - [`idempotency`]: idempotency keys and request fingerprints.
 //! - [`kyc`]: KYC statuses and the review decisions that move between them.
 //! - [`ledger`]: wallet balances and the balanced double-entry postings that change them.
+//! - [`limits`]: tier limits per transaction and per rolling day, by KYC level, kind and currency.
 //! - [`notify`]: which events reach people on which channels, delivery states, retry with backoff.
 //! - [`records`]: wallets, transactions and notifications as values (what events carry and the API shows).
 //! - [`transaction`]: kinds and states of money movements.
@@ -17,7 +18,7 @@
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum $name {
             $($(#[$vmeta])* $variant),+
@@ -51,6 +52,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod kyc;
 pub mod ledger;
+pub mod limits;
 pub mod money;
 pub mod notify;
 pub mod records;

@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`money`]: the exact [`Money`] column type (NUMERIC on PostgreSQL, text on SQLite).
 //! - [`entities`]: one module per table.
+//! - [`pii`]: personal data sealed with AES-256-GCM under master and per-user keys.
 //! - [`store`]: connecting, and the operations the API calls, each in one
 //!   database transaction: users and sessions, wallets, money movements with
 //!   idempotency, history, outbox events and audit records.
 
 pub mod entities;
 pub mod money;
+pub mod pii;
 pub mod store;
 
 pub use money::Money;

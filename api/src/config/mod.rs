@@ -58,8 +58,10 @@
 //! | `RATE_REQUESTS_STAFF` | `3000/60` | requests per user with a staff role (support, compliance, admin) |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a proxy that sets it) |
 //!
-//! The notifier's settings (`SMTP_*`, `NOTIFY_*`) are in [`notify`].
+//! The notifier's settings (`SMTP_*`, `NOTIFY_*`) are in [`notify`]; KYC, tier limits
+//! and personal-data keys (`KYC_*`, `TIER_LIMITS`, `PII_KEYS`) in [`kyc`].
 
+pub mod kyc;
 pub mod notify;
 
 use std::collections::BTreeMap;
@@ -70,6 +72,7 @@ use anyhow::{Context, bail};
 use domain::Currency;
 use rust_decimal::Decimal;
 
+pub use kyc::KycSettings;
 pub use notify::NotifySettings;
 
 /// Where the server runs.
@@ -195,6 +198,8 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     /// The notifier: SMTP, delivery workers, retries.
     pub notify: NotifySettings,
+    /// KYC provider, tier limits, personal-data keys.
+    pub kyc: KycSettings,
 }
 
 /// A rate: at most `limit` events per `window_secs`.
@@ -529,6 +534,7 @@ impl Settings {
             rate_requests_staff: env.parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
             trust_forwarded_for: env.flag("TRUST_FORWARDED_FOR", false)?,
             notify: NotifySettings::read(env, !dev)?,
+            kyc: KycSettings::read(env, !dev)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");
@@ -600,6 +606,25 @@ impl Settings {
         tracing::info!(path = %path.display(), "generated a JWT secret for development");
         Ok(secret.into_bytes())
     }
+
+    /// The personal-data master keys: `PII_KEYS`, or (development only) a
+    /// key generated once and kept in `DATA_DIR`.
+    pub fn resolve_pii_keys(&self) -> anyhow::Result<entity::pii::Keyring> {
+        if let Some(raw) = &self.kyc.pii_keys {
+            return entity::pii::Keyring::parse(raw).map_err(|e| anyhow::anyhow!("PII_KEYS: {e}"));
+        }
+        let path = self.data_dir.join("pii_keys");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return entity::pii::Keyring::parse(existing.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let generated = entity::pii::Keyring::generate("dev-1");
+        write_private(&path, &generated).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(path = %path.display(), "generated a personal-data key for development");
+        entity::pii::Keyring::parse(&generated).map_err(|e| anyhow::anyhow!("generated key: {e}"))
+    }
 }
 
 #[cfg(unix)]
@@ -637,7 +662,11 @@ mod tests {
     #[test]
     fn production_hides_the_schema_graphiql_and_suggestions_by_default() {
         let secret = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
-        let prod = settings_of(&[("APP_ENV", "production"), secret]).expect("production");
+        let keys = (
+            "PII_KEYS",
+            "*k1=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        );
+        let prod = settings_of(&[("APP_ENV", "production"), secret, keys]).expect("production");
         assert!(!prod.introspection_enabled);
         assert!(!prod.suggestions_enabled);
         assert!(!prod.graphiql_enabled);
@@ -648,6 +677,7 @@ mod tests {
         let mixed = settings_of(&[
             ("APP_ENV", "production"),
             secret,
+            keys,
             ("GRAPHQL_INTROSPECTION", "true"),
             ("GRAPHQL_FIELD_SUGGESTIONS", "false"),
         ])
@@ -661,6 +691,7 @@ mod tests {
             settings_of(&[
                 ("APP_ENV", "production"),
                 secret,
+                keys,
                 ("OAUTH_PROVIDERS", "idp"),
                 ("OAUTH_IDP_ISSUER", issuer),
                 ("OAUTH_IDP_CLIENT_ID", "c"),
@@ -671,6 +702,47 @@ mod tests {
         assert!(provider("https://idp.example").is_ok());
         assert!(provider("http://idp.example").is_err(), "plain HTTP");
         assert!(settings_of(&[("GRAPHIQL_ENABLED", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn wrong_pii_keys_refuse_to_start_and_name_the_variable_not_the_key() {
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        assert!(settings_of(&[("PII_KEYS", &format!("*k1={key}"))]).is_ok());
+        for raw in [
+            format!("k1={key}"),
+            "*k1=c2hvcnQ=".to_owned(),
+            format!("*k1={key},*k2={key}"),
+        ] {
+            let err = format!("{:#}", settings_of(&[("PII_KEYS", &raw)]).expect_err(&raw));
+            assert!(err.contains("PII_KEYS"), "{err}");
+            assert!(!err.contains(key) && !err.contains("c2hvcnQ="), "{err}");
+        }
+        let production = settings_of(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        let err = format!("{:#}", production.expect_err("no PII_KEYS"));
+        assert!(err.contains("PII_KEYS"), "{err}");
+    }
+
+    #[test]
+    fn kyc_provider_settings_come_together() {
+        let err = |vars: &[(&str, &str)]| format!("{:#}", settings_of(vars).expect_err("refused"));
+        assert!(err(&[("KYC_PROVIDER_BASE_URL", "http://kyc.local")]).contains("KYC_APP_TOKEN"));
+        assert!(err(&[("KYC_APP_TOKEN", "t")]).contains("KYC_PROVIDER_BASE_URL"));
+        assert!(err(&[("TIER_LIMITS", "0:*:USD=5")]).contains("TIER_LIMITS"));
+        assert!(err(&[("KYC_LEVEL_NAME", "gold")]).contains("KYC_LEVEL_NAME"));
+        let ok = settings_of(&[
+            ("KYC_PROVIDER_BASE_URL", "http://kyc.local/"),
+            ("KYC_APP_TOKEN", "t"),
+            ("KYC_SECRET_KEY", "s"),
+            ("KYC_WEBHOOK_SECRET", "0123456789abcdef"),
+        ])
+        .expect("complete");
+        assert_eq!(
+            ok.kyc.provider.expect("provider").base_url,
+            "http://kyc.local"
+        );
     }
 
     #[test]

@@ -94,6 +94,52 @@ impl User {
             .map_err(ApiError::from)?;
         Ok(list.into_iter().map(Wallet::from).collect())
     }
+
+    /// What the user may still move: for each wallet's currency and each
+    /// kind of movement, the limit at the user's verification level and what
+    /// remains of the rolling 24 hours.
+    async fn limits(&self, ctx: &Context<'_>) -> Result<Vec<TierLimit>> {
+        let state = ctx.data::<AppState>()?;
+        let wallets = entity::store::wallets::list_for_user(&state.db, self.user_id)
+            .await
+            .map_err(ApiError::from)?;
+        let list = entity::store::limits::allowances(
+            &state.db,
+            &state.settings.kyc.limits,
+            self.user_id,
+            &wallets,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(list.into_iter().map(TierLimit::from).collect())
+    }
+}
+
+/// One limit on the user's movements and what remains of it.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TierLimit {
+    /// Currency code.
+    pub currency: String,
+    /// The kind of movement limited.
+    pub kind: TransactionKind,
+    /// Largest single movement.
+    pub per_transaction: Money,
+    /// Largest total over a rolling 24 hours.
+    pub daily_limit: Money,
+    /// What the last 24 hours leave of the daily limit.
+    pub daily_remaining: Money,
+}
+
+impl From<domain::limits::Allowance> for TierLimit {
+    fn from(a: domain::limits::Allowance) -> Self {
+        Self {
+            currency: a.currency.code().to_owned(),
+            kind: a.kind.into(),
+            per_transaction: Money::of(a.limit.per_transaction, a.currency),
+            daily_limit: Money::of(a.limit.daily, a.currency),
+            daily_remaining: Money::of(a.daily_remaining, a.currency),
+        }
+    }
 }
 
 impl From<UserRecord> for User {
@@ -162,6 +208,7 @@ impl From<WalletRecord> for Wallet {
 
 /// What moved the money.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::TransactionKind")]
 pub enum TransactionKind {
     /// Funding from the payment rail.
     Deposit,
@@ -215,11 +262,7 @@ impl From<TransactionRecord> for Transaction {
     fn from(t: TransactionRecord) -> Self {
         Self {
             id: ID(t.id.to_string()),
-            kind: match t.kind {
-                domain::TransactionKind::Deposit => TransactionKind::Deposit,
-                domain::TransactionKind::Withdrawal => TransactionKind::Withdrawal,
-                domain::TransactionKind::Transfer => TransactionKind::Transfer,
-            },
+            kind: t.kind.into(),
             status: match t.status {
                 domain::TransactionStatus::Pending => TransactionStatus::Pending,
                 domain::TransactionStatus::Completed => TransactionStatus::Completed,

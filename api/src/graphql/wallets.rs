@@ -184,7 +184,9 @@ async fn run_money(
                     return Err(refused);
                 }
             }
-            fresh.run(&state.db, user.id, &command).await?
+            fresh
+                .run(&state.db, user.id, &command, &state.settings.kyc.limits)
+                .await?
         }
     };
     let t = &executed.outcome.transaction;

@@ -17,5 +17,6 @@ mod roles;
 mod schema;
 mod sessions;
 mod support;
+mod tiers;
 mod trusted;
 mod webauthn;

@@ -111,6 +111,8 @@ fn start_server(
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
         .env("RATE_LIMITS_ENABLED", "false")
+        // The burst moves more than an unverified user may.
+        .env("TIER_LIMITS", "0:*:*=1000000000/1000000000")
         .env("SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
         .env("SMTP_FROM", "Wallet <no-reply@wallet.bench>")
         .env("RUST_LOG", "warn,wallet_bff=info")

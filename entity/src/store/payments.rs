@@ -5,6 +5,7 @@
 //! audit record, and stores the idempotent result. What people are told
 //! about it (in-app, e-mail, push) the notifier derives from those events.
 
+use domain::limits::TierLimits;
 use domain::{
     Amount, DomainError, Email, EntryAccount, ErrorCode, Fingerprint, IdempotencyKey, Posting,
     TransactionKind, TransactionStatus, WithdrawalOutcome, transaction::ensure_settleable,
@@ -23,7 +24,7 @@ use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::idempotency::{self, Claim, KeyPolicy};
 use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
-use crate::store::{StoreError, StoreResult, events, inconsistent, now, users, wallets};
+use crate::store::{StoreError, StoreResult, events, inconsistent, limits, now, users, wallets};
 
 /// Who receives a transfer.
 #[derive(Debug, Clone)]
@@ -159,18 +160,20 @@ pub async fn claim(
 }
 
 impl FreshClaim {
-    /// Moves the money in one transaction that also completes the key.
+    /// Moves the money in one transaction that also completes the key,
+    /// within the user's tier limits.
     pub async fn run(
         self,
         db: &DatabaseConnection,
         user_id: Uuid,
         command: &MoneyCommand,
+        limits: &TierLimits,
     ) -> StoreResult<Executed> {
         let lease = &self.lease;
         let attempt = async {
             let txn = db.begin().await?;
             idempotency::take(&txn, lease).await?;
-            let outcome = apply(&txn, user_id, command).await?;
+            let outcome = apply(&txn, user_id, command, limits).await?;
             let stored = serde_json::to_value(&outcome)
                 .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
             idempotency::complete(&txn, lease, stored).await?;
@@ -207,10 +210,11 @@ pub async fn execute(
     key: &IdempotencyKey,
     command: &MoneyCommand,
     policy: KeyPolicy,
+    limits: &TierLimits,
 ) -> StoreResult<Executed> {
     match claim(db, user_id, key, command, policy).await? {
         Claimed::Replayed(executed) => Ok(*executed),
-        Claimed::Fresh(fresh) => fresh.run(db, user_id, command).await,
+        Claimed::Fresh(fresh) => fresh.run(db, user_id, command, limits).await,
     }
 }
 
@@ -218,6 +222,7 @@ async fn apply(
     txn: &impl ConnectionTrait,
     user_id: Uuid,
     command: &MoneyCommand,
+    limits: &TierLimits,
 ) -> StoreResult<MoneyOutcome> {
     match command {
         MoneyCommand::Deposit { wallet_id, amount } => {
@@ -228,7 +233,7 @@ async fn apply(
                 destination: None,
                 action: "wallet.deposit",
             };
-            move_single(txn, user_id, *wallet_id, *amount, spec).await
+            move_single(txn, user_id, *wallet_id, *amount, spec, limits).await
         }
         MoneyCommand::Withdraw {
             wallet_id,
@@ -242,7 +247,7 @@ async fn apply(
                 destination: Some(destination.clone()),
                 action: "wallet.withdraw",
             };
-            move_single(txn, user_id, *wallet_id, *amount, spec).await
+            move_single(txn, user_id, *wallet_id, *amount, spec, limits).await
         }
         MoneyCommand::Transfer {
             from_wallet_id,
@@ -279,6 +284,14 @@ async fn apply(
                     ),
                     _ => e,
                 })?;
+            limits::check(
+                txn,
+                limits,
+                &from,
+                TransactionKind::Transfer,
+                amount.value(),
+            )
+            .await?;
             let tx = insert_transaction(
                 txn,
                 NewTransaction {
@@ -341,6 +354,7 @@ async fn move_single(
     wallet_id: Uuid,
     amount: Decimal,
     spec: SingleWallet,
+    limits: &TierLimits,
 ) -> StoreResult<MoneyOutcome> {
     let owned = wallets::get_owned(txn, user_id, wallet_id).await?;
     let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
@@ -349,6 +363,7 @@ async fn move_single(
     let next = wallet
         .balances()
         .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
+    limits::check(txn, limits, &wallet, spec.kind, amount.value()).await?;
     let (from_wallet_id, to_wallet_id) = match spec.kind {
         TransactionKind::Deposit => (None, Some(wallet.id)),
         _ => (Some(wallet.id), None),

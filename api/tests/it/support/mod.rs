@@ -218,8 +218,30 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
                 max: std::time::Duration::from_secs(5),
             },
         },
+        kyc: api::config::KycSettings {
+            provider: None,
+            webhook_secret: None,
+            level_name: "basic-kyc-level".to_owned(),
+            level_tiers: api::config::kyc::parse_level_tiers(api::config::kyc::DEFAULT_LEVEL_TIERS)
+                .expect("tiers"),
+            webhook_max_bytes: 65536,
+            // Tests that are not about limits move amounts no tier allows.
+            limits: domain::limits::TierLimits::uniform(domain::limits::Limit {
+                per_transaction: rust_decimal::Decimal::from(1_000_000_000_000i64),
+                daily: rust_decimal::Decimal::from(1_000_000_000_000i64),
+            }),
+            pii_keys: Some(PII_KEYS.to_owned()),
+            retention_years: 7,
+        },
     }
 }
+
+/// The personal-data master key of the tests.
+pub const PII_KEYS: &str = "*test-1=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// Tier limits the real binary gets in tests that are not about limits.
+pub const GENEROUS_LIMITS: &str =
+    "0:*:*=1000000000000/1000000000000,1:*:*=1000000000000/1000000000000,2:*:*=1000000000000/1000000000000";
 
 /// The web app origin the software authenticator signs for.
 pub const WEBAUTHN_ORIGIN: &str = "http://localhost:3000";
@@ -718,6 +740,8 @@ impl ServerProcess {
             .env("JWT_SECRET", JWT_SECRET)
             .env("REDIS_URL", redis_url())
             .env("OUTBOX_POLL_INTERVAL_MS", "100")
+            .env("TIER_LIMITS", GENEROUS_LIMITS)
+            .env("PII_KEYS", PII_KEYS)
             .env("LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -1,0 +1,128 @@
+//! Tier limits against the books: what a wallet moved in the rolling window,
+//! checked inside the money transaction (after the wallet's row is locked,
+//! so concurrent movements of the same wallet are counted one after another
+//! and cannot pass a limit together).
+
+use chrono::Duration;
+use domain::limits::{Allowance, KINDS, TierLimits, WINDOW_HOURS};
+use domain::{TransactionKind, TransactionStatus, WalletRecord};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::Condition;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use uuid::Uuid;
+
+use crate::entities::{transactions, users};
+use crate::money::Money;
+use crate::store::{StoreResult, inconsistent, now};
+
+/// What counts against a limit: movements that went through or still hold
+/// money (failed and reversed ones gave it back).
+const COUNTED: [TransactionStatus; 2] = [TransactionStatus::Pending, TransactionStatus::Completed];
+
+/// The user's KYC level.
+pub async fn level(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<i32> {
+    users::Entity::find_by_id(user_id)
+        .select_only()
+        .column(users::Column::KycLevel)
+        .into_tuple::<i32>()
+        .one(db)
+        .await?
+        .ok_or_else(|| inconsistent(format!("user {user_id} vanished")))
+}
+
+/// Refuses `amount` of `kind` on a locked wallet when the user's tier does
+/// not allow it in the rolling window.
+pub async fn check(
+    txn: &impl ConnectionTrait,
+    limits: &TierLimits,
+    wallet: &WalletRecord,
+    kind: TransactionKind,
+    amount: Decimal,
+) -> StoreResult<()> {
+    let level = level(txn, wallet.user_id).await?;
+    let used = used(txn, &[wallet.id]).await?;
+    let used = used
+        .iter()
+        .find(|(w, k, _)| *w == wallet.id && *k == kind)
+        .map_or(Decimal::ZERO, |(_, _, sum)| *sum);
+    limits.check(level, kind, wallet.currency, amount, used)?;
+    Ok(())
+}
+
+/// What every wallet of the user may still move, per kind.
+pub async fn allowances(
+    db: &impl ConnectionTrait,
+    limits: &TierLimits,
+    user_id: Uuid,
+    wallets: &[WalletRecord],
+) -> StoreResult<Vec<Allowance>> {
+    let level = level(db, user_id).await?;
+    let ids: Vec<Uuid> = wallets.iter().map(|w| w.id).collect();
+    let used = used(db, &ids).await?;
+    let mut out = Vec::with_capacity(wallets.len() * KINDS.len());
+    for wallet in wallets {
+        for kind in KINDS {
+            let sum = used
+                .iter()
+                .find(|(w, k, _)| *w == wallet.id && *k == kind)
+                .map_or(Decimal::ZERO, |(_, _, sum)| *sum);
+            out.push(limits.allowance(level, kind, wallet.currency, sum));
+        }
+    }
+    Ok(out)
+}
+
+/// Sums per (wallet, kind) over the window: deposits count for the wallet
+/// credited, withdrawals and transfers for the wallet debited. One query.
+async fn used(
+    db: &impl ConnectionTrait,
+    wallet_ids: &[Uuid],
+) -> StoreResult<Vec<(Uuid, TransactionKind, Decimal)>> {
+    if wallet_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let since = now() - Duration::hours(WINDOW_HOURS);
+    type Row = (String, Option<Uuid>, Option<Uuid>, Money);
+    let rows: Vec<Row> = transactions::Entity::find()
+        .select_only()
+        .column(transactions::Column::Kind)
+        .column(transactions::Column::FromWalletId)
+        .column(transactions::Column::ToWalletId)
+        .column(transactions::Column::Amount)
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(transactions::Column::Kind.eq(TransactionKind::Deposit.as_str()))
+                        .add(transactions::Column::ToWalletId.is_in(wallet_ids.to_vec())),
+                )
+                .add(
+                    Condition::all()
+                        .add(transactions::Column::Kind.is_in([
+                            TransactionKind::Withdrawal.as_str(),
+                            TransactionKind::Transfer.as_str(),
+                        ]))
+                        .add(transactions::Column::FromWalletId.is_in(wallet_ids.to_vec())),
+                ),
+        )
+        .filter(transactions::Column::Status.is_in(COUNTED.map(TransactionStatus::as_str)))
+        .filter(transactions::Column::CreatedAt.gte(since))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut sums: Vec<(Uuid, TransactionKind, Decimal)> = Vec::new();
+    for (kind, from, to, amount) in rows {
+        let kind = TransactionKind::parse(&kind)
+            .map_err(|_| inconsistent(format!("transaction kind {kind}")))?;
+        let wallet = match kind {
+            TransactionKind::Deposit => to,
+            _ => from,
+        }
+        .ok_or_else(|| inconsistent("counted transaction without its wallet"))?;
+        match sums.iter_mut().find(|(w, k, _)| *w == wallet && *k == kind) {
+            Some((_, _, sum)) => *sum += amount.0,
+            None => sums.push((wallet, kind, amount.0)),
+        }
+    }
+    Ok(sums)
+}
