@@ -19,6 +19,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod limits;
+pub mod providers;
 pub mod state;
 
 use std::future::Future;

@@ -49,6 +49,8 @@ pub struct AppState {
     pub trusted: Arc<crate::graphql::trusted::Manifest>,
     /// The master keys personal data is sealed under.
     pub pii: Arc<entity::pii::Keyring>,
+    /// The KYC provider, when configured.
+    pub kyc: Option<Arc<crate::providers::kyc::KycClient>>,
 }
 
 /// Step-up rules.
@@ -118,6 +120,10 @@ impl AppState {
             redis,
             trusted: Arc::new(trusted),
             pii: Arc::new(pii),
+            kyc: match &settings.kyc.provider {
+                Some(p) => Some(Arc::new(crate::providers::kyc::KycClient::new(p.clone())?)),
+                None => None,
+            },
             keys: Arc::new(keys),
             key_policy: KeyPolicy {
                 retention: Duration::seconds(settings.idempotency_retention_secs),

@@ -44,13 +44,18 @@ pub enum ErrorCode {
     ReplayUnavailable,
     /// Only documents of the trusted-documents manifest run here, by id.
     TrustedDocumentRequired,
+    /// An outside provider (KYC, payments) failed or is unreachable; safe to
+    /// retry (with the same idempotency key where there is one).
+    ProviderUnavailable,
+    /// The account is closed: nothing more can be done with it.
+    AccountClosed,
     /// Anything unexpected; details are logged, never shown.
     InternalServerError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::BadUserInput,
@@ -69,6 +74,8 @@ impl ErrorCode {
         ErrorCode::PersistedQueryNotFound,
         ErrorCode::ReplayUnavailable,
         ErrorCode::TrustedDocumentRequired,
+        ErrorCode::ProviderUnavailable,
+        ErrorCode::AccountClosed,
         ErrorCode::InternalServerError,
     ];
 
@@ -93,6 +100,8 @@ impl ErrorCode {
             ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             ErrorCode::ReplayUnavailable => "REPLAY_UNAVAILABLE",
             ErrorCode::TrustedDocumentRequired => "TRUSTED_DOCUMENT_REQUIRED",
+            ErrorCode::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
+            ErrorCode::AccountClosed => "ACCOUNT_CLOSED",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -168,6 +177,6 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), 21);
     }
 }

@@ -8,6 +8,9 @@
 //!   flows (ceremonies, MFA and OAuth2 logins, step-up tokens), OAuth2 identities.
 //! - [`m20261201_000001_notifier`]: delivery records of the notifier; the
 //!   source event of each in-app notification.
+//! - [`m20261202_000001_kyc`]: per-user data keys, KYC applications (sealed
+//!   personal data), status history, webhook receipts; the profile and the
+//!   closing and erasure times of users.
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -17,6 +20,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod m20261121_000001_initial;
 pub mod m20261122_000001_security;
 pub mod m20261201_000001_notifier;
+pub mod m20261202_000001_kyc;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261122_000001_security::Migration),
             Box::new(m20261201_000001_notifier::Migration),
+            Box::new(m20261202_000001_kyc::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod apq;
+pub mod kyc;
 pub mod live;
 pub mod notifications;
 pub mod scalars;
@@ -43,6 +44,7 @@ pub struct Mutation(
     notifications::NotificationMutation,
     admin::AdminMutation,
     security::SecurityMutation,
+    kyc::KycMutation,
 );
 
 /// The schema type.

@@ -95,6 +95,16 @@ impl User {
         Ok(list.into_iter().map(Wallet::from).collect())
     }
 
+    /// Every change of the user's KYC status, oldest first: submissions,
+    /// the provider's reviews and compliance decisions.
+    async fn kyc_history(&self, ctx: &Context<'_>) -> Result<Vec<super::kyc::KycHistoryEntry>> {
+        let state = ctx.data::<AppState>()?;
+        let list = entity::store::kyc::history(&state.db, self.user_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+
     /// What the user may still move: for each wallet's currency and each
     /// kind of movement, the limit at the user's verification level and what
     /// remains of the rolling 24 hours.

@@ -2,6 +2,7 @@
 
 pub mod graphiql;
 pub mod metrics;
+pub mod webhooks;
 pub mod ws;
 
 use async_graphql::http::parse_query_string;
@@ -47,6 +48,12 @@ pub fn routes(state: HttpState) -> Router {
     Router::new()
         .route(GRAPHQL_PATH, get(graphql_get).post(graphql_post))
         .route(GRAPHQL_WS_PATH, get(ws::graphql_ws))
+        .route(
+            "/webhooks/kyc",
+            axum::routing::post(webhooks::kyc).layer(axum::extract::DefaultBodyLimit::max(
+                state.app.settings.kyc.webhook_max_bytes,
+            )),
+        )
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -7,6 +7,7 @@ mod concurrency;
 mod flows;
 mod http;
 mod idempotency;
+mod kyc;
 mod limits;
 mod notify;
 mod oauth;

@@ -415,6 +415,19 @@ fn table(f: &Fixtures) -> Vec<Row> {
         )
         // Nobody holds this key: found missing before a step-up is asked.
         .allowing(&[NOT_FOUND]),
+        // No provider is configured here: refused once the caller is known.
+        row(
+            M,
+            "submitKyc",
+            "mutation($i: SubmitKycInput!) { submitKyc(input: $i) { id status } }",
+            json!({ "i": {
+                "firstName": "Ada", "lastName": "Lovelace", "dateOfBirth": "1990-12-10",
+                "address": { "street": "1 Main St", "city": "London", "postalCode": "N1 9GU", "country": "GBR" },
+                "country": "GBR", "documentType": "PASSPORT", "documentNumber": "X1234567"
+            } }),
+            Rule::SignedIn,
+        )
+        .allowing(&["PROVIDER_UNAVAILABLE"]),
         // The second officer finds the case already in review.
         row(
             M,

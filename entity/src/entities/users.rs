@@ -25,6 +25,16 @@ pub struct Model {
     pub email_verified_at: Option<DateTimeUtc>,
     /// Last event sequence handed out for this user.
     pub event_seq: i64,
+    /// Sealed phone number (see `pii`).
+    pub phone: Option<String>,
+    /// Sealed postal address, JSON (see `pii`).
+    pub address: Option<String>,
+    /// Preferred locale (BCP 47, e.g. `en-GB`).
+    pub locale: Option<String>,
+    /// When the account was closed.
+    pub closed_at: Option<DateTimeUtc>,
+    /// When its personal data was erased.
+    pub erased_at: Option<DateTimeUtc>,
     /// Creation time.
     pub created_at: DateTimeUtc,
     /// Last change.

@@ -5,7 +5,7 @@
 
 use chrono::Duration;
 use domain::limits::{Allowance, KINDS, TierLimits, WINDOW_HOURS};
-use domain::{TransactionKind, TransactionStatus, WalletRecord};
+use domain::{DomainError, ErrorCode, KycStatus, TransactionKind, TransactionStatus, WalletRecord};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Condition;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
@@ -19,15 +19,18 @@ use crate::store::{StoreResult, inconsistent, now};
 /// money (failed and reversed ones gave it back).
 const COUNTED: [TransactionStatus; 2] = [TransactionStatus::Pending, TransactionStatus::Completed];
 
-/// The user's KYC level.
-pub async fn level(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<i32> {
-    users::Entity::find_by_id(user_id)
+/// The user's KYC level, and whether verification was refused (then no
+/// money moves until it is accepted).
+pub async fn standing(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<(i32, bool)> {
+    let (level, status): (i32, String) = users::Entity::find_by_id(user_id)
         .select_only()
         .column(users::Column::KycLevel)
-        .into_tuple::<i32>()
+        .column(users::Column::KycStatus)
+        .into_tuple()
         .one(db)
         .await?
-        .ok_or_else(|| inconsistent(format!("user {user_id} vanished")))
+        .ok_or_else(|| inconsistent(format!("user {user_id} vanished")))?;
+    Ok((level, status == KycStatus::Rejected.as_str()))
 }
 
 /// Refuses `amount` of `kind` on a locked wallet when the user's tier does
@@ -39,7 +42,14 @@ pub async fn check(
     kind: TransactionKind,
     amount: Decimal,
 ) -> StoreResult<()> {
-    let level = level(txn, wallet.user_id).await?;
+    let (level, refused) = standing(txn, wallet.user_id).await?;
+    if refused {
+        return Err(DomainError::new(
+            ErrorCode::KycRequired,
+            "your identity verification was not accepted: money cannot move until it is",
+        )
+        .into());
+    }
     let used = used(txn, &[wallet.id]).await?;
     let used = used
         .iter()
@@ -56,7 +66,7 @@ pub async fn allowances(
     user_id: Uuid,
     wallets: &[WalletRecord],
 ) -> StoreResult<Vec<Allowance>> {
-    let level = level(db, user_id).await?;
+    let (level, refused) = standing(db, user_id).await?;
     let ids: Vec<Uuid> = wallets.iter().map(|w| w.id).collect();
     let used = used(db, &ids).await?;
     let mut out = Vec::with_capacity(wallets.len() * KINDS.len());
@@ -66,7 +76,11 @@ pub async fn allowances(
                 .iter()
                 .find(|(w, k, _)| *w == wallet.id && *k == kind)
                 .map_or(Decimal::ZERO, |(_, _, sum)| *sum);
-            out.push(limits.allowance(level, kind, wallet.currency, sum));
+            let mut allowance = limits.allowance(level, kind, wallet.currency, sum);
+            if refused {
+                allowance.daily_remaining = Decimal::ZERO;
+            }
+            out.push(allowance);
         }
     }
     Ok(out)

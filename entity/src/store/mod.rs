@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod events;
 pub mod history;
 pub mod idempotency;
+pub mod kyc;
 pub mod limits;
 pub mod notifications;
 pub mod payments;

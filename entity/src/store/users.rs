@@ -34,6 +34,11 @@ pub async fn create(
         two_factor_enabled: Set(false),
         email_verified_at: Set(None),
         event_seq: Set(0),
+        phone: Set(None),
+        address: Set(None),
+        locale: Set(None),
+        closed_at: Set(None),
+        erased_at: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
     };
@@ -162,8 +167,6 @@ pub async fn review_kyc(
     decision: domain::KycDecision,
     reason: Option<&str>,
 ) -> StoreResult<UserRecord> {
-    use sea_orm::sea_query::Expr;
-
     if actor_id == user_id {
         return Err(DomainError::forbidden("nobody may review their own KYC case").into());
     }
@@ -176,30 +179,22 @@ pub async fn review_kyc(
     let current = domain::KycStatus::parse(&row.kyc_status)
         .map_err(|_| super::inconsistent(format!("user {user_id} kyc status")))?;
     let (status, level, reason) = domain::kyc::review(current, row.kyc_level, decision, reason)?;
-    users::Entity::update_many()
-        .col_expr(users::Column::KycStatus, Expr::value(status.as_str()))
-        .col_expr(users::Column::KycLevel, Expr::value(level))
-        .col_expr(users::Column::UpdatedAt, Expr::value(now()))
-        .filter(users::Column::Id.eq(user_id))
-        .exec(&txn)
-        .await?;
-    audit::record(
+    super::kyc::change_status(
         &txn,
-        AuditRecord {
+        user_id,
+        super::kyc::Change {
+            from: current,
+            to: domain::kyc::Transition {
+                status,
+                level,
+                reason,
+            },
+            source: domain::kyc::KycSource::Compliance,
             actor_id: Some(actor_id),
             action: "kyc.review",
-            subject_type: "user",
-            subject_id: Some(user_id),
-            details: json!({ "from": current.as_str(), "to": status.as_str(), "level": level }),
         },
     )
     .await?;
-    let changed = domain::events::KycStatusChanged {
-        status,
-        level,
-        reason: reason.clone(),
-    };
-    super::events::append(&txn, user_id, domain::EventBody::KycStatusChanged(changed)).await?;
     let user = load(&txn, user_id)
         .await?
         .ok_or_else(|| super::inconsistent("user vanished"))?;

@@ -1,6 +1,7 @@
 //! `TestApp`: spawns the server against a fresh database and talks GraphQL.
 
 pub mod fcm;
+pub mod kyc;
 pub mod smtp;
 
 use std::net::SocketAddr;
@@ -241,7 +242,7 @@ pub const PII_KEYS: &str = "*test-1=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
 
 /// Tier limits the real binary gets in tests that are not about limits.
 pub const GENEROUS_LIMITS: &str =
-    "0:*:*=1000000000000/1000000000000,1:*:*=1000000000000/1000000000000,2:*:*=1000000000000/1000000000000";
+    "0:*:*=9999999999/9999999999,1:*:*=9999999999/9999999999,2:*:*=9999999999/9999999999";
 
 /// The web app origin the software authenticator signs for.
 pub const WEBAUTHN_ORIGIN: &str = "http://localhost:3000";

@@ -1,0 +1,3 @@
+//! Clients of outside providers, each behind a configurable base URL.
+
+pub mod kyc;
