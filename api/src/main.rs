@@ -1,4 +1,4 @@
-//! `wallet-bff`: `serve`, `migrate`, `export-schema`, `export-error-codes`, `grant-role`.
+//! `wallet-bff`: `serve`, `migrate`, `export-schema`, `export-error-codes`, `rotate-keys`, `grant-role`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -22,6 +22,13 @@ enum Command {
     ExportSchema,
     /// Print frontend-contract/src/error-codes.ts (the error codes as TypeScript).
     ExportErrorCodes,
+    /// Re-encrypt every personal value under the current PII_KEYS key, in
+    /// batches (safe while servers run); then older keys can be dropped.
+    RotateKeys {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 200)]
+        batch: u64,
+    },
     /// Grant a role to the account with this e-mail.
     GrantRole {
         /// The account's e-mail.
@@ -68,6 +75,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             api::open_database(&settings).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::RotateKeys { batch } => {
+            let db = api::open_database(&settings).await?;
+            let keys = settings.resolve_pii_keys()?;
+            let resealed = entity::store::account::rotate_keys(&db, &keys, batch.max(1))
+                .await
+                .context("re-encrypting personal data")?;
+            tracing::info!(
+                resealed,
+                key = keys.current_id(),
+                "personal data re-encrypted under the current key"
+            );
             Ok(())
         }
         Command::GrantRole { email, role } => {

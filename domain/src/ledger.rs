@@ -200,6 +200,12 @@ impl Balances {
                 ),
             ));
         }
+        if status == WalletStatus::Closed {
+            return Err(DomainError::new(
+                ErrorCode::AccountClosed,
+                "the wallet belongs to a closed account",
+            ));
+        }
         if status == WalletStatus::Frozen {
             return Err(DomainError::new(
                 ErrorCode::WalletFrozen,

@@ -35,6 +35,8 @@ string_enum! {
         Active => "ACTIVE",
         /// Frozen by an administrator: no money moves in or out.
         Frozen => "FROZEN",
+        /// The account was closed: nothing moves, for good.
+        Closed => "CLOSED",
     }
 }
 

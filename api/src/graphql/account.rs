@@ -73,6 +73,11 @@ pub(crate) async fn sign_in(
     user: UserRecord,
     method: &str,
 ) -> ApiResult<LoginResult> {
+    if user.closed_at.is_some() {
+        return Err(
+            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
+        );
+    }
     let mfa_token = tokens::random_token();
     // Decided by the credentials themselves, not by the cached flag.
     let challenge = webauthn::begin_assertion(
@@ -119,6 +124,12 @@ pub(crate) async fn issue_session(
     user: UserRecord,
     sign_in: Option<&str>,
 ) -> ApiResult<AuthPayload> {
+    // Also here: a second factor begun before the account closed.
+    if user.closed_at.is_some() {
+        return Err(
+            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
+        );
+    }
     let refresh = tokens::random_token();
     let family = sessions::start(
         &state.db,

@@ -181,6 +181,47 @@ impl AdminMutation {
         change_role(ctx, &user_id, role, step_up_token, RoleChange::Revoke).await
     }
 
+    /// Erases a closed account's personal data (admin role, with a step-up
+    /// token): its data key is destroyed, so every encrypted value of it is
+    /// unreadable for good; e-mail and name are replaced; credentials,
+    /// devices and notifications removed. Transactions and ledger lines stay
+    /// for the legal retention period (`LEGAL_RETENTION_YEARS`), pointing at
+    /// nobody identifiable. Audited.
+    async fn erase_user(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        step_up_token: Option<String>,
+    ) -> Result<bool> {
+        let (state, viewer) = parts(ctx)?;
+        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        let user_id = parse_id(&id, "id").map_err(ApiError::from)?;
+        if users::load(&state.db, user_id)
+            .await
+            .map_err(ApiError::from)?
+            .is_none()
+        {
+            return Err(ApiError::from(domain::DomainError::not_found("user")).into());
+        }
+        crate::auth::webauthn::require_step_up(
+            state,
+            admin.id,
+            step_up_token.as_deref(),
+            &format!("erase-user:{user_id}"),
+        )
+        .await?;
+        let erased = entity::store::account::erase(
+            &state.db,
+            Some(admin.id),
+            user_id,
+            state.settings.kyc.retention_years,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        tracing::info!(user.id = %user_id, admin.id = %admin.id, books_kept_until = %erased.books_kept_until, "account erased");
+        Ok(true)
+    }
+
     /// Freezes a wallet: it refuses money movements (compliance or admin
     /// role; never one's own wallet).
     async fn freeze_wallet(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Wallet> {

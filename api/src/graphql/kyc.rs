@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// Identity documents the provider checks.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(remote = "domain::kyc::DocumentType")]
+#[graphql(remote = "domain::kyc::DocumentType", name = "KycDocumentType")]
 pub enum DocumentType {
     /// Passport.
     Passport,

@@ -6,6 +6,7 @@ pub mod apq;
 pub mod kyc;
 pub mod live;
 pub mod notifications;
+pub mod profile;
 pub mod scalars;
 pub mod security;
 pub mod shape;
@@ -34,6 +35,7 @@ pub struct Query(
     notifications::NotificationQuery,
     security::SecurityQuery,
     admin::AdminQuery,
+    profile::ProfileQuery,
 );
 
 /// Every mutation field.
@@ -45,6 +47,7 @@ pub struct Mutation(
     admin::AdminMutation,
     security::SecurityMutation,
     kyc::KycMutation,
+    profile::ProfileMutation,
 );
 
 /// The schema type.

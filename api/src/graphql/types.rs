@@ -95,6 +95,19 @@ impl User {
         Ok(list.into_iter().map(Wallet::from).collect())
     }
 
+    /// The user's personal details; only the user themself sees them (null
+    /// for anyone else).
+    async fn profile(&self, ctx: &Context<'_>) -> Result<Option<super::profile::Profile>> {
+        let (state, viewer) = super::parts(ctx)?;
+        if !matches!(viewer, crate::auth::Viewer::User(u) if u.id == self.user_id) {
+            return Ok(None);
+        }
+        let profile = entity::store::account::profile(&state.db, &state.pii, self.user_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Some(profile.into()))
+    }
+
     /// Every change of the user's KYC status, oldest first: submissions,
     /// the provider's reviews and compliance decisions.
     async fn kyc_history(&self, ctx: &Context<'_>) -> Result<Vec<super::kyc::KycHistoryEntry>> {
@@ -175,6 +188,8 @@ pub enum WalletStatus {
     Active,
     /// Frozen by an administrator.
     Frozen,
+    /// The account was closed.
+    Closed,
 }
 
 /// A wallet in one currency.
@@ -209,6 +224,7 @@ impl From<WalletRecord> for Wallet {
             status: match w.status {
                 domain::WalletStatus::Active => WalletStatus::Active,
                 domain::WalletStatus::Frozen => WalletStatus::Frozen,
+                domain::WalletStatus::Closed => WalletStatus::Closed,
             },
             version: w.version,
             updated_at: w.updated_at,

@@ -5,7 +5,7 @@
 //! and `X-App-Access-Sig`, the hex HMAC-SHA256 under the secret key of
 //! timestamp + method + path with query + body. Connection failures, time-outs,
 //! 429 and 5xx are `Unavailable` (safe to retry); other refusals are
-//! `Refused` with the status, and their body is logged, never shown.
+//! `Refused` with the status; their body is neither logged nor shown.
 
 use std::time::Duration;
 
@@ -174,13 +174,9 @@ impl KycClient {
             return Err(ProviderError::Unavailable(format!("answered {status}")));
         }
         if !status.is_success() {
-            // The provider's description names the request's problem, not
-            // the person's data; it still goes to the log only.
-            let description = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["description"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            tracing::warn!(%status, %method, description = %truncate(&description, 200), "KYC provider refused a request");
+            // The provider's description may repeat what was sent (personal
+            // data): only the status is logged.
+            tracing::warn!(%status, %method, "KYC provider refused a request");
             return Err(ProviderError::Refused { status });
         }
         serde_json::from_str(&text).map_err(|_| ProviderError::Protocol("not JSON".to_owned()))
@@ -189,13 +185,6 @@ impl KycClient {
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ProviderError> {
     serde_json::from_value(value).map_err(|e| ProviderError::Protocol(e.to_string()))
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// Percent-encodes a path or query component.

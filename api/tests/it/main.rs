@@ -8,6 +8,7 @@ mod flows;
 mod http;
 mod idempotency;
 mod kyc;
+mod lifecycle;
 mod limits;
 mod notify;
 mod oauth;

@@ -415,6 +415,38 @@ fn table(f: &Fixtures) -> Vec<Row> {
         )
         // Nobody holds this key: found missing before a step-up is asked.
         .allowing(&[NOT_FOUND]),
+        row(
+            Q,
+            "exportMyData",
+            "query { exportMyData }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            M,
+            "updateProfile",
+            "mutation { updateProfile(input: { locale: \"en-GB\" }) { id } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        // Every caller's wallet holds money: refused after the role check.
+        row(
+            M,
+            "closeAccount",
+            "mutation { closeAccount }",
+            json!({}),
+            Rule::SignedIn,
+        )
+        .allowing(&[BAD_USER_INPUT]),
+        // No such user: found missing before a step-up is asked.
+        row(
+            M,
+            "eraseUser",
+            "mutation($id: ID!) { eraseUser(id: $id) }",
+            json!({ "id": Uuid::new_v4().to_string() }),
+            ADMIN,
+        )
+        .allowing(&[NOT_FOUND]),
         // No provider is configured here: refused once the caller is known.
         row(
             M,
@@ -813,6 +845,12 @@ async fn every_operation_is_allowed_or_refused_by_role() {
         Caller::Admin,
         staff(&app, "admin@example.com", Role::Admin).await,
     );
+    // Every signed-in caller holds money, so `closeAccount` is refused after
+    // the authorization check and nobody's account closes mid-table.
+    for s in sessions.values() {
+        let w = app.open_wallet(s, "EUR").await;
+        data(&app.deposit(s, &w, "1", "keep-open").await, "deposit");
+    }
     let fixtures = Fixtures {
         owner_usd,
         pending_withdrawal,

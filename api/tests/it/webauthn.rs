@@ -17,10 +17,10 @@ fn origin() -> Url {
 }
 
 /// A security key: a software passkey that signs for the web app origin.
-struct Key(SoftPasskey);
+pub(crate) struct Key(SoftPasskey);
 
 impl Key {
-    fn new() -> Key {
+    pub(crate) fn new() -> Key {
         // `true`: the soft key reports user verification, as a real passkey would.
         Key(SoftPasskey::new(true))
     }
@@ -66,7 +66,7 @@ async fn password_login(app: &TestApp, email: &str) -> Value {
     data(&body, "login").clone()
 }
 
-async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> Value {
+pub(crate) async fn register_key(app: &TestApp, s: &Session, key: &mut Key, name: &str) -> Value {
     let body = app
         .gql(
             Some(&s.token),
@@ -107,7 +107,7 @@ async fn finish_step_up(app: &TestApp, s: &Session, assertion: &Value) -> Value 
     .await
 }
 
-async fn step_up(app: &TestApp, s: &Session, key: &mut Key) -> String {
+pub(crate) async fn step_up(app: &TestApp, s: &Session, key: &mut Key) -> String {
     let body = app
         .gql(Some(&s.token), "mutation { beginStepUp }", json!({}))
         .await;

@@ -6,6 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use domain::DomainError;
 use sea_orm::DbErr;
 
+pub mod account;
 pub mod audit;
 pub mod connect;
 pub mod deliveries;

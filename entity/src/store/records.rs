@@ -27,6 +27,8 @@ pub struct UserRecord {
     pub kyc_level: i32,
     /// Whether a second factor is registered.
     pub two_factor_enabled: bool,
+    /// When the account was closed (nothing can be done with it since).
+    pub closed_at: Option<DateTime<Utc>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
@@ -52,6 +54,7 @@ impl UserRecord {
                 .map_err(|_| inconsistent(format!("user {} kyc status", row.id)))?,
             kyc_level: row.kyc_level,
             two_factor_enabled: row.two_factor_enabled,
+            closed_at: row.closed_at,
             created_at: row.created_at,
         })
     }

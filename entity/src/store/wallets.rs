@@ -26,6 +26,15 @@ pub async fn open(
     if let Some(existing) = find_by_currency(db, user_id, currency).await? {
         return Ok(existing);
     }
+    let closed = crate::entities::users::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .is_some_and(|u| u.closed_at.is_some());
+    if closed {
+        return Err(
+            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
+        );
+    }
     let txn = db.begin().await?;
     let at = now();
     let id = Uuid::now_v7();
@@ -212,6 +221,13 @@ pub async fn set_status(
         return Err(
             DomainError::forbidden("nobody may freeze or unfreeze their own wallet").into(),
         );
+    }
+    if wallet.status == domain::WalletStatus::Closed {
+        return Err(DomainError::new(
+            domain::ErrorCode::AccountClosed,
+            "the wallet belongs to a closed account",
+        )
+        .into());
     }
     let at = now();
     wallets::Entity::update_many()
