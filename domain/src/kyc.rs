@@ -372,4 +372,79 @@ mod tests {
         assert!(review(KycStatus::NotStarted, 0, KycDecision::Approve, None).is_err());
         assert!(review(KycStatus::NotStarted, 0, KycDecision::StartReview, None).is_ok());
     }
+    #[test]
+    fn provider_events_move_the_status_and_repeats_change_nothing() {
+        use KycStatus::*;
+        let red = |reject| ProviderReview::Red {
+            reject,
+            reason: Some("blurred".to_owned()),
+        };
+        let t =
+            |s, l, r: &ProviderReview| provider_transition(s, l, r, 2).map(|t| (t.status, t.level));
+        assert_eq!(t(Pending, 0, &ProviderReview::OnHold), Some((InReview, 0)));
+        assert_eq!(t(InReview, 0, &ProviderReview::Green), Some((Approved, 2)));
+        assert_eq!(
+            t(Approved, 2, &ProviderReview::Green),
+            None,
+            "a repeat changes nothing"
+        );
+        assert_eq!(t(Approved, 2, &red(RejectType::Final)), Some((Rejected, 0)));
+        assert_eq!(
+            t(Rejected, 0, &ProviderReview::Reset),
+            Some((NotStarted, 0))
+        );
+        assert_eq!(t(Pending, 0, &ProviderReview::Other), None);
+        assert!(ensure_can_submit(Rejected, Some(RejectType::Retry)).is_ok());
+        assert_eq!(
+            ensure_can_submit(Rejected, Some(RejectType::Final)).map_err(|e| e.code),
+            Err(crate::ErrorCode::Forbidden)
+        );
+        assert!(ensure_can_submit(Pending, None).is_err());
+    }
+
+    #[test]
+    fn submissions_are_validated_without_repeating_values() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+        let address = Address::parse("1 Main St", "London", "N1 9GU", "GBR").expect("address");
+        let ok = Applicant::parse(
+            " Ada ",
+            "Lovelace",
+            "2008-12-01",
+            address.clone(),
+            "GBR",
+            DocumentType::Passport,
+            "x123-45",
+            today,
+        )
+        .expect("18 today");
+        assert_eq!(
+            (ok.first_name.as_str(), ok.document_number.as_str()),
+            ("Ada", "X123-45")
+        );
+        let young = Applicant::parse(
+            "Ada",
+            "Lovelace",
+            "2008-12-02",
+            address.clone(),
+            "GBR",
+            DocumentType::Passport,
+            "X1",
+            today,
+        );
+        assert!(young.is_err_and(|e| !e.message.contains("2008")));
+        assert!(Address::parse("1 Main St", "London", "N1", "gb").is_err());
+        assert!(
+            Applicant::parse(
+                "Ada",
+                "L",
+                "1990-01-01",
+                address,
+                "GBR",
+                DocumentType::IdCard,
+                "X<1",
+                today
+            )
+            .is_err()
+        );
+    }
 }

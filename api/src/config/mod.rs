@@ -726,6 +726,32 @@ mod tests {
     }
 
     #[test]
+    fn development_generates_one_pii_key_under_data_dir_and_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("wallet-bff-pii-{}", uuid::Uuid::new_v4()));
+        let settings = settings_of(&[("DATA_DIR", dir.to_str().expect("path"))]).expect("dev");
+        let first = settings.resolve_pii_keys().expect("generated");
+        let again = settings.resolve_pii_keys().expect("read back");
+        assert_eq!(first.current_id(), again.current_id());
+        let user = entity::pii::UserKey::generate();
+        let at = entity::pii::Field::new("users", "phone", uuid::Uuid::now_v7());
+        let sealed = first.seal(&user, at, "+15550000000");
+        assert_eq!(
+            again.open(&user, at, &sealed).expect("same key"),
+            "+15550000000"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("pii_keys"))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn kyc_provider_settings_come_together() {
         let err = |vars: &[(&str, &str)]| format!("{:#}", settings_of(vars).expect_err("refused"));
         assert!(err(&[("KYC_PROVIDER_BASE_URL", "http://kyc.local")]).contains("KYC_APP_TOKEN"));
