@@ -23,8 +23,8 @@ use crate::pii::{Field, Keyring, UserKey};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::{StoreError, StoreResult, inconsistent, now};
 
-/// The user's data key, made on first use. `Err(Shredded)`-like refusal when
-/// it was destroyed.
+/// The user's data key, made on first use; refused (`FORBIDDEN`) once it was
+/// destroyed by an erasure, so nothing new is sealed for an erased user.
 pub async fn user_key(txn: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<UserKey> {
     if let Some(row) = user_keys::Entity::find_by_id(user_id).one(txn).await? {
         let secret = row
