@@ -228,4 +228,38 @@ impl KycMutation {
             .map_err(ApiError::from)?;
         Ok(submit(state, user.id, input).await?)
     }
+
+    /// A fresh access token for the provider's SDK while the verification
+    /// is under way (`PENDING` or `IN_REVIEW`), e.g. after the first one
+    /// expired. Errors: `BAD_USER_INPUT` when nothing is under way,
+    /// `PROVIDER_UNAVAILABLE` (retry).
+    async fn kyc_access_token(&self, ctx: &Context<'_>) -> Result<String> {
+        let (state, viewer) = parts(ctx)?;
+        let user = viewer.require_user().map_err(ApiError::from)?;
+        state
+            .limiter
+            .hit(
+                crate::limits::Bucket::Money(user.id),
+                state.settings.rate_money_per_user,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(access_token(state, user.id).await?)
+    }
+}
+
+async fn access_token(state: &AppState, user_id: uuid::Uuid) -> ApiResult<String> {
+    let client = state.kyc.as_ref().ok_or_else(|| {
+        DomainError::new(
+            ErrorCode::ProviderUnavailable,
+            "identity verification is not available on this server",
+        )
+    })?;
+    let Some(level) = kyc::level_under_way(&state.db, user_id).await? else {
+        return Err(DomainError::bad_input(
+            "no verification is under way: submit it with submitKyc",
+        )
+        .into());
+    };
+    Ok(client.access_token(&user_id.to_string(), &level).await?)
 }

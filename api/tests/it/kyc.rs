@@ -89,6 +89,12 @@ async fn a_submission_is_signed_sealed_and_reviewed_by_signed_webhooks_each_chan
     assert_eq!(refused, 0, "every request carried a valid signature");
     let applicant = fake.applicant_of(&s.user_id);
     assert_eq!(applicant.fixed_info["firstName"], "Ada");
+    // A fresh SDK token while the verification is under way.
+    let again = app
+        .gql(Some(&s.token), "mutation { kycAccessToken }", json!({}))
+        .await;
+    let fresh = data(&again, "kycAccessToken").as_str().expect("token");
+    assert!(fresh != token && fake.token_is_for(fresh, &s.user_id));
     assert_eq!(applicant.fixed_info["dob"], "1985-12-10");
     assert_eq!(applicant.fixed_info["idDocs"][0]["idDocType"], "PASSPORT");
 
@@ -226,6 +232,10 @@ async fn a_submission_is_signed_sealed_and_reviewed_by_signed_webhooks_each_chan
         .gql(Some(&s.token), SUBMIT, json!({ "i": input("Ada") }))
         .await;
     assert_eq!(error_code(&again), "FORBIDDEN", "{again}");
+    let no_token = app
+        .gql(Some(&s.token), "mutation { kycAccessToken }", json!({}))
+        .await;
+    assert_eq!(error_code(&no_token), "BAD_USER_INPUT", "{no_token}");
 
     // The subscriber saw each real change once, in order.
     let mut seen = Vec::new();

@@ -447,6 +447,14 @@ fn table(f: &Fixtures) -> Vec<Row> {
             ADMIN,
         )
         .allowing(&[NOT_FOUND]),
+        row(
+            M,
+            "kycAccessToken",
+            "mutation { kycAccessToken }",
+            json!({}),
+            Rule::SignedIn,
+        )
+        .allowing(&["PROVIDER_UNAVAILABLE"]),
         // No provider is configured here: refused once the caller is known.
         row(
             M,

@@ -201,6 +201,29 @@ pub async fn can_submit(db: &DatabaseConnection, user_id: Uuid) -> StoreResult<O
     Ok(application.map(|a| a.applicant_id))
 }
 
+/// The provider level of the user's application while its verification is
+/// under way (`PENDING` or `IN_REVIEW`); `None` otherwise.
+pub async fn level_under_way(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> StoreResult<Option<String>> {
+    let Some(user) = users::Entity::find_by_id(user_id).one(db).await? else {
+        return Ok(None);
+    };
+    let under_way = matches!(
+        KycStatus::parse(&user.kyc_status),
+        Ok(KycStatus::Pending | KycStatus::InReview)
+    );
+    if !under_way || user.closed_at.is_some() {
+        return Ok(None);
+    }
+    Ok(kyc_applications::Entity::find()
+        .filter(kyc_applications::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+        .map(|a| a.level_name))
+}
+
 /// Records a submission made at the provider: the application with its
 /// personal data sealed, the user `PENDING`, history, audit and event.
 pub async fn submit(
