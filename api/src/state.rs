@@ -51,6 +51,8 @@ pub struct AppState {
     pub pii: Arc<entity::pii::Keyring>,
     /// The KYC provider, when configured.
     pub kyc: Option<Arc<crate::providers::kyc::KycClient>>,
+    /// Exchange rates.
+    pub rates: Arc<crate::providers::rates::RatesProvider>,
 }
 
 /// Step-up rules.
@@ -120,6 +122,7 @@ impl AppState {
             redis,
             trusted: Arc::new(trusted),
             pii: Arc::new(pii),
+            rates: Arc::new(crate::providers::rates::RatesProvider::new(&settings.fx)?),
             kyc: match &settings.kyc.provider {
                 Some(p) => Some(Arc::new(crate::providers::kyc::KycClient::new(p.clone())?)),
                 None => None,

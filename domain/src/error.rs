@@ -49,13 +49,15 @@ pub enum ErrorCode {
     ProviderUnavailable,
     /// The account is closed: nothing more can be done with it.
     AccountClosed,
+    /// The exchange quote expired or was used: ask for a new one.
+    QuoteExpired,
     /// Anything unexpected; details are logged, never shown.
     InternalServerError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::BadUserInput,
@@ -76,6 +78,7 @@ impl ErrorCode {
         ErrorCode::TrustedDocumentRequired,
         ErrorCode::ProviderUnavailable,
         ErrorCode::AccountClosed,
+        ErrorCode::QuoteExpired,
         ErrorCode::InternalServerError,
     ];
 
@@ -102,6 +105,7 @@ impl ErrorCode {
             ErrorCode::TrustedDocumentRequired => "TRUSTED_DOCUMENT_REQUIRED",
             ErrorCode::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             ErrorCode::AccountClosed => "ACCOUNT_CLOSED",
+            ErrorCode::QuoteExpired => "QUOTE_EXPIRED",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -177,6 +181,6 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
         }
-        assert_eq!(seen.len(), 21);
+        assert_eq!(seen.len(), 22);
     }
 }

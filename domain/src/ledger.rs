@@ -146,6 +146,40 @@ impl Posting {
         )
     }
 
+    /// The source side of an exchange: `amount` leaves the wallet, the fee
+    /// goes to the fee account and the rest to the house FX account.
+    pub fn exchange_out(wallet_id: Uuid, amount: Amount, fee: Decimal) -> Self {
+        let currency = amount.currency();
+        let a = amount.value();
+        let mut lines = vec![
+            Self::wallet(wallet_id, Bucket::Available, -a),
+            Self::external(crate::fx::house_account(currency), a - fee),
+        ];
+        if !fee.is_zero() {
+            lines.push(Self::external(crate::fx::fee_account(currency), fee));
+        }
+        Self::balanced(currency, lines)
+    }
+
+    /// The target side of an exchange: the house FX account gives `gross`,
+    /// the wallet receives `received` (at its scale) and the rounding account
+    /// the residue.
+    pub fn exchange_in(wallet_id: Uuid, received: Amount, gross: Decimal) -> Self {
+        let currency = received.currency();
+        let r = received.value();
+        let mut lines = vec![
+            Self::external(crate::fx::house_account(currency), -gross),
+            Self::wallet(wallet_id, Bucket::Available, r),
+        ];
+        if gross != r {
+            lines.push(Self::external(
+                crate::fx::rounding_account(currency),
+                gross - r,
+            ));
+        }
+        Self::balanced(currency, lines)
+    }
+
     /// The currency of every line.
     pub fn currency(&self) -> Currency {
         self.currency

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`error`]: the stable error codes of the API contract and the domain error type.
 //! - [`events`]: the event contract: [`Envelope`] around a typed [`EventBody`], its topics and versioned wire form.
+//! - [`fx`]: exchange rates, quotes and the rounding of exchanges between currencies.
 //! - [`money`]: currencies with their scales and validated, exact amounts.
 //! - [`identity`]: validated e-mail addresses, passwords, display names and roles.
 //! - [`idempotency`]: idempotency keys and request fingerprints.
@@ -48,6 +49,7 @@ macro_rules! string_enum {
 
 pub mod error;
 pub mod events;
+pub mod fx;
 pub mod idempotency;
 pub mod identity;
 pub mod kyc;

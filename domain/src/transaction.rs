@@ -11,6 +11,8 @@ string_enum! {
         Withdrawal => "WITHDRAWAL",
         /// Between two wallets of the same currency.
         Transfer => "TRANSFER",
+        /// Between two wallets of one user in different currencies, at a quote.
+        Exchange => "EXCHANGE",
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`m20261202_000001_kyc`]: per-user data keys, KYC applications (sealed
 //!   personal data), status history, webhook receipts; the profile and the
 //!   closing and erasure times of users.
+//! - [`m20261202_000002_exchange`]: exchange quotes.
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -21,6 +22,7 @@ pub mod m20261121_000001_initial;
 pub mod m20261122_000001_security;
 pub mod m20261201_000001_notifier;
 pub mod m20261202_000001_kyc;
+pub mod m20261202_000002_exchange;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -33,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_security::Migration),
             Box::new(m20261201_000001_notifier::Migration),
             Box::new(m20261202_000001_kyc::Migration),
+            Box::new(m20261202_000002_exchange::Migration),
         ]
     }
 }

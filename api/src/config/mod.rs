@@ -59,10 +59,12 @@
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a proxy that sets it) |
 //!
 //! The notifier's settings (`SMTP_*`, `NOTIFY_*`) are in [`notify`]; KYC, tier limits
-//! and personal-data keys (`KYC_*`, `TIER_LIMITS`, `PII_KEYS`) in [`kyc`].
+//! and personal-data keys (`KYC_*`, `TIER_LIMITS`, `PII_KEYS`) in [`kyc`]; exchange
+//! (`FX_*`) in [`payments`].
 
 pub mod kyc;
 pub mod notify;
+pub mod payments;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -200,6 +202,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// KYC provider, tier limits, personal-data keys.
     pub kyc: KycSettings,
+    /// Currency exchange.
+    pub fx: payments::FxSettings,
 }
 
 /// A rate: at most `limit` events per `window_secs`.
@@ -535,6 +539,7 @@ impl Settings {
             trust_forwarded_for: env.flag("TRUST_FORWARDED_FOR", false)?,
             notify: NotifySettings::read(env, !dev)?,
             kyc: KycSettings::read(env, !dev)?,
+            fx: payments::FxSettings::read(env, !dev)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");
@@ -749,6 +754,26 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn exchange_settings_are_checked_and_production_has_no_fixed_table() {
+        use payments::RatesSource;
+        assert_eq!(settings_of(&[]).expect("dev").fx.rates, RatesSource::Fixed);
+        let production = settings_of(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "PII_KEYS",
+                "*k1=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+        ])
+        .expect("production");
+        assert_eq!(production.fx.rates, RatesSource::Off);
+        let err = |vars: &[(&str, &str)]| format!("{:#}", settings_of(vars).expect_err("refused"));
+        assert!(err(&[("FX_FEE_BPS", "10000")]).contains("FX_FEE_BPS"));
+        assert!(err(&[("FX_RATES_URL", "ftp://rates")]).contains("FX_RATES_URL"));
+        assert!(err(&[("FX_QUOTE_TTL_SECS", "0")]).contains("FX_QUOTE_TTL_SECS"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod apq;
+pub mod exchange;
 pub mod kyc;
 pub mod live;
 pub mod notifications;
@@ -48,6 +49,7 @@ pub struct Mutation(
     security::SecurityMutation,
     kyc::KycMutation,
     profile::ProfileMutation,
+    exchange::ExchangeMutation,
 );
 
 /// The schema type.

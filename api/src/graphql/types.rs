@@ -242,6 +242,8 @@ pub enum TransactionKind {
     Withdrawal,
     /// Between wallets.
     Transfer,
+    /// Between two of the user's wallets in different currencies.
+    Exchange,
 }
 
 /// Where a transaction is in its life.

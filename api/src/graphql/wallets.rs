@@ -134,6 +134,17 @@ async fn run_money(
     command: MoneyCommand,
     step_up_token: Option<Option<&str>>,
 ) -> ApiResult<TransactionPayload> {
+    let executed = execute_money(ctx, idempotency_key, command, step_up_token).await?;
+    Ok(TransactionPayload::new(executed.outcome, executed.replayed))
+}
+
+/// [`run_money`], giving the store's outcome.
+pub(crate) async fn execute_money(
+    ctx: &Context<'_>,
+    idempotency_key: &str,
+    command: MoneyCommand,
+    step_up_token: Option<Option<&str>>,
+) -> ApiResult<payments::Executed> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let key = IdempotencyKey::parse(idempotency_key)?;
@@ -197,7 +208,7 @@ async fn run_money(
         replayed = executed.replayed,
         "money mutation"
     );
-    Ok(TransactionPayload::new(executed.outcome, executed.replayed))
+    Ok(executed)
 }
 
 fn bounded_text(value: &str, field: &str, max: usize) -> Result<String, DomainError> {

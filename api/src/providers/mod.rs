@@ -1,3 +1,4 @@
 //! Clients of outside providers, each behind a configurable base URL.
 
 pub mod kyc;
+pub mod rates;

@@ -4,6 +4,7 @@
 
 mod authz;
 mod concurrency;
+mod exchange;
 mod flows;
 mod http;
 mod idempotency;

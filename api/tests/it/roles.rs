@@ -455,6 +455,23 @@ fn table(f: &Fixtures) -> Vec<Row> {
             Rule::SignedIn,
         )
         .allowing(&["PROVIDER_UNAVAILABLE"]),
+        // Every caller holds a EUR wallet; only the owner has this USD one.
+        row(
+            M,
+            "quoteExchange",
+            "mutation($w: ID!) { quoteExchange(fromWalletId: $w, toCurrency: \"EUR\", amount: \"1\") { id } }",
+            json!({ "w": f.owner_usd }),
+            Rule::Owner,
+        ),
+        // No such quote: found missing once the caller is known.
+        row(
+            M,
+            "exchange",
+            "mutation($q: ID!, $k: String!) { exchange(quoteId: $q, idempotencyKey: $k) { replayed } }",
+            json!({ "q": Uuid::new_v4().to_string(), "k": FRESH_KEY }),
+            Rule::SignedIn,
+        )
+        .allowing(&[NOT_FOUND]),
         // No provider is configured here: refused once the caller is known.
         row(
             M,

@@ -13,6 +13,7 @@ macro_rules! no_relations {
 pub mod audit_log;
 pub mod auth_flows;
 pub mod deliveries;
+pub mod exchange_quotes;
 pub mod idempotency_keys;
 pub mod kyc_applications;
 pub mod kyc_status_history;

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod connect;
 pub mod deliveries;
 pub mod events;
+pub mod exchange;
 pub mod history;
 pub mod idempotency;
 pub mod kyc;

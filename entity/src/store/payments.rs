@@ -66,6 +66,11 @@ pub enum MoneyCommand {
         /// Note for the receiver.
         memo: Option<String>,
     },
+    /// Between two of the caller's wallets, at a quote's rate.
+    Exchange {
+        /// The caller's quote.
+        quote_id: Uuid,
+    },
 }
 
 impl MoneyCommand {
@@ -75,6 +80,7 @@ impl MoneyCommand {
             MoneyCommand::Deposit { .. } => "deposit",
             MoneyCommand::Withdraw { .. } => "withdraw",
             MoneyCommand::Transfer { .. } => "transfer",
+            MoneyCommand::Exchange { .. } => "exchange",
         }
     }
 
@@ -106,6 +112,7 @@ impl MoneyCommand {
                 "amount": canonical(amount),
                 "memo": memo,
             }),
+            MoneyCommand::Exchange { quote_id } => json!({ "quoteId": quote_id }),
         };
         Fingerprint::of(self.operation(), &input)
     }
@@ -334,9 +341,86 @@ async fn apply(
             Ok(MoneyOutcome {
                 transaction: tx,
                 wallet: from,
+                counterpart: None,
             })
         }
+        MoneyCommand::Exchange { quote_id } => exchange(txn, user_id, *quote_id).await,
     }
+}
+
+/// Exchanges at a quote: two balanced postings through the house FX
+/// accounts, one per currency, the residue of rounding to the target's
+/// scale booked to its rounding account.
+async fn exchange(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    quote_id: Uuid,
+) -> StoreResult<MoneyOutcome> {
+    let quote = super::exchange::take(txn, user_id, quote_id).await?;
+    let [a, b] = lock_exact::<2>(txn, [quote.from_wallet_id, quote.to_wallet_id]).await?;
+    let (from, to) = if a.id == quote.from_wallet_id {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    if from.user_id != user_id || to.user_id != user_id {
+        return Err(inconsistent("a quote names another user's wallet"));
+    }
+    let f = quote.figures;
+    let amount = Amount::new(f.amount, from.currency)?;
+    let received = Amount::new(f.received, to.currency)?;
+    let out = Posting::exchange_out(from.id, amount, f.fee);
+    let inn = Posting::exchange_in(to.id, received, f.gross);
+    let from_next = from
+        .balances()
+        .apply(from.id, from.currency, from.status, &out)?;
+    let to_next = to.balances().apply(to.id, to.currency, to.status, &inn)?;
+    let tx = insert_transaction(
+        txn,
+        NewTransaction {
+            kind: TransactionKind::Exchange,
+            status: TransactionStatus::Completed,
+            amount,
+            from_wallet_id: Some(from.id),
+            to_wallet_id: Some(to.id),
+            memo: None,
+            destination: None,
+            initiated_by: user_id,
+        },
+    )
+    .await?;
+    write_posting(txn, tx.id, &out).await?;
+    write_posting(txn, tx.id, &inn).await?;
+    let from = wallets::store_balances(txn, &from, from_next).await?;
+    let to = wallets::store_balances(txn, &to, to_next).await?;
+    events::balance_updated(txn, &from, -amount.value(), tx.id).await?;
+    events::balance_updated(txn, &to, received.value(), tx.id).await?;
+    super::exchange::mark_used(txn, quote.id, tx.id).await?;
+    audit::record(
+        txn,
+        AuditRecord {
+            actor_id: Some(user_id),
+            action: "wallet.exchange",
+            subject_type: "transaction",
+            subject_id: Some(tx.id),
+            details: json!({
+                "quoteId": quote.id,
+                "amount": domain::money::to_canonical(f.amount),
+                "fee": domain::money::to_canonical(f.fee),
+                "from": from.currency.code(),
+                "to": to.currency.code(),
+                "rate": domain::money::to_canonical(f.rate),
+                "received": domain::money::to_canonical(f.received),
+                "residue": domain::money::to_canonical(f.residue),
+            }),
+        },
+    )
+    .await?;
+    Ok(MoneyOutcome {
+        transaction: tx,
+        wallet: from,
+        counterpart: Some(to),
+    })
 }
 
 /// A movement between one wallet of the caller and the payment rail.
@@ -390,6 +474,7 @@ async fn move_single(
     Ok(MoneyOutcome {
         transaction: tx,
         wallet,
+        counterpart: None,
     })
 }
 
@@ -609,6 +694,7 @@ pub async fn settle_withdrawal(
     Ok(MoneyOutcome {
         transaction: tx,
         wallet,
+        counterpart: None,
     })
 }
 

@@ -114,4 +114,7 @@ pub struct MoneyOutcome {
     pub transaction: TransactionRecord,
     /// The caller's wallet right after the change.
     pub wallet: WalletRecord,
+    /// The caller's other wallet, for an exchange (the one that received).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterpart: Option<WalletRecord>,
 }

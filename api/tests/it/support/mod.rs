@@ -2,6 +2,7 @@
 
 pub mod fcm;
 pub mod kyc;
+pub mod rates;
 pub mod smtp;
 
 use std::net::SocketAddr;
@@ -233,6 +234,12 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
             }),
             pii_keys: Some(PII_KEYS.to_owned()),
             retention_years: 7,
+        },
+        fx: api::config::payments::FxSettings {
+            rates: api::config::payments::RatesSource::Fixed,
+            max_age: std::time::Duration::from_secs(300),
+            fee_bps: 50,
+            quote_ttl: std::time::Duration::from_secs(30),
         },
     }
 }
