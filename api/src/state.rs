@@ -53,6 +53,8 @@ pub struct AppState {
     pub kyc: Option<Arc<crate::providers::kyc::KycClient>>,
     /// Exchange rates.
     pub rates: Arc<crate::providers::rates::RatesProvider>,
+    /// The card payment provider, when configured.
+    pub payments: Option<Arc<crate::providers::payments::PaymentsClient>>,
 }
 
 /// Step-up rules.
@@ -123,6 +125,12 @@ impl AppState {
             trusted: Arc::new(trusted),
             pii: Arc::new(pii),
             rates: Arc::new(crate::providers::rates::RatesProvider::new(&settings.fx)?),
+            payments: match &settings.payments.provider {
+                Some(p) => Some(Arc::new(crate::providers::payments::PaymentsClient::new(
+                    p.clone(),
+                )?)),
+                None => None,
+            },
             kyc: match &settings.kyc.provider {
                 Some(p) => Some(Arc::new(crate::providers::kyc::KycClient::new(p.clone())?)),
                 None => None,

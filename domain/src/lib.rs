@@ -12,6 +12,7 @@
 //! - [`ledger`]: wallet balances and the balanced double-entry postings that change them.
 //! - [`limits`]: tier limits per transaction and per rolling day, by KYC level, kind and currency.
 //! - [`notify`]: which events reach people on which channels, delivery states, retry with backoff.
+//! - [`payments`]: card deposits through the payment provider: intent lifecycle, minor units.
 //! - [`records`]: wallets, transactions and notifications as values (what events carry and the API shows).
 //! - [`transaction`]: kinds and states of money movements.
 
@@ -57,6 +58,7 @@ pub mod ledger;
 pub mod limits;
 pub mod money;
 pub mod notify;
+pub mod payments;
 pub mod records;
 pub mod transaction;
 

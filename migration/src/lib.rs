@@ -12,6 +12,7 @@
 //!   personal data), status history, webhook receipts; the profile and the
 //!   closing and erasure times of users.
 //! - [`m20261202_000002_exchange`]: exchange quotes.
+//! - [`m20261202_000003_payments`]: card deposits' payment intents and the payment log.
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -23,6 +24,7 @@ pub mod m20261122_000001_security;
 pub mod m20261201_000001_notifier;
 pub mod m20261202_000001_kyc;
 pub mod m20261202_000002_exchange;
+pub mod m20261202_000003_payments;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -36,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_notifier::Migration),
             Box::new(m20261202_000001_kyc::Migration),
             Box::new(m20261202_000002_exchange::Migration),
+            Box::new(m20261202_000003_payments::Migration),
         ]
     }
 }

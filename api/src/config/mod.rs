@@ -204,6 +204,8 @@ pub struct Settings {
     pub kyc: KycSettings,
     /// Currency exchange.
     pub fx: payments::FxSettings,
+    /// The card payment provider.
+    pub payments: payments::PaymentsSettings,
 }
 
 /// A rate: at most `limit` events per `window_secs`.
@@ -540,6 +542,7 @@ impl Settings {
             notify: NotifySettings::read(env, !dev)?,
             kyc: KycSettings::read(env, !dev)?,
             fx: payments::FxSettings::read(env, !dev)?,
+            payments: payments::PaymentsSettings::read(env, !dev)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod apq;
+pub mod deposits;
 pub mod exchange;
 pub mod kyc;
 pub mod live;
@@ -37,6 +38,7 @@ pub struct Query(
     security::SecurityQuery,
     admin::AdminQuery,
     profile::ProfileQuery,
+    deposits::DepositQuery,
 );
 
 /// Every mutation field.
@@ -50,6 +52,7 @@ pub struct Mutation(
     kyc::KycMutation,
     profile::ProfileMutation,
     exchange::ExchangeMutation,
+    deposits::DepositMutation,
 );
 
 /// The schema type.

@@ -50,9 +50,15 @@ pub fn routes(state: HttpState) -> Router {
         .route(GRAPHQL_WS_PATH, get(ws::graphql_ws))
         .route(
             "/webhooks/kyc",
-            axum::routing::post(webhooks::kyc).layer(axum::extract::DefaultBodyLimit::max(
+            axum::routing::post(webhooks::kyc::kyc).layer(axum::extract::DefaultBodyLimit::max(
                 state.app.settings.kyc.webhook_max_bytes,
             )),
+        )
+        .route(
+            "/webhooks/payments",
+            axum::routing::post(webhooks::payments::payments).layer(
+                axum::extract::DefaultBodyLimit::max(state.app.settings.kyc.webhook_max_bytes),
+            ),
         )
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))

@@ -455,6 +455,23 @@ fn table(f: &Fixtures) -> Vec<Row> {
             Rule::SignedIn,
         )
         .allowing(&["PROVIDER_UNAVAILABLE"]),
+        // No provider is configured here: refused once the wallet is found.
+        row(
+            M,
+            "startDeposit",
+            "mutation($i: DepositInput!, $k: String!) { startDeposit(input: $i, idempotencyKey: $k) { id } }",
+            json!({ "i": { "walletId": f.owner_usd, "amount": "1" }, "k": FRESH_KEY }),
+            Rule::Owner,
+        )
+        .allowing(&["PROVIDER_UNAVAILABLE"]),
+        row(
+            Q,
+            "depositIntent",
+            "query($id: ID!) { depositIntent(id: $id) { id } }",
+            json!({ "id": Uuid::new_v4().to_string() }),
+            Rule::SignedIn,
+        )
+        .allowing(&[NOT_FOUND]),
         // Every caller holds a EUR wallet; only the owner has this USD one.
         row(
             M,

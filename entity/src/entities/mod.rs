@@ -24,6 +24,8 @@ pub mod notifications;
 pub mod oauth_identities;
 pub mod outbox_events;
 pub mod outbox_pruned;
+pub mod payment_events;
+pub mod payment_intents;
 pub mod push_devices;
 pub mod refresh_tokens;
 pub mod sessions;

@@ -33,8 +33,9 @@ pub async fn standing(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<(
     Ok((level, status == KycStatus::Rejected.as_str()))
 }
 
-/// Refuses `amount` of `kind` on a locked wallet when the user's tier does
-/// not allow it in the rolling window.
+/// Refuses `amount` of `kind` on a wallet when the user's tier does not
+/// allow it in the rolling window. Inside a money transaction the wallet is
+/// locked first; a card deposit checks when it starts.
 pub async fn check(
     txn: &impl ConnectionTrait,
     limits: &TierLimits,

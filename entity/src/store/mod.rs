@@ -10,6 +10,7 @@ pub mod account;
 pub mod audit;
 pub mod connect;
 pub mod deliveries;
+pub mod deposits;
 pub mod events;
 pub mod exchange;
 pub mod history;

@@ -423,6 +423,46 @@ async fn exchange(
     })
 }
 
+/// Credits a card deposit the payment provider reported paid, inside the
+/// caller's transaction. The money was received, so it is booked even to a
+/// frozen wallet (freezing stops spending it, not receiving it); tier limits
+/// were checked when the deposit started.
+pub(crate) async fn credit_card_deposit(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    wallet_id: Uuid,
+    amount: Decimal,
+) -> StoreResult<TransactionRecord> {
+    let [wallet] = lock_exact::<1>(txn, [wallet_id]).await?;
+    let amount = Amount::new(amount, wallet.currency)?;
+    let posting = Posting::deposit(wallet.id, amount);
+    let next = wallet.balances().apply(
+        wallet.id,
+        wallet.currency,
+        domain::WalletStatus::Active,
+        &posting,
+    )?;
+    let tx = insert_transaction(
+        txn,
+        NewTransaction {
+            kind: TransactionKind::Deposit,
+            status: TransactionStatus::Completed,
+            amount,
+            from_wallet_id: None,
+            to_wallet_id: Some(wallet.id),
+            memo: None,
+            destination: None,
+            initiated_by: user_id,
+        },
+    )
+    .await?;
+    write_posting(txn, tx.id, &posting).await?;
+    let wallet = wallets::store_balances(txn, &wallet, next).await?;
+    events::balance_updated(txn, &wallet, amount.value(), tx.id).await?;
+    audit_money(txn, user_id, "wallet.card_deposit", &tx).await?;
+    Ok(tx)
+}
+
 /// A movement between one wallet of the caller and the payment rail.
 struct SingleWallet {
     kind: TransactionKind,

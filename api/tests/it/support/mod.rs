@@ -4,6 +4,7 @@ pub mod fcm;
 pub mod kyc;
 pub mod rates;
 pub mod smtp;
+pub mod stripe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -240,6 +241,11 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
             max_age: std::time::Duration::from_secs(300),
             fee_bps: 50,
             quote_ttl: std::time::Duration::from_secs(30),
+        },
+        payments: api::config::payments::PaymentsSettings {
+            provider: None,
+            webhook_secrets: Vec::new(),
+            webhook_tolerance: std::time::Duration::from_secs(300),
         },
     }
 }

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::HttpState;
+use super::{HttpState, answer};
 
 /// The event as the provider sends it (fields we use).
 #[derive(Deserialize)]
@@ -45,10 +45,6 @@ struct ReviewResult {
     #[serde(default)]
     reject_labels: Vec<String>,
     client_comment: Option<String>,
-}
-
-fn answer(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// Whether `digest` (hex) is the HMAC of `body` under `secret` with `alg`.

@@ -1,0 +1,196 @@
+//! A local server speaking the payment provider's (Stripe-style) API for
+//! the deposit tests, and the provider's side of its webhooks: events signed
+//! as `Stripe-Signature: t=<unix>,v1=<HMAC-SHA256 of "t.body">`.
+//!
+//! `POST /v1/payment_intents` takes only the configured secret key as a
+//! bearer token, and answers a repeated `Idempotency-Key` with the intent it
+//! made the first time. A test can script outages.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+pub const API_KEY: &str = "sk_test_wallet_0123456789";
+pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
+
+/// One intent the provider holds.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    intents: Vec<Intent>,
+    by_key: HashMap<String, String>,
+    script: Vec<u16>,
+    unauthorized: usize,
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Inner>>);
+
+/// A running fake provider.
+pub struct FakeStripe {
+    pub addr: SocketAddr,
+    shared: Shared,
+}
+
+impl FakeStripe {
+    pub async fn start() -> FakeStripe {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Shared::default();
+        let app = axum::Router::new()
+            .route("/v1/payment_intents", post(create))
+            .with_state(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeStripe { addr, shared }
+    }
+
+    pub fn configure(&self, settings: &mut api::config::Settings) {
+        settings.payments.provider = Some(api::config::payments::PaymentsProvider {
+            base_url: format!("http://{}", self.addr),
+            api_key: API_KEY.to_owned(),
+            timeout: std::time::Duration::from_secs(5),
+        });
+        settings.payments.webhook_secrets = vec![WEBHOOK_SECRET.to_owned()];
+    }
+
+    /// The next requests answer these statuses.
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.shared.0.lock().expect("state").script = statuses.to_vec();
+    }
+
+    pub fn intents(&self) -> Vec<Intent> {
+        self.shared.0.lock().expect("state").intents.clone()
+    }
+
+    pub fn unauthorized(&self) -> usize {
+        self.shared.0.lock().expect("state").unauthorized
+    }
+}
+
+async fn create(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut inner = shared.0.lock().expect("state");
+    if !inner.script.is_empty() {
+        let status = inner.script.remove(0);
+        return (
+            StatusCode::from_u16(status).expect("status"),
+            Json(json!({ "error": { "message": "scripted" } })),
+        )
+            .into_response();
+    }
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {API_KEY}"))
+    {
+        inner.unauthorized += 1;
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": { "type": "invalid_request_error" } })),
+        )
+            .into_response();
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let existing = inner.by_key.get(&key).cloned();
+    let intent = match existing.and_then(|id| inner.intents.iter().find(|i| i.id == id).cloned()) {
+        Some(intent) => intent,
+        None => {
+            let (Some(amount), Some(currency)) = (
+                form.get("amount").and_then(|a| a.parse::<i64>().ok()),
+                form.get("currency").cloned(),
+            ) else {
+                return (StatusCode::BAD_REQUEST, "amount and currency are required")
+                    .into_response();
+            };
+            let intent = Intent {
+                id: format!("pi_{}", hex::encode(rand::random::<[u8; 8]>())),
+                amount,
+                currency,
+            };
+            inner.intents.push(intent.clone());
+            inner.by_key.insert(key, intent.id.clone());
+            intent
+        }
+    };
+    Json(json!({
+        "id": intent.id,
+        "object": "payment_intent",
+        "amount": intent.amount,
+        "currency": intent.currency,
+        "status": "requires_payment_method",
+        "client_secret": format!("{}_secret_{}", intent.id, "abc123"),
+    }))
+    .into_response()
+}
+
+/// An event body for an intent.
+pub fn event(event_id: &str, kind: &str, intent: &Intent, created: i64) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "created": created,
+        "data": { "object": {
+            "id": intent.id,
+            "object": "payment_intent",
+            "amount": intent.amount,
+            "currency": intent.currency,
+            "status": kind.trim_start_matches("payment_intent."),
+        } },
+    })
+    .to_string()
+}
+
+/// The `Stripe-Signature` of `body` at `t` under `secrets` (one `v1` each).
+pub fn signature(body: &str, t: i64, secrets: &[&str]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+        mac.update(format!("{t}.{body}").as_bytes());
+        header.push_str(&format!(",v1={}", hex::encode(mac.finalize().into_bytes())));
+    }
+    header
+}
+
+/// Posts a signed event to the server; returns the status and JSON answer.
+pub async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    header: &str,
+) -> (u16, Value) {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("webhook");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
