@@ -235,13 +235,22 @@ impl WalletMutation {
         Ok(wallet.into())
     }
 
-    /// Funds a wallet through the sandbox payment rail.
+    /// **Sandbox rail, development only**: credits the amount at once, on
+    /// the client's word. In production it answers `FORBIDDEN`: real money
+    /// comes in through `startDeposit` and the payment provider.
     async fn deposit(
         &self,
         ctx: &Context<'_>,
         input: DepositInput,
         idempotency_key: String,
     ) -> Result<TransactionPayload> {
+        let (state, _) = parts(ctx)?;
+        if state.settings.app_env == crate::config::AppEnv::Production {
+            return Err(ApiError::from(DomainError::forbidden(
+                "the sandbox deposit rail is off in production: use startDeposit",
+            ))
+            .into());
+        }
         let wallet_id = parse_id(&input.wallet_id, "walletId").map_err(ApiError::from)?;
         let command = MoneyCommand::Deposit {
             wallet_id,

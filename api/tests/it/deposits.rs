@@ -157,3 +157,17 @@ async fn a_provider_outage_starts_nothing_and_the_key_can_be_retried() {
         "BAD_USER_INPUT"
     );
 }
+
+#[tokio::test]
+async fn the_instant_sandbox_deposit_is_refused_in_production() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.app_env = api::config::AppEnv::Production;
+    })
+    .await;
+    let s = app.register("prod@example.com").await;
+    let w = app.open_wallet(&s, "USD").await;
+    let refused = app.deposit(&s, &w, "10", "sandbox").await;
+    assert_eq!(error_code(&refused), "FORBIDDEN", "{refused}");
+    assert!(refused.to_string().contains("startDeposit"));
+    assert_eq!(data(&app.wallet(&s, &w).await, "wallet")["balance"], "0.00");
+}
