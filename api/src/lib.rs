@@ -132,6 +132,9 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(purge_expired(state.db.clone(), cancel.clone()));
+    if let Some(client) = state.payments.clone() {
+        tasks.spawn(submit_payouts(state.db.clone(), client, cancel.clone()));
+    }
     tasks.spawn(prune_outbox(
         state.db.clone(),
         Duration::from_secs(state.settings.outbox_retention_secs),
@@ -283,6 +286,53 @@ async fn prune_outbox(
                 Err(err) => {
                     tracing::warn!(error = %err, "pruning outbox events failed");
                     break;
+                }
+            }
+        }
+    }
+}
+
+/// Submits the payouts of pending card-currency withdrawals, every second.
+/// The provider's idempotency key is the withdrawal, so instances racing on
+/// one withdrawal make one payout; a failed submission is tried again on the
+/// next round. The hold stays until the provider's webhook settles it.
+async fn submit_payouts(
+    db: DatabaseConnection,
+    client: std::sync::Arc<providers::payments::PaymentsClient>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let due = match entity::store::payouts::due(&db, 20).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing withdrawals to pay out failed");
+                continue;
+            }
+        };
+        for w in due {
+            let Ok(minor) = domain::payments::to_minor_units(w.amount, w.currency) else {
+                continue;
+            };
+            match client
+                .create_payout(w.transaction_id, minor, w.currency, &w.destination)
+                .await
+            {
+                Ok(payout) => {
+                    if let Err(err) =
+                        entity::store::payouts::record(&db, w.transaction_id, &payout.id).await
+                    {
+                        tracing::warn!(error = %err, tx.id = %w.transaction_id, "recording a payout failed; it is submitted again (same payout)");
+                    } else {
+                        tracing::info!(tx.id = %w.transaction_id, "payout submitted");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, tx.id = %w.transaction_id, "payout submission failed; retrying");
                 }
             }
         }

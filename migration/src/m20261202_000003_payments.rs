@@ -1,5 +1,5 @@
-//! Card deposits through the payment provider: one row per payment intent,
-//! and the payment log, one row per provider event received.
+//! The payment provider: one row per deposit's payment intent, one per
+//! withdrawal's payout, and the payment log, one row per provider event.
 
 use sea_orm_migration::prelude::*;
 
@@ -7,7 +7,7 @@ use crate::m20261121_000001_initial::{
     Users, fk, index, money, opt_timestamp, string, timestamp, uuid, uuid_pk,
 };
 
-/// Creates `payment_intents` and `payment_events`.
+/// Creates `payment_intents`, `payouts` and `payment_events`.
 pub struct Migration;
 
 impl MigrationName for Migration {
@@ -29,6 +29,16 @@ enum PaymentIntents {
     ClientSecret,
     TransactionId,
     LastEventAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Payouts {
+    Table,
+    TransactionId,
+    ProviderId,
+    Status,
     CreatedAt,
     UpdatedAt,
 }
@@ -83,6 +93,26 @@ impl MigrationTrait for Migration {
             "uq_payment_intents_provider",
             PaymentIntents::Table,
             [PaymentIntents::ProviderId],
+            true,
+        )
+        .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Payouts::Table)
+                    .col(uuid_pk(Payouts::TransactionId))
+                    .col(string(Payouts::ProviderId, 64))
+                    .col(string(Payouts::Status, 16))
+                    .col(timestamp(Payouts::CreatedAt))
+                    .col(timestamp(Payouts::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        index(
+            manager,
+            "uq_payouts_provider",
+            Payouts::Table,
+            [Payouts::ProviderId],
             true,
         )
         .await?;

@@ -43,7 +43,70 @@ pub struct RedirectToUrl {
     pub url: String,
 }
 
+/// A payout as the provider answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderPayout {
+    /// `po_...`.
+    pub id: String,
+}
+
 impl PaymentsClient {
+    /// Pays `amount_minor` cents out to `destination`, once per withdrawal
+    /// (the idempotency key is the withdrawal's id).
+    pub async fn create_payout(
+        &self,
+        transaction_id: uuid::Uuid,
+        amount_minor: i64,
+        currency: domain::Currency,
+        destination: &str,
+    ) -> Result<ProviderPayout, ProviderError> {
+        let form = [
+            ("amount", amount_minor.to_string()),
+            ("currency", currency.code().to_ascii_lowercase()),
+            ("destination", destination.to_owned()),
+            ("metadata[transaction_id]", transaction_id.to_string()),
+        ];
+        self.post("/v1/payouts", &format!("payout:{transaction_id}"), &form)
+            .await
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        form: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.provider.base_url))
+            .bearer_auth(&self.provider.api_key)
+            .header("Idempotency-Key", idempotency_key)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| {
+                ProviderError::Unavailable(
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "could not connect"
+                    }
+                    .to_owned(),
+                )
+            })?;
+        let status = resp.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(ProviderError::Unavailable(format!("answered {status}")));
+        }
+        if !status.is_success() {
+            tracing::warn!(%status, path, "payment provider refused a request");
+            return Err(ProviderError::Refused { status });
+        }
+        resp.json()
+            .await
+            .map_err(|e| ProviderError::Protocol(e.to_string()))
+    }
+
     /// A client with the provider's time-out.
     pub fn new(provider: PaymentsProvider) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -66,34 +129,7 @@ impl PaymentsClient {
             ("automatic_payment_methods[enabled]", "true".to_owned()),
             ("metadata[deposit_id]", deposit_id.to_string()),
         ];
-        let resp = self
-            .http
-            .post(format!("{}/v1/payment_intents", self.provider.base_url))
-            .bearer_auth(&self.provider.api_key)
-            .header("Idempotency-Key", idempotency_key)
-            .form(&form)
-            .send()
+        self.post("/v1/payment_intents", idempotency_key, &form)
             .await
-            .map_err(|e| {
-                ProviderError::Unavailable(
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "could not connect"
-                    }
-                    .to_owned(),
-                )
-            })?;
-        let status = resp.status();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(ProviderError::Unavailable(format!("answered {status}")));
-        }
-        if !status.is_success() {
-            tracing::warn!(%status, "payment provider refused to create an intent");
-            return Err(ProviderError::Refused { status });
-        }
-        resp.json()
-            .await
-            .map_err(|e| ProviderError::Protocol(e.to_string()))
     }
 }

@@ -1,11 +1,11 @@
-//! Card deposits: `startDeposit` against a local Stripe-style provider, and
-//! its signed webhooks, duplicated, late, out of order and forged.
+//! Card deposits and withdrawal payouts against a local Stripe-style
+//! provider, and its signed webhooks, duplicated, late, out of order and forged.
 
 use entity::entities::payment_events;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
-use crate::support::stripe::{FakeStripe, WEBHOOK_SECRET, deliver, event, signature};
+use crate::support::stripe::{FakeStripe, WEBHOOK_SECRET, deliver, event, payout_event, signature};
 use crate::support::*;
 
 const START: &str =
@@ -170,4 +170,116 @@ async fn the_instant_sandbox_deposit_is_refused_in_production() {
     assert_eq!(error_code(&refused), "FORBIDDEN", "{refused}");
     assert!(refused.to_string().contains("startDeposit"));
     assert_eq!(data(&app.wallet(&s, &w).await, "wallet")["balance"], "0.00");
+}
+
+#[tokio::test]
+async fn withdrawals_are_paid_out_and_the_payout_webhook_settles_them_once() {
+    let stripe = FakeStripe::start().await;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| stripe.configure(s)).await;
+    let url = app.url("/webhooks/payments");
+    let s = app.register("payout@example.com").await;
+    let w = app.open_wallet(&s, "USD").await;
+    data(&app.deposit(&s, &w, "100", "fund").await, "deposit");
+    let first = app.withdraw(&s, &w, "30", "w1").await;
+    let first_tx = data(&first, "withdraw")["transaction"]["id"]
+        .as_str()
+        .expect("tx")
+        .to_owned();
+    let payouts = stripe.wait_for_payouts(1).await;
+    assert_eq!(
+        (payouts[0].amount, payouts[0].currency.as_str()),
+        (3000, "usd")
+    );
+    assert_eq!(payouts[0].destination, "DE89370400440532013000");
+
+    // Paid: the hold leaves the books; the repeat changes nothing.
+    let paid = payout_event("evt_p1", "payout.paid", &payouts[0], now());
+    let sig = signature(&paid, now(), &[WEBHOOK_SECRET]);
+    assert_eq!(
+        deliver(&app.client, &url, &paid, &sig).await,
+        (200, json!({ "outcome": "APPLIED" }))
+    );
+    assert_eq!(
+        deliver(&app.client, &url, &paid, &sig).await,
+        (200, json!({ "outcome": "DUPLICATE" }))
+    );
+    let wallet = data(&app.wallet(&s, &w).await, "wallet").clone();
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["frozenBalance"].as_str()),
+        (Some("70.00"), Some("0.00"))
+    );
+
+    // Failed: the hold returns. A forged one first changes nothing.
+    data(&app.withdraw(&s, &w, "20", "w2").await, "withdraw");
+    let payouts = stripe.wait_for_payouts(2).await;
+    let failed = payout_event("evt_p2", "payout.failed", &payouts[1], now());
+    let forged = signature(&failed, now(), &["whsec_forged_000000000000"]);
+    assert_eq!(deliver(&app.client, &url, &failed, &forged).await.0, 401);
+    let sig = signature(&failed, now(), &[WEBHOOK_SECRET]);
+    assert_eq!(
+        deliver(&app.client, &url, &failed, &sig).await.1["outcome"],
+        "APPLIED"
+    );
+    let wallet = data(&app.wallet(&s, &w).await, "wallet").clone();
+    assert_eq!(
+        (
+            wallet["balance"].as_str(),
+            wallet["availableBalance"].as_str()
+        ),
+        (Some("70.00"), Some("70.00"))
+    );
+
+    // An admin's manual settlement wins; the provider's later verdict changes nothing.
+    data(&app.withdraw(&s, &w, "5", "w3").await, "withdraw");
+    let payouts = stripe.wait_for_payouts(3).await;
+    let admin = app.admin("ops@example.com").await;
+    let pending = entity::entities::transactions::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("txs")
+        .into_iter()
+        .find(|t| t.status == "PENDING")
+        .expect("pending withdrawal");
+    data(
+        &app.settle(&admin, &pending.id.to_string(), "FAILED").await,
+        "settleWithdrawal",
+    );
+    let late = payout_event("evt_p3", "payout.paid", &payouts[2], now());
+    let sig = signature(&late, now(), &[WEBHOOK_SECRET]);
+    assert_eq!(
+        deliver(&app.client, &url, &late, &sig).await.1["outcome"],
+        "UNCHANGED"
+    );
+    let wallet = data(&app.wallet(&s, &w).await, "wallet").clone();
+    assert_eq!(wallet["balance"], "70.00");
+
+    // An unknown payout: 200 and an audit record.
+    let ghost = crate::support::stripe::Payout {
+        id: "po_unknown".to_owned(),
+        amount: 1,
+        currency: "usd".to_owned(),
+        destination: String::new(),
+    };
+    let body = payout_event("evt_p4", "payout.paid", &ghost, now());
+    let sig = signature(&body, now(), &[WEBHOOK_SECRET]);
+    assert_eq!(
+        deliver(&app.client, &url, &body, &sig).await,
+        (200, json!({ "outcome": "UNKNOWN_PAYOUT" }))
+    );
+    let audited = entity::entities::audit_log::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|a| a.action == "payout.webhook_unknown_payout")
+        .count();
+    assert_eq!(audited, 1);
+    let first = entity::entities::transactions::Entity::find_by_id(
+        uuid::Uuid::parse_str(&first_tx).expect("id"),
+    )
+    .one(&app.db)
+    .await
+    .expect("q")
+    .expect("tx");
+    assert_eq!(first.status, "COMPLETED");
 }

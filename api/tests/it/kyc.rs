@@ -71,7 +71,9 @@ async fn a_submission_is_signed_sealed_and_reviewed_by_signed_webhooks_each_chan
     let app = spawn(&fake).await;
     let s = app.register("ada@example.com").await;
     let mut ws = WsClient::authed(app.addr, "graphql-transport-ws", &s.token).await;
-    ws.subscribe("k", KYC_STATUS, json!({})).await;
+    // From sequence 0: replay, then live, with no gap however fast the
+    // submission follows.
+    ws.subscribe("k", KYC_STATUS, json!({ "after": 0 })).await;
 
     let submitted = app
         .gql(Some(&s.token), SUBMIT, json!({ "i": input("Ada") }))

@@ -26,6 +26,7 @@ pub mod outbox_events;
 pub mod outbox_pruned;
 pub mod payment_events;
 pub mod payment_intents;
+pub mod payouts;
 pub mod push_devices;
 pub mod refresh_tokens;
 pub mod sessions;

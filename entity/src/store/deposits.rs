@@ -171,6 +171,8 @@ pub enum EventOutcome {
     Duplicate,
     /// No such intent here: recorded and audited.
     UnknownIntent,
+    /// No such payout here: recorded and audited.
+    UnknownPayout,
     /// The amount or currency differs from the intent: nothing credited, audited.
     AmountMismatch,
 }
@@ -183,6 +185,7 @@ impl EventOutcome {
             EventOutcome::Unchanged => "UNCHANGED",
             EventOutcome::Duplicate => "DUPLICATE",
             EventOutcome::UnknownIntent => "UNKNOWN_INTENT",
+            EventOutcome::UnknownPayout => "UNKNOWN_PAYOUT",
             EventOutcome::AmountMismatch => "AMOUNT_MISMATCH",
         }
     }

@@ -19,6 +19,7 @@ pub mod kyc;
 pub mod limits;
 pub mod notifications;
 pub mod payments;
+pub mod payouts;
 pub mod preferences;
 pub mod records;
 pub mod security;

@@ -1,5 +1,5 @@
-//! `POST /webhooks/payments`: the payment provider's payment-intent events
-//! (Stripe-style).
+//! `POST /webhooks/payments`: the payment provider's payment-intent and
+//! payout events (Stripe-style).
 //!
 //! `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">[,v1=...]`:
 //! any `v1` may match any secret of `PAYMENTS_WEBHOOK_SECRET` (several are
@@ -16,8 +16,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::Currency;
+use domain::WithdrawalOutcome;
 use domain::payments::IntentStatus;
-use entity::store::deposits::PaymentEvent;
+use entity::store::deposits::{EventOutcome, PaymentEvent};
+use entity::store::payouts::PayoutEvent;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::json;
@@ -117,18 +119,36 @@ pub async fn payments(State(http): State<HttpState>, headers: HeaderMap, body: B
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
         return answer(StatusCode::BAD_REQUEST, "the body is not a payment event");
     };
-    let Some(status) = IntentStatus::of_event(&event.kind) else {
-        return (StatusCode::OK, Json(json!({ "outcome": "IGNORED" }))).into_response();
-    };
-    let (Ok(currency), Some(created_at)) = (
-        Currency::parse(&event.data.object.currency.to_ascii_uppercase()),
-        chrono::DateTime::from_timestamp(event.created, 0),
-    ) else {
-        return answer(StatusCode::BAD_REQUEST, "currency or created is malformed");
-    };
     if event.id.len() > 64 || event.data.object.id.len() > 64 {
         return answer(StatusCode::BAD_REQUEST, "ids are too long");
     }
+    let Some(created_at) = chrono::DateTime::from_timestamp(event.created, 0) else {
+        return answer(StatusCode::BAD_REQUEST, "created is malformed");
+    };
+    let payout = match event.kind.as_str() {
+        "payout.paid" => Some(WithdrawalOutcome::Completed),
+        "payout.failed" | "payout.canceled" => Some(WithdrawalOutcome::Failed),
+        _ => None,
+    };
+    if let Some(outcome) = payout {
+        let parsed = PayoutEvent {
+            event_id: event.id,
+            event_type: event.kind.clone(),
+            created_at,
+            payout_id: event.data.object.id,
+            outcome,
+        };
+        return respond(
+            &event.kind,
+            entity::store::payouts::apply_event(&state.db, parsed).await,
+        );
+    }
+    let Some(status) = IntentStatus::of_event(&event.kind) else {
+        return (StatusCode::OK, Json(json!({ "outcome": "IGNORED" }))).into_response();
+    };
+    let Ok(currency) = Currency::parse(&event.data.object.currency.to_ascii_uppercase()) else {
+        return answer(StatusCode::BAD_REQUEST, "currency is malformed");
+    };
     let parsed = PaymentEvent {
         event_id: event.id,
         event_type: event.kind.clone(),
@@ -138,9 +158,16 @@ pub async fn payments(State(http): State<HttpState>, headers: HeaderMap, body: B
         amount_minor: event.data.object.amount,
         currency,
     };
-    match entity::store::deposits::apply_event(&state.db, parsed).await {
+    respond(
+        &event.kind,
+        entity::store::deposits::apply_event(&state.db, parsed).await,
+    )
+}
+
+fn respond(kind: &str, applied: entity::StoreResult<EventOutcome>) -> Response {
+    match applied {
         Ok(outcome) => {
-            tracing::info!(outcome = outcome.as_str(), kind = %event.kind, "payment webhook");
+            tracing::info!(outcome = outcome.as_str(), kind, "payment webhook");
             (StatusCode::OK, Json(json!({ "outcome": outcome.as_str() }))).into_response()
         }
         Err(err) => {

@@ -30,8 +30,19 @@ pub struct Intent {
     pub currency: String,
 }
 
+/// One payout the provider made.
+#[derive(Debug, Clone)]
+pub struct Payout {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub destination: String,
+}
+
 #[derive(Default)]
 struct Inner {
+    payouts: Vec<Payout>,
+    payout_keys: HashMap<String, String>,
     intents: Vec<Intent>,
     by_key: HashMap<String, String>,
     script: Vec<u16>,
@@ -56,6 +67,7 @@ impl FakeStripe {
         let shared = Shared::default();
         let app = axum::Router::new()
             .route("/v1/payment_intents", post(create))
+            .route("/v1/payouts", post(payout))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -79,6 +91,25 @@ impl FakeStripe {
 
     pub fn intents(&self) -> Vec<Intent> {
         self.shared.0.lock().expect("state").intents.clone()
+    }
+
+    pub fn payouts(&self) -> Vec<Payout> {
+        self.shared.0.lock().expect("state").payouts.clone()
+    }
+
+    /// Waits until the server submitted `n` payouts.
+    pub async fn wait_for_payouts(&self, n: usize) -> Vec<Payout> {
+        for _ in 0..100 {
+            let payouts = self.payouts();
+            if payouts.len() >= n {
+                return payouts;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the server did not submit {n} payouts: {:?}",
+            self.payouts()
+        );
     }
 
     pub fn unauthorized(&self) -> usize {
@@ -145,6 +176,67 @@ async fn create(
         "client_secret": format!("{}_secret_{}", intent.id, "abc123"),
     }))
     .into_response()
+}
+
+async fn payout(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut inner = shared.0.lock().expect("state");
+    if !inner.script.is_empty() {
+        let status = inner.script.remove(0);
+        return StatusCode::from_u16(status)
+            .expect("status")
+            .into_response();
+    }
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {API_KEY}"))
+    {
+        inner.unauthorized += 1;
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let id = match inner.payout_keys.get(&key) {
+        Some(id) => id.clone(),
+        None => {
+            let payout = Payout {
+                id: format!("po_{}", hex::encode(rand::random::<[u8; 8]>())),
+                amount: form
+                    .get("amount")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_default(),
+                currency: form.get("currency").cloned().unwrap_or_default(),
+                destination: form.get("destination").cloned().unwrap_or_default(),
+            };
+            inner.payout_keys.insert(key, payout.id.clone());
+            inner.payouts.push(payout.clone());
+            payout.id
+        }
+    };
+    Json(json!({ "id": id, "object": "payout", "status": "pending" })).into_response()
+}
+
+/// A payout event body.
+pub fn payout_event(event_id: &str, kind: &str, payout: &Payout, created: i64) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "created": created,
+        "data": { "object": {
+            "id": payout.id,
+            "object": "payout",
+            "amount": payout.amount,
+            "currency": payout.currency,
+            "status": kind.trim_start_matches("payout."),
+        } },
+    })
+    .to_string()
 }
 
 /// An event body for an intent.
