@@ -163,6 +163,11 @@ impl DomainError {
         Self::new(ErrorCode::Forbidden, message)
     }
 
+    /// `ACCOUNT_CLOSED`: nothing more can be done with this account.
+    pub fn account_closed() -> Self {
+        Self::new(ErrorCode::AccountClosed, "this account is closed")
+    }
+
     /// `UNAUTHENTICATED` with a message.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unauthenticated, message)

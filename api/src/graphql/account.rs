@@ -74,9 +74,7 @@ pub(crate) async fn sign_in(
     method: &str,
 ) -> ApiResult<LoginResult> {
     if user.closed_at.is_some() {
-        return Err(
-            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
-        );
+        return Err(DomainError::account_closed().into());
     }
     let mfa_token = tokens::random_token();
     // Decided by the credentials themselves, not by the cached flag.
@@ -126,9 +124,7 @@ pub(crate) async fn issue_session(
 ) -> ApiResult<AuthPayload> {
     // Also here: a second factor begun before the account closed.
     if user.closed_at.is_some() {
-        return Err(
-            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
-        );
+        return Err(DomainError::account_closed().into());
     }
     let refresh = tokens::random_token();
     let family = sessions::start(

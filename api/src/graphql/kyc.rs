@@ -11,7 +11,6 @@ use entity::store::kyc::{self, HistoryEntry, Submission};
 use super::parts;
 use super::types::KycStatus;
 use crate::error::{ApiError, ApiResult};
-use crate::providers::kyc::ProviderError;
 use crate::state::AppState;
 
 /// Identity documents the provider checks.
@@ -120,28 +119,6 @@ impl From<HistoryEntry> for KycHistoryEntry {
             reason: h.reason,
             source: h.source.into(),
             occurred_at: h.occurred_at,
-        }
-    }
-}
-
-impl From<ProviderError> for ApiError {
-    fn from(e: ProviderError) -> Self {
-        match e {
-            ProviderError::Unavailable(why) => {
-                tracing::warn!(reason = %why, "KYC provider unavailable");
-                DomainError::new(
-                    ErrorCode::ProviderUnavailable,
-                    "the identity verification provider is unavailable; nothing was saved, try again in a moment",
-                )
-                .into()
-            }
-            ProviderError::Refused { status } if status.as_u16() == 400 => {
-                DomainError::bad_input(
-                    "the identity verification provider refused these details; check them and try again",
-                )
-                .into()
-            }
-            other => ApiError::Internal(other.into()),
         }
     }
 }

@@ -16,24 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::ProviderError;
 use crate::config::kyc::KycProvider;
-
-/// Why a provider call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    /// Down, slow or overloaded: retry later.
-    #[error("the KYC provider is unavailable: {0}")]
-    Unavailable(String),
-    /// The provider refused the request.
-    #[error("the KYC provider refused the request with {status}")]
-    Refused {
-        /// HTTP status.
-        status: StatusCode,
-    },
-    /// The answer was not what the API promises.
-    #[error("unexpected answer from the KYC provider: {0}")]
-    Protocol(String),
-}
 
 /// A configured provider client.
 #[derive(Clone, Debug)]
@@ -158,13 +142,7 @@ impl KycClient {
                 .header("Content-Type", "application/json")
                 .body(body.clone());
         }
-        let resp = req.send().await.map_err(|e| {
-            ProviderError::Unavailable(if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                "could not connect".to_owned()
-            })
-        })?;
+        let resp = req.send().await.map_err(ProviderError::unreachable)?;
         let status = resp.status();
         let text = resp
             .text()

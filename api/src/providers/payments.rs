@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::kyc::ProviderError;
+use super::ProviderError;
 use crate::config::payments::PaymentsProvider;
 
 /// A configured client.
@@ -84,16 +84,7 @@ impl PaymentsClient {
             .form(form)
             .send()
             .await
-            .map_err(|e| {
-                ProviderError::Unavailable(
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "could not connect"
-                    }
-                    .to_owned(),
-                )
-            })?;
+            .map_err(ProviderError::unreachable)?;
         let status = resp.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(ProviderError::Unavailable(format!("answered {status}")));

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::kyc::Address;
-use domain::{DisplayName, DomainError, ErrorCode, TransactionStatus, WalletStatus};
+use domain::{DisplayName, DomainError, TransactionStatus, WalletStatus};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -45,10 +45,6 @@ pub struct ProfileUpdate {
     pub locale: Option<Option<String>>,
 }
 
-fn closed() -> StoreError {
-    DomainError::new(ErrorCode::AccountClosed, "this account is closed").into()
-}
-
 /// The user's row, locked, refusing closed accounts.
 async fn open_row_for_update(
     txn: &impl ConnectionTrait,
@@ -60,7 +56,7 @@ async fn open_row_for_update(
         .await?
         .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
     if row.closed_at.is_some() {
-        return Err(closed());
+        return Err(DomainError::account_closed().into());
     }
     Ok(row)
 }

@@ -162,21 +162,23 @@ pub struct Submission<'a> {
     pub applicant: &'a Applicant,
 }
 
-/// The user's current status, level and last rejection type, read under a
-/// lock on the user's row.
-async fn standing_for_update(
+/// The user's current status, level and application; with `lock`, under a
+/// lock on the user's row (inside a transaction).
+async fn standing(
     txn: &impl ConnectionTrait,
     user_id: Uuid,
+    lock: bool,
 ) -> StoreResult<(KycStatus, i32, Option<kyc_applications::Model>)> {
-    let user = users::Entity::find_by_id(user_id)
-        .lock_exclusive()
+    let mut find = users::Entity::find_by_id(user_id);
+    if lock {
+        find = find.lock_exclusive();
+    }
+    let user = find
         .one(txn)
         .await?
         .ok_or_else(|| StoreError::from(DomainError::not_found("user")))?;
     if user.closed_at.is_some() {
-        return Err(
-            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
-        );
+        return Err(DomainError::account_closed().into());
     }
     let status = KycStatus::parse(&user.kyc_status)
         .map_err(|_| inconsistent(format!("user {user_id} kyc status")))?;
@@ -194,10 +196,8 @@ fn reject_type(app: Option<&kyc_applications::Model>) -> Option<RejectType> {
 
 /// Whether the user may submit now (checked again, under a lock, by [`submit`]).
 pub async fn can_submit(db: &DatabaseConnection, user_id: Uuid) -> StoreResult<Option<String>> {
-    let txn = db.begin().await?;
-    let (status, _, application) = standing_for_update(&txn, user_id).await?;
+    let (status, _, application) = standing(db, user_id, false).await?;
     ensure_can_submit(status, reject_type(application.as_ref()))?;
-    txn.commit().await?;
     Ok(application.map(|a| a.applicant_id))
 }
 
@@ -233,7 +233,7 @@ pub async fn submit(
     submission: Submission<'_>,
 ) -> StoreResult<ApplicationRecord> {
     let txn = db.begin().await?;
-    let (status, level, existing) = standing_for_update(&txn, user_id).await?;
+    let (status, level, existing) = standing(&txn, user_id, true).await?;
     ensure_can_submit(status, reject_type(existing.as_ref()))?;
     let key = user_key(&txn, user_id).await?;
     let at = now();

@@ -31,9 +31,7 @@ pub async fn open(
         .await?
         .is_some_and(|u| u.closed_at.is_some());
     if closed {
-        return Err(
-            DomainError::new(domain::ErrorCode::AccountClosed, "this account is closed").into(),
-        );
+        return Err(DomainError::account_closed().into());
     }
     let txn = db.begin().await?;
     let at = now();
