@@ -292,7 +292,8 @@ async fn prune_outbox(
     }
 }
 
-/// Submits the payouts of pending card-currency withdrawals, every second.
+/// Submits pending refunds and the payouts of pending card-currency
+/// withdrawals, every second.
 /// The provider's idempotency key is the withdrawal, so instances racing on
 /// one withdrawal make one payout; a failed submission is tried again on the
 /// next round. The hold stays until the provider's webhook settles it.
@@ -307,6 +308,7 @@ async fn submit_payouts(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
+        submit_refunds(&db, &client).await;
         let due = match entity::store::payouts::due(&db, 20).await {
             Ok(due) => due,
             Err(err) => {
@@ -334,6 +336,41 @@ async fn submit_payouts(
                 Err(err) => {
                     tracing::warn!(error = %err, tx.id = %w.transaction_id, "payout submission failed; retrying");
                 }
+            }
+        }
+    }
+}
+
+/// Sends pending refunds to the provider: its idempotency key is the
+/// refund's id, so a refund sent again after a lost answer is the same one.
+async fn submit_refunds(db: &DatabaseConnection, client: &providers::payments::PaymentsClient) {
+    let due = match entity::store::reversals::due(db, 20).await {
+        Ok(due) => due,
+        Err(err) => {
+            tracing::warn!(error = %err, "listing refunds to submit failed");
+            return;
+        }
+    };
+    for r in due {
+        let Ok(minor) = domain::payments::to_minor_units(r.amount, r.currency) else {
+            continue;
+        };
+        match client
+            .create_refund(r.transaction_id, &r.intent_provider_id, minor)
+            .await
+        {
+            Ok(refund) => {
+                match entity::store::reversals::record_submitted(db, r.transaction_id, &refund.id)
+                    .await
+                {
+                    Ok(()) => tracing::info!(tx.id = %r.transaction_id, "refund submitted"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, tx.id = %r.transaction_id, "recording a refund failed; it is submitted again (same refund)");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, tx.id = %r.transaction_id, "refund submission failed; retrying");
             }
         }
     }

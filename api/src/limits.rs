@@ -28,6 +28,34 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
+/// Which device a request comes from, as far as the server can tell: a
+/// hash of the `User-Agent` and the client's network (a /24 or /48), so
+/// neither is stored. A sign-in from a new one is a risk signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientDevice(pub String);
+
+impl ClientDevice {
+    /// The device of a request from `addr` with these headers.
+    pub fn of(headers: &axum::http::HeaderMap, addr: IpAddr) -> Self {
+        let agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let network = match addr {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        };
+        let digest = Sha256::digest(format!("{agent}|{network}").as_bytes());
+        Self(hex::encode(&digest[..16]))
+    }
+}
+
 /// A refused request: when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {

@@ -51,13 +51,16 @@ pub enum ErrorCode {
     AccountClosed,
     /// The exchange quote expired or was used: ask for a new one.
     QuoteExpired,
+    /// The risk checks refused the movement (`riskScore`, `riskRules` in
+    /// `extensions`); retrying does not help, support can.
+    RiskBlocked,
     /// Anything unexpected; details are logged, never shown.
     InternalServerError,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::BadUserInput,
@@ -79,6 +82,7 @@ impl ErrorCode {
         ErrorCode::ProviderUnavailable,
         ErrorCode::AccountClosed,
         ErrorCode::QuoteExpired,
+        ErrorCode::RiskBlocked,
         ErrorCode::InternalServerError,
     ];
 
@@ -106,6 +110,7 @@ impl ErrorCode {
             ErrorCode::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             ErrorCode::AccountClosed => "ACCOUNT_CLOSED",
             ErrorCode::QuoteExpired => "QUOTE_EXPIRED",
+            ErrorCode::RiskBlocked => "RISK_BLOCKED",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -186,6 +191,6 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
         }
-        assert_eq!(seen.len(), 22);
+        assert_eq!(seen.len(), 23);
     }
 }

@@ -55,11 +55,16 @@ pub enum Topic {
     NotificationCreated,
     /// `security.notice`: a sign-in or a change of how the account is secured.
     SecurityNotice,
+    /// `transaction.updated`: a movement was held, released or rejected by
+    /// compliance, reversed or refunded.
+    TransactionUpdated,
+    /// `payment.request`: a payment request was made, paid or declined.
+    PaymentRequest,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 7] = [
+    pub const ALL: [Topic; 9] = [
         Topic::BalanceUpdated,
         Topic::TransactionReceived,
         Topic::TransactionSent,
@@ -67,6 +72,8 @@ impl Topic {
         Topic::KycStatus,
         Topic::NotificationCreated,
         Topic::SecurityNotice,
+        Topic::TransactionUpdated,
+        Topic::PaymentRequest,
     ];
 
     /// The channel name, e.g. `balance.updated`.
@@ -79,6 +86,8 @@ impl Topic {
             Topic::KycStatus => "kyc.status",
             Topic::NotificationCreated => "notification.created",
             Topic::SecurityNotice => "security.notice",
+            Topic::TransactionUpdated => "transaction.updated",
+            Topic::PaymentRequest => "payment.request",
         }
     }
 
@@ -123,6 +132,10 @@ pub enum EventBody {
     NotificationCreated(NotificationCreated),
     /// A sign-in or a change of how the account is secured.
     SecurityNotice(SecurityNotice),
+    /// A movement was held, released, rejected, reversed or refunded.
+    TransactionUpdated(TransactionUpdated),
+    /// A payment request was made, paid or declined.
+    PaymentRequest(PaymentRequestChanged),
 }
 
 impl EventBody {
@@ -136,6 +149,8 @@ impl EventBody {
             EventBody::KycStatusChanged(_) => Topic::KycStatus,
             EventBody::NotificationCreated(_) => Topic::NotificationCreated,
             EventBody::SecurityNotice(_) => Topic::SecurityNotice,
+            EventBody::TransactionUpdated(_) => Topic::TransactionUpdated,
+            EventBody::PaymentRequest(_) => Topic::PaymentRequest,
         }
     }
 }
@@ -164,6 +179,9 @@ pub struct BalanceUpdated {
     pub delta: Decimal,
     /// The transaction that caused it.
     pub transaction_id: Uuid,
+    /// What the owner still owes after a reversal (absent before debts existed).
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub debt: Decimal,
 }
 
 impl BalanceUpdated {
@@ -180,6 +198,7 @@ impl BalanceUpdated {
             updated_at: wallet.updated_at,
             delta,
             transaction_id,
+            debt: wallet.debt,
         }
     }
 
@@ -194,6 +213,7 @@ impl BalanceUpdated {
             status: self.status,
             version: self.version,
             updated_at: self.updated_at,
+            debt: self.debt,
         }
     }
 }
@@ -275,6 +295,60 @@ pub enum SecurityNotice {
     },
 }
 
+string_enum! {
+    /// What happened to a movement after it was made.
+    TransactionChange {
+        /// The risk checks held it: its funds are frozen pending review.
+        Held => "HELD",
+        /// Compliance released it: it went through.
+        Released => "RELEASED",
+        /// Compliance rejected it: its funds returned to the sender.
+        Rejected => "REJECTED",
+        /// Staff reversed it with a compensating posting.
+        Reversed => "REVERSED",
+        /// Part of a card deposit was refunded to its source.
+        Refunded => "REFUNDED",
+    }
+}
+
+/// A movement that changed after it was made, for one of its parties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionUpdated {
+    /// The movement as it is now (for a reversal or refund: the original).
+    pub transaction: TransactionRecord,
+    /// What happened.
+    pub change: TransactionChange,
+    /// The compensating movement (reversal or refund), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<TransactionRecord>,
+    /// The reason staff gave, shown to the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+string_enum! {
+    /// What happened to a payment request.
+    RequestChange {
+        /// It was made (the payer's and the requester's event).
+        Created => "CREATED",
+        /// The payer paid it.
+        Paid => "PAID",
+        /// The payer declined it.
+        Declined => "DECLINED",
+    }
+}
+
+/// A payment request that was made or answered, for one of its parties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequestChanged {
+    /// The request as it is now.
+    pub request: crate::requests::PaymentRequestRecord,
+    /// What happened.
+    pub change: RequestChange,
+}
+
 /// Why a stored or published event could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -353,6 +427,8 @@ impl Envelope {
             EventBody::KycStatusChanged(b) => body_json(b),
             EventBody::NotificationCreated(b) => body_json(b),
             EventBody::SecurityNotice(b) => body_json(b),
+            EventBody::TransactionUpdated(b) => body_json(b),
+            EventBody::PaymentRequest(b) => body_json(b),
         };
         if let Some(obj) = payload.as_object_mut() {
             obj.insert("v".into(), WIRE_VERSION.into());
@@ -431,6 +507,8 @@ impl Envelope {
             Topic::KycStatus => EventBody::KycStatusChanged(body_of(payload)?),
             Topic::NotificationCreated => EventBody::NotificationCreated(body_of(payload)?),
             Topic::SecurityNotice => EventBody::SecurityNotice(body_of(payload)?),
+            Topic::TransactionUpdated => EventBody::TransactionUpdated(body_of(payload)?),
+            Topic::PaymentRequest => EventBody::PaymentRequest(body_of(payload)?),
         };
         Ok(Self {
             id: row.id,
@@ -479,6 +557,7 @@ mod tests {
             destination: None,
             created_at: at("2026-11-30T10:00:00Z"),
             updated_at: at("2026-11-30T10:00:00Z"),
+            original_id: None,
         }
     }
 
@@ -511,6 +590,7 @@ mod tests {
             status: WalletStatus::Active,
             version: 3,
             updated_at: at("2026-11-30T10:00:00Z"),
+            debt: Decimal::new(3, 0),
         };
         let notification = NotificationRecord {
             id: Uuid::now_v7(),
@@ -548,6 +628,28 @@ mod tests {
             EventBody::NotificationCreated(NotificationCreated { notification }),
             EventBody::SecurityNotice(SecurityNotice::SignedIn {
                 method: "password".into(),
+            }),
+            EventBody::TransactionUpdated(TransactionUpdated {
+                transaction: transfer(),
+                change: TransactionChange::Reversed,
+                compensation: Some(transfer()),
+                reason: Some("fraud".into()),
+            }),
+            EventBody::PaymentRequest(PaymentRequestChanged {
+                request: crate::requests::PaymentRequestRecord {
+                    id: Uuid::now_v7(),
+                    requester_id: Uuid::now_v7(),
+                    payer_id: Uuid::now_v7(),
+                    amount: Decimal::new(2000, 2),
+                    currency: Currency::Eur,
+                    memo: Some("dinner".into()),
+                    status: crate::requests::RequestStatus::Pending,
+                    transaction_id: None,
+                    expires_at: at("2026-12-07T10:00:00Z"),
+                    created_at: at("2026-11-30T10:00:00Z"),
+                    updated_at: at("2026-11-30T10:00:00Z"),
+                },
+                change: RequestChange::Created,
             }),
         ];
         assert_eq!(bodies.len(), Topic::ALL.len(), "one body per topic");

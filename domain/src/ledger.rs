@@ -17,6 +17,11 @@ use crate::transaction::WalletStatus;
 /// The external account on the other side of deposits and withdrawals.
 pub const PAYMENT_RAIL_ACCOUNT: &str = "external:payment_rail";
 
+/// What users owe after a reversal their balance could not cover: the house
+/// advanced the shortfall (a debit here) and money arriving in the wallet
+/// repays it (a credit). Its balance is minus the sum of wallets' debts.
+pub const DEBT_ACCOUNT: &str = "external:debts";
+
 /// One of a wallet's two ledger accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bucket {
@@ -142,6 +147,47 @@ impl Posting {
             vec![
                 Self::wallet(from, Bucket::Available, -a),
                 Self::wallet(to, Bucket::Available, a),
+            ],
+        )
+    }
+
+    /// Moves a held transfer on to its recipient: the sender's hold leaves,
+    /// the recipient's available balance receives it.
+    pub fn release_held_transfer(from: Uuid, to: Uuid, amount: Amount) -> Self {
+        let a = amount.value();
+        Self::balanced(
+            amount.currency(),
+            vec![
+                Self::wallet(from, Bucket::Held, -a),
+                Self::wallet(to, Bucket::Available, a),
+            ],
+        )
+    }
+
+    /// Takes `amount` back from `payer` (the original receiver) to `payee`
+    /// (the original sender's wallet, or the payment rail for a deposit).
+    /// The part the payer's available balance does not cover, `shortfall`,
+    /// is advanced from the debt account, so the payee always gets it all.
+    pub fn claw_back(payer: Uuid, payee: Option<Uuid>, amount: Amount, shortfall: Decimal) -> Self {
+        let a = amount.value();
+        let mut lines = vec![Self::wallet(payer, Bucket::Available, -(a - shortfall))];
+        if !shortfall.is_zero() {
+            lines.push(Self::external(DEBT_ACCOUNT, -shortfall));
+        }
+        lines.push(match payee {
+            Some(wallet) => Self::wallet(wallet, Bucket::Available, a),
+            None => Self::external(PAYMENT_RAIL_ACCOUNT, a),
+        });
+        Self::balanced(amount.currency(), lines)
+    }
+
+    /// Repays part of a wallet's debt from its available balance.
+    pub fn repay_debt(wallet_id: Uuid, currency: Currency, amount: Decimal) -> Self {
+        Self::balanced(
+            currency,
+            vec![
+                Self::wallet(wallet_id, Bucket::Available, -amount),
+                Self::external(DEBT_ACCOUNT, amount),
             ],
         )
     }
@@ -296,6 +342,10 @@ mod tests {
             Posting::settle_hold(a, usd("5")),
             Posting::release_hold(a, usd("5")),
             Posting::transfer(a, b, usd("5")),
+            Posting::release_held_transfer(a, b, usd("5")),
+            Posting::claw_back(a, Some(b), usd("5"), Decimal::from(2)),
+            Posting::claw_back(a, None, usd("5"), Decimal::ZERO),
+            Posting::repay_debt(a, Currency::Usd, Decimal::from(3)),
         ] {
             assert!(
                 p.lines()

@@ -13,6 +13,8 @@
 //! - [`limits`]: tier limits per transaction and per rolling day, by KYC level, kind and currency.
 //! - [`notify`]: which events reach people on which channels, delivery states, retry with backoff.
 //! - [`payments`]: card deposits through the payment provider: intent lifecycle, minor units.
+//! - [`requests`]: payment requests: who may answer them, and their expiry.
+//! - [`risk`]: risk rules scored inside the money transaction: allow, hold for review, or block.
 //! - [`records`]: wallets, transactions and notifications as values (what events carry and the API shows).
 //! - [`transaction`]: kinds and states of money movements.
 
@@ -60,6 +62,8 @@ pub mod money;
 pub mod notify;
 pub mod payments;
 pub mod records;
+pub mod requests;
+pub mod risk;
 pub mod transaction;
 
 pub use error::{DomainError, ErrorCode};
@@ -70,4 +74,6 @@ pub use kyc::{KycDecision, KycStatus};
 pub use ledger::{Balances, Bucket, EntryAccount, Posting, PostingLine};
 pub use money::{Amount, Currency};
 pub use records::{NotificationRecord, TransactionRecord, WalletRecord};
-pub use transaction::{TransactionKind, TransactionStatus, WalletStatus, WithdrawalOutcome};
+pub use transaction::{
+    HoldDecision, TransactionKind, TransactionStatus, WalletStatus, WithdrawalOutcome,
+};

@@ -174,7 +174,12 @@ impl TierLimits {
             let kinds: Vec<TransactionKind> = if kind == "*" {
                 KINDS.to_vec()
             } else {
-                vec![TransactionKind::parse(kind).map_err(|_| bad("unknown kind"))?]
+                vec![
+                    TransactionKind::parse(kind)
+                        .ok()
+                        .filter(|k| KINDS.contains(k))
+                        .ok_or_else(|| bad("the kind must be DEPOSIT, WITHDRAWAL or TRANSFER"))?,
+                ]
             };
             let currencies: Vec<Currency> = if currency == "*" {
                 Currency::ALL.to_vec()

@@ -102,17 +102,23 @@ string_enum! {
         KycStatus => "KYC_STATUS",
         /// A sign-in, a new or removed security key, a password change.
         Security => "SECURITY",
+        /// A movement held for review, released, rejected, reversed or refunded.
+        TransactionUpdate => "TRANSACTION_UPDATE",
+        /// A payment request made to the user, or an answer to one of theirs.
+        PaymentRequest => "PAYMENT_REQUEST",
     }
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 5] = [
+    pub const ALL: [NotificationKind; 7] = [
         NotificationKind::TransferReceived,
         NotificationKind::TransferSent,
         NotificationKind::WithdrawalSettled,
         NotificationKind::KycStatus,
         NotificationKind::Security,
+        NotificationKind::TransactionUpdate,
+        NotificationKind::PaymentRequest,
     ];
 
     /// What an event is announced as; `None` for events that only feed
@@ -125,6 +131,8 @@ impl NotificationKind {
             Topic::WithdrawalSettled => Some(NotificationKind::WithdrawalSettled),
             Topic::KycStatus => Some(NotificationKind::KycStatus),
             Topic::SecurityNotice => Some(NotificationKind::Security),
+            Topic::TransactionUpdated => Some(NotificationKind::TransactionUpdate),
+            Topic::PaymentRequest => Some(NotificationKind::PaymentRequest),
             Topic::BalanceUpdated | Topic::NotificationCreated => None,
         }
     }

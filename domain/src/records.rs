@@ -31,6 +31,10 @@ pub struct WalletRecord {
     pub version: i64,
     /// When the balances or the status last changed.
     pub updated_at: DateTime<Utc>,
+    /// What the owner owes after a reversal the balance could not cover;
+    /// money arriving in the wallet repays it first.
+    #[serde(default)]
+    pub debt: Decimal,
 }
 
 impl WalletRecord {
@@ -74,6 +78,9 @@ pub struct TransactionRecord {
     pub created_at: DateTime<Utc>,
     /// When its status last changed.
     pub updated_at: DateTime<Utc>,
+    /// For a reversal or refund: the movement it compensates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_id: Option<Uuid>,
 }
 
 /// An in-app notification.

@@ -13,17 +13,24 @@ string_enum! {
         Transfer => "TRANSFER",
         /// Between two wallets of one user in different currencies, at a quote.
         Exchange => "EXCHANGE",
+        /// Part of a card deposit paid back to its source through the provider.
+        Refund => "REFUND",
+        /// The compensating posting of a reversed transfer or deposit.
+        Reversal => "REVERSAL",
     }
 }
 
 string_enum! {
     /// Where a transaction is in its life.
     TransactionStatus {
-        /// Waiting for the payment rail (withdrawals).
+        /// Waiting for the payment rail (withdrawals, refunds).
         Pending => "PENDING",
+        /// Held by the risk checks: the funds are frozen until compliance
+        /// releases the movement or rejects it.
+        Held => "HELD",
         /// Done; the money moved.
         Completed => "COMPLETED",
-        /// Refused by the rail; holds were released.
+        /// Refused by the rail or by compliance; holds were released.
         Failed => "FAILED",
         /// Undone by a compensating posting.
         Reversed => "REVERSED",
@@ -61,6 +68,38 @@ impl WithdrawalOutcome {
     }
 }
 
+/// Checks that staff may reverse a transaction: a completed transfer or
+/// deposit that is not reversed yet.
+pub fn ensure_reversible(
+    kind: TransactionKind,
+    status: TransactionStatus,
+) -> Result<(), DomainError> {
+    if !matches!(kind, TransactionKind::Transfer | TransactionKind::Deposit) {
+        return Err(DomainError::bad_input(
+            "only transfers and deposits can be reversed",
+        ));
+    }
+    match status {
+        TransactionStatus::Completed => Ok(()),
+        TransactionStatus::Reversed => Err(DomainError::bad_input(
+            "the transaction is already reversed",
+        )),
+        other => Err(DomainError::bad_input(format!(
+            "only completed transactions can be reversed; this one is {}",
+            other.as_str()
+        ))),
+    }
+}
+
+/// How compliance ends a risk hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldDecision {
+    /// The movement goes through as asked.
+    Release,
+    /// The movement is refused: its funds return to the sender.
+    Reject,
+}
+
 /// Checks that a transaction can be settled: it must be a pending withdrawal.
 pub fn ensure_settleable(
     kind: TransactionKind,
@@ -68,6 +107,11 @@ pub fn ensure_settleable(
 ) -> Result<(), DomainError> {
     if kind != TransactionKind::Withdrawal {
         return Err(DomainError::bad_input("only withdrawals can be settled"));
+    }
+    if status == TransactionStatus::Held {
+        return Err(DomainError::bad_input(
+            "the withdrawal is held for risk review: release or reject the hold first",
+        ));
     }
     if status != TransactionStatus::Pending {
         return Err(DomainError::bad_input(format!(
@@ -88,6 +132,8 @@ mod tests {
             TransactionKind::Deposit,
             TransactionKind::Withdrawal,
             TransactionKind::Transfer,
+            TransactionKind::Refund,
+            TransactionKind::Reversal,
         ] {
             assert_eq!(TransactionKind::parse(kind.as_str()).expect("kind"), kind);
         }
@@ -96,6 +142,18 @@ mod tests {
             WalletStatus::parse("FROZEN").expect("status"),
             WalletStatus::Frozen
         );
+    }
+
+    #[test]
+    fn only_completed_transfers_and_deposits_reverse() {
+        use TransactionKind::*;
+        use TransactionStatus::*;
+        assert!(ensure_reversible(Transfer, Completed).is_ok());
+        assert!(ensure_reversible(Deposit, Completed).is_ok());
+        assert!(ensure_reversible(Transfer, Reversed).is_err());
+        assert!(ensure_reversible(Transfer, Held).is_err());
+        assert!(ensure_reversible(Withdrawal, Completed).is_err());
+        assert!(ensure_reversible(Reversal, Completed).is_err());
     }
 
     #[test]

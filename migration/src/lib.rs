@@ -25,6 +25,7 @@ pub mod m20261201_000001_notifier;
 pub mod m20261202_000001_kyc;
 pub mod m20261202_000002_exchange;
 pub mod m20261202_000003_payments;
+pub mod m20261203_000001_money_control;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_kyc::Migration),
             Box::new(m20261202_000002_exchange::Migration),
             Box::new(m20261202_000003_payments::Migration),
+            Box::new(m20261203_000001_money_control::Migration),
         ]
     }
 }

@@ -202,7 +202,7 @@ impl Worker {
                 return;
             }
         }
-        let ctx = self.context(&event.body).await;
+        let ctx = self.context(event.user_id, &event.body).await;
         let outcome = match templates::render(&event.body, event.occurred_at, &ctx) {
             Some(message) => self.channel.deliver(&delivery, &message).await,
             // Nothing to tell: done.
@@ -265,22 +265,32 @@ impl Worker {
         }
     }
 
-    /// The counterparty's display name, for transfers.
-    async fn context(&self, body: &EventBody) -> Context {
+    /// Who the event is for, and the other party's display name (for
+    /// transfers and payment requests).
+    async fn context(&self, recipient: uuid::Uuid, body: &EventBody) -> Context {
         let counterparty = match body {
             EventBody::TransactionReceived(m) | EventBody::TransactionSent(m) => m.counterparty_id,
+            EventBody::PaymentRequest(c) if c.request.payer_id == recipient => {
+                Some(c.request.requester_id)
+            }
+            EventBody::PaymentRequest(c) => Some(c.request.payer_id),
             _ => None,
         };
+        let base = Context {
+            counterparty: None,
+            recipient: Some(recipient),
+        };
         let Some(id) = counterparty else {
-            return Context::default();
+            return base;
         };
         match users::load(&self.db, id).await {
             Ok(user) => Context {
                 counterparty: user.map(|u| u.display_name),
+                ..base
             },
             Err(err) => {
                 tracing::warn!(error = %err, "loading the counterparty's name failed");
-                Context::default()
+                base
             }
         }
     }

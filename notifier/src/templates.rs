@@ -7,8 +7,11 @@
 //! Everything a user typed (names, memos, reasons) is escaped in HTML.
 
 use chrono::{DateTime, Utc};
-use domain::events::{KycStatusChanged, SecurityNotice, TransactionMoved, WithdrawalSettled};
-use domain::{Currency, EventBody, KycStatus, TransactionStatus};
+use domain::events::{
+    KycStatusChanged, PaymentRequestChanged, RequestChange, SecurityNotice, TransactionChange,
+    TransactionMoved, TransactionUpdated, WithdrawalSettled,
+};
+use domain::{Currency, EventBody, KycStatus, TransactionKind, TransactionStatus};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -30,8 +33,10 @@ pub struct Rendered {
 /// What rendering needs beyond the event.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    /// The counterparty's display name, for transfers.
+    /// The counterparty's display name, for transfers and payment requests.
     pub counterparty: Option<String>,
+    /// Who the event is for.
+    pub recipient: Option<uuid::Uuid>,
 }
 
 /// `12.50 USD`: the amount at the currency's scale and its code.
@@ -79,8 +84,124 @@ pub fn render(body: &EventBody, occurred_at: DateTime<Utc>, ctx: &Context) -> Op
         EventBody::WithdrawalSettled(settled) => Some(withdrawal(settled, occurred_at)),
         EventBody::KycStatusChanged(kyc) => Some(kyc_status(kyc, occurred_at)),
         EventBody::SecurityNotice(notice) => Some(security(notice, occurred_at)),
+        EventBody::TransactionUpdated(update) => Some(transaction_update(update, occurred_at)),
+        EventBody::PaymentRequest(change) => payment_request(change, ctx, &someone()),
         EventBody::BalanceUpdated(_) | EventBody::NotificationCreated(_) => None,
     }
+}
+
+fn kind_name(kind: TransactionKind) -> &'static str {
+    match kind {
+        TransactionKind::Deposit => "deposit",
+        TransactionKind::Withdrawal => "withdrawal",
+        TransactionKind::Transfer => "transfer",
+        TransactionKind::Exchange => "exchange",
+        TransactionKind::Refund => "refund",
+        TransactionKind::Reversal => "reversal",
+    }
+}
+
+fn transaction_update(update: &TransactionUpdated, at: DateTime<Utc>) -> Rendered {
+    let tx = &update.transaction;
+    let amount = money(tx.amount, tx.currency);
+    let what = kind_name(tx.kind);
+    let reason = update
+        .reason
+        .as_deref()
+        .map(|r| format!(" Reason: {r}"))
+        .unwrap_or_default();
+    let (title, sentence) = match update.change {
+        TransactionChange::Held => (
+            "Payment under review",
+            format!(
+                "Your {what} of {amount} is being reviewed. The money is set aside and will move once the review ends."
+            ),
+        ),
+        TransactionChange::Released => (
+            "Payment approved",
+            format!("Your {what} of {amount} was approved after review and went ahead."),
+        ),
+        TransactionChange::Rejected => (
+            "Payment declined",
+            format!(
+                "Your {what} of {amount} was declined after review; the money is available in your wallet again.{reason}"
+            ),
+        ),
+        TransactionChange::Reversed => (
+            "Transaction reversed",
+            format!("A {what} of {amount} was reversed.{reason}"),
+        ),
+        TransactionChange::Refunded => {
+            let refunded = update
+                .compensation
+                .as_ref()
+                .map_or_else(|| amount.clone(), |r| money(r.amount, r.currency));
+            (
+                "Deposit refunded",
+                format!("{refunded} of your {amount} deposit was refunded to your card."),
+            )
+        }
+    };
+    let text = format!("{sentence} ({})", when(at));
+    let wallet = tx.from_wallet_id.or(tx.to_wallet_id);
+    Rendered {
+        kind: "transaction.updated",
+        title: title.to_owned(),
+        html: page(title, &format!("<p>{}</p>", escape(&text))),
+        text,
+        data: json!({
+            "transactionId": tx.id,
+            "walletId": wallet,
+            "change": update.change.as_str(),
+            "compensationId": update.compensation.as_ref().map(|c| c.id),
+        }),
+    }
+}
+
+/// The payer hears of a new request, the requester of its answer.
+fn payment_request(change: &PaymentRequestChanged, ctx: &Context, other: &str) -> Option<Rendered> {
+    let r = &change.request;
+    let for_payer = ctx.recipient == Some(r.payer_id);
+    let amount = money(r.amount, r.currency);
+    let (title, sentence) = match (change.change, for_payer) {
+        (RequestChange::Created, true) => (
+            "Payment request",
+            format!(
+                "{other} asks you for {amount}. It expires on {}.",
+                when(r.expires_at)
+            ),
+        ),
+        (RequestChange::Paid, false) => (
+            "Payment request paid",
+            format!("{other} paid your request for {amount}."),
+        ),
+        (RequestChange::Declined, false) => (
+            "Payment request declined",
+            format!("{other} declined your request for {amount}."),
+        ),
+        _ => return None,
+    };
+    let memo_text = r
+        .memo
+        .as_deref()
+        .map(|m| format!("\nNote: {m}"))
+        .unwrap_or_default();
+    let memo_html = r
+        .memo
+        .as_deref()
+        .map(|m| format!("<p>Note: {}</p>", escape(m)))
+        .unwrap_or_default();
+    Some(Rendered {
+        kind: "payment.request",
+        title: title.to_owned(),
+        html: page(title, &format!("<p>{}</p>{memo_html}", escape(&sentence))),
+        text: format!("{sentence}{memo_text}"),
+        data: json!({
+            "requestId": r.id,
+            "change": change.change.as_str(),
+            "transactionId": r.transaction_id,
+        }),
+    })
 }
 
 enum Direction {
@@ -298,6 +419,7 @@ mod tests {
             destination: None,
             created_at: at,
             updated_at: at,
+            original_id: None,
         }
     }
 
@@ -317,6 +439,7 @@ mod tests {
         let at = "2026-11-30T10:05:07Z".parse().expect("time");
         let ctx = Context {
             counterparty: Some("Ann & <Co>".into()),
+            recipient: None,
         };
         let r = render(&body, at, &ctx).expect("rendered");
         assert_eq!(r.kind, "transfer.received");
@@ -344,6 +467,7 @@ mod tests {
             status: domain::WalletStatus::Active,
             version: 1,
             updated_at: Utc::now(),
+            debt: Decimal::ZERO,
         };
         let body = EventBody::BalanceUpdated(domain::events::BalanceUpdated::of(
             &wallet,
@@ -351,5 +475,76 @@ mod tests {
             Uuid::nil(),
         ));
         assert_eq!(render(&body, Utc::now(), &Context::default()), None);
+    }
+
+    #[test]
+    fn the_payer_hears_of_a_request_and_the_requester_of_its_answer() {
+        let at: DateTime<Utc> = "2026-11-30T10:05:00Z".parse().expect("time");
+        let request = domain::requests::PaymentRequestRecord {
+            id: Uuid::now_v7(),
+            requester_id: Uuid::now_v7(),
+            payer_id: Uuid::now_v7(),
+            amount: Decimal::new(425, 1),
+            currency: Currency::Eur,
+            memo: Some("<dinner>".into()),
+            status: domain::requests::RequestStatus::Pending,
+            transaction_id: None,
+            expires_at: at,
+            created_at: at,
+            updated_at: at,
+        };
+        let made = EventBody::PaymentRequest(PaymentRequestChanged {
+            request: request.clone(),
+            change: RequestChange::Created,
+        });
+        let as_payer = Context {
+            counterparty: Some("Ann".into()),
+            recipient: Some(request.payer_id),
+        };
+        let r = render(&made, at, &as_payer).expect("payer told");
+        assert_eq!(r.title, "Payment request");
+        assert!(
+            r.text.starts_with("Ann asks you for 42.50 EUR"),
+            "{}",
+            r.text
+        );
+        assert!(r.html.contains("Note: &lt;dinner&gt;"), "{}", r.html);
+        let as_requester = Context {
+            counterparty: Some("Ben".into()),
+            recipient: Some(request.requester_id),
+        };
+        assert_eq!(
+            render(&made, at, &as_requester),
+            None,
+            "the requester knows"
+        );
+        let paid = EventBody::PaymentRequest(PaymentRequestChanged {
+            request,
+            change: RequestChange::Paid,
+        });
+        let r = render(&paid, at, &as_requester).expect("requester told");
+        assert_eq!(
+            r.text,
+            "Ben paid your request for 42.50 EUR.\nNote: <dinner>"
+        );
+        assert_eq!(render(&paid, at, &as_payer), None, "the payer knows");
+    }
+
+    #[test]
+    fn a_rejected_hold_gives_the_reason() {
+        let body = EventBody::TransactionUpdated(TransactionUpdated {
+            transaction: tx(None),
+            change: TransactionChange::Rejected,
+            compensation: None,
+            reason: Some("unusual pattern".into()),
+        });
+        let r = render(&body, Utc::now(), &Context::default()).expect("rendered");
+        assert_eq!(r.title, "Payment declined");
+        assert!(
+            r.text.contains("transfer of 4.50 USD was declined"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("Reason: unusual pattern"), "{}", r.text);
     }
 }

@@ -261,6 +261,7 @@ mod tests {
                     status: domain::WalletStatus::Active,
                     version: sequence,
                     updated_at: chrono::Utc::now(),
+                    debt: Default::default(),
                 };
                 EventBody::BalanceUpdated(domain::events::BalanceUpdated::of(
                     &wallet,

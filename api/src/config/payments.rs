@@ -11,6 +11,7 @@
 //! | `FX_RATES_MAX_AGE_SECS` | `300` | rates older than this are stale: no new quotes |
 //! | `FX_FEE_BPS` | `50` | exchange fee in basis points of the amount (0.5 %) |
 //! | `FX_QUOTE_TTL_SECS` | `30` | how long a quote can be used |
+//! | `RISK_RULES` | built-in rules (README) | overrides of the risk rules: `key=value`, comma-separated (`hold=50`, `block=90`, `new_recipient.weight=30`, `large.USD=1000`, ...) |
 
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct PaymentsSettings {
     pub webhook_secrets: Vec<String>,
     /// Largest age of a webhook signature.
     pub webhook_tolerance: Duration,
+    /// The risk rules money leaving a wallet is scored by.
+    pub risk: domain::risk::RiskRules,
 }
 
 impl std::fmt::Debug for PaymentsSettings {
@@ -97,10 +100,17 @@ impl PaymentsSettings {
         if tolerance == 0 {
             bail!("PAYMENTS_WEBHOOK_TOLERANCE_SECS must be positive");
         }
+        let risk = match env.var("RISK_RULES") {
+            None => domain::risk::RiskRules::default(),
+            Some(raw) => domain::risk::RiskRules::default()
+                .with_overrides(&raw)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+        };
         Ok(Self {
             provider,
             webhook_secrets,
             webhook_tolerance: Duration::from_secs(tolerance),
+            risk,
         })
     }
 }

@@ -66,12 +66,19 @@ pub(crate) fn client_addr(ctx: &Context<'_>) -> std::net::IpAddr {
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.0)
 }
 
+/// The device signing in (none outside HTTP requests).
+pub(crate) fn client_device<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+    ctx.data_opt::<crate::limits::ClientDevice>()
+        .map(|d| d.0.as_str())
+}
+
 /// Signs a user in after the first factor: a session when two-factor is
 /// off, else an `MfaChallenge` whose assertion `finishWebauthnLogin` checks.
 pub(crate) async fn sign_in(
     state: &AppState,
     user: UserRecord,
     method: &str,
+    device: Option<&str>,
 ) -> ApiResult<LoginResult> {
     if user.closed_at.is_some() {
         return Err(DomainError::account_closed().into());
@@ -110,7 +117,7 @@ pub(crate) async fn sign_in(
     )
     .await?;
     Ok(LoginResult::AuthPayload(
-        issue_session(state, user, Some(method)).await?,
+        issue_session(state, user, Some(method), device).await?,
     ))
 }
 
@@ -121,6 +128,7 @@ pub(crate) async fn issue_session(
     state: &AppState,
     user: UserRecord,
     sign_in: Option<&str>,
+    device: Option<&str>,
 ) -> ApiResult<AuthPayload> {
     // Also here: a second factor begun before the account closed.
     if user.closed_at.is_some() {
@@ -133,6 +141,7 @@ pub(crate) async fn issue_session(
         tokens::hash_refresh_token(&refresh),
         entity::store::now() + state.keys.refresh_ttl,
         sign_in,
+        device,
     )
     .await?;
     finish_session(state, user, family, refresh)
@@ -166,7 +175,7 @@ impl AccountMutation {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(user.id = %user.id, "registered");
-        Ok(issue_session(state, user, None).await?)
+        Ok(issue_session(state, user, None, client_device(ctx)).await?)
     }
 
     /// Signs in with e-mail and password.
@@ -214,7 +223,7 @@ impl AccountMutation {
             .map_err(ApiError::from)?
             .ok_or_else(refused)?;
         tracing::info!(user.id = %user.id, mfa = user.two_factor_enabled, "password accepted");
-        Ok(sign_in(state, user, "password").await?)
+        Ok(sign_in(state, user, "password", client_device(ctx)).await?)
     }
 
     /// Exchanges a refresh token for a new pair. Each refresh token works

@@ -81,6 +81,101 @@ pub struct KycStatusEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// What happened to a movement after it was made.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::events::TransactionChange")]
+pub enum TransactionChange {
+    /// The risk checks held it: its funds are set aside pending review.
+    Held,
+    /// Compliance released it: it went through.
+    Released,
+    /// Compliance rejected it: its funds are available again.
+    Rejected,
+    /// Staff reversed it; `compensation` is the reversal.
+    Reversed,
+    /// Part of a card deposit was refunded; `compensation` is the refund.
+    Refunded,
+}
+
+/// A movement of the caller that changed after it was made.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TransactionUpdate {
+    /// Event id.
+    pub id: ID,
+    /// Per-user, strictly increasing.
+    pub sequence: i64,
+    /// The movement as it is now.
+    pub transaction: Transaction,
+    /// What happened.
+    pub change: TransactionChange,
+    /// The reversal or refund, when there is one.
+    pub compensation: Option<Transaction>,
+    /// The reason staff gave.
+    pub reason: Option<String>,
+    /// Commit time.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A payment request made to or by the caller, made or answered.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct PaymentRequestUpdate {
+    /// Event id.
+    pub id: ID,
+    /// Per-user, strictly increasing.
+    pub sequence: i64,
+    /// The request as it is now (the other party's name is in `paymentRequests`).
+    pub request_id: ID,
+    /// `CREATED`, `PAID` or `DECLINED`.
+    pub change: String,
+    /// Status after the change.
+    pub status: super::requests::PaymentRequestStatus,
+    /// The amount.
+    pub amount: Money,
+    /// Whether the caller is the payer.
+    pub direction: super::requests::RequestDirection,
+    /// The transfer that paid it.
+    pub transaction_id: Option<ID>,
+    /// Commit time.
+    pub occurred_at: DateTime<Utc>,
+}
+
+fn transaction_update(e: &Envelope) -> Result<TransactionUpdate> {
+    let EventBody::TransactionUpdated(u) = &e.body else {
+        return Err(unexpected(e));
+    };
+    Ok(TransactionUpdate {
+        id: ID(e.id.to_string()),
+        sequence: e.sequence,
+        transaction: u.transaction.clone().into(),
+        change: u.change.into(),
+        compensation: u.compensation.clone().map(Into::into),
+        reason: u.reason.clone(),
+        occurred_at: e.occurred_at,
+    })
+}
+
+fn payment_request_update(e: &Envelope) -> Result<PaymentRequestUpdate> {
+    let EventBody::PaymentRequest(c) = &e.body else {
+        return Err(unexpected(e));
+    };
+    let r = &c.request;
+    Ok(PaymentRequestUpdate {
+        id: ID(e.id.to_string()),
+        sequence: e.sequence,
+        request_id: ID(r.id.to_string()),
+        change: c.change.as_str().to_owned(),
+        status: r.status.into(),
+        amount: Money::of(r.amount, r.currency),
+        direction: if r.payer_id == e.user_id {
+            super::requests::RequestDirection::Incoming
+        } else {
+            super::requests::RequestDirection::Outgoing
+        },
+        transaction_id: r.transaction_id.map(|t| ID(t.to_string())),
+        occurred_at: e.occurred_at,
+    })
+}
+
 /// A body of another topic than the stream's: the hub routes by topic, so
 /// this is a bug, reported as an internal error.
 fn unexpected(e: &Envelope) -> async_graphql::Error {
@@ -397,5 +492,36 @@ impl LiveSubscription {
         after_sequence: Option<i64>,
     ) -> Result<impl Stream<Item = Result<KycStatusEvent>> + use<>> {
         own_events(ctx, Topic::KycStatus, after_sequence, kyc_event)
+    }
+
+    /// The caller's movements that changed after they were made: held by
+    /// the risk checks, released or rejected by compliance, reversed,
+    /// refunded.
+    async fn transaction_updated(
+        &self,
+        ctx: &Context<'_>,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<TransactionUpdate>> + use<>> {
+        own_events(
+            ctx,
+            Topic::TransactionUpdated,
+            after_sequence,
+            transaction_update,
+        )
+    }
+
+    /// Payment requests made to or by the caller, as they are made, paid or
+    /// declined.
+    async fn payment_request_updated(
+        &self,
+        ctx: &Context<'_>,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<PaymentRequestUpdate>> + use<>> {
+        own_events(
+            ctx,
+            Topic::PaymentRequest,
+            after_sequence,
+            payment_request_update,
+        )
     }
 }

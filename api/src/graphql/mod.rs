@@ -9,9 +9,11 @@ pub mod kyc;
 pub mod live;
 pub mod notifications;
 pub mod profile;
+pub mod requests;
 pub mod scalars;
 pub mod security;
 pub mod shape;
+pub mod staff_money;
 pub mod time_limit;
 pub mod trusted;
 pub mod types;
@@ -39,6 +41,8 @@ pub struct Query(
     admin::AdminQuery,
     profile::ProfileQuery,
     deposits::DepositQuery,
+    requests::RequestQuery,
+    staff_money::StaffMoneyQuery,
 );
 
 /// Every mutation field.
@@ -53,6 +57,8 @@ pub struct Mutation(
     profile::ProfileMutation,
     exchange::ExchangeMutation,
     deposits::DepositMutation,
+    requests::RequestMutation,
+    staff_money::StaffMoneyMutation,
 );
 
 /// The schema type.

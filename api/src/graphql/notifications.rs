@@ -122,6 +122,10 @@ pub enum NotificationKind {
     /// A sign-in, a new or removed security key, a password change. Always
     /// sent by e-mail.
     Security,
+    /// A movement held for review, released, rejected, reversed or refunded.
+    TransactionUpdate,
+    /// A payment request made to the user, or an answer to one of theirs.
+    PaymentRequest,
 }
 
 /// Where a push device runs.

@@ -7,7 +7,7 @@ use entity::store::security::{self, Credential};
 use entity::store::users;
 use serde_json::{Value, json};
 
-use super::account::{client_addr, issue_session, sign_in};
+use super::account::{client_addr, client_device, issue_session, sign_in};
 use super::types::{AuthPayload, LoginResult};
 use super::{parse_id, parts};
 use crate::auth::webauthn::{self, kinds, lookup};
@@ -262,7 +262,7 @@ impl SecurityMutation {
         )
         .await?;
         tracing::info!(user.id = %user.id, "logged in with a second factor");
-        Ok(issue_session(state, user, Some("webauthn")).await?)
+        Ok(issue_session(state, user, Some("webauthn"), client_device(ctx)).await?)
     }
 
     /// Starts a step-up: pass the result to `navigator.credentials.get`,
@@ -384,7 +384,7 @@ impl SecurityMutation {
             }
         };
         tracing::info!(user.id = %user.id, ?outcome, "OAuth2 sign-in");
-        Ok(sign_in(app, user, &format!("oauth:{provider}")).await?)
+        Ok(sign_in(app, user, &format!("oauth:{provider}"), client_device(ctx)).await?)
     }
 }
 

@@ -203,8 +203,11 @@ pub struct Wallet {
     pub balance: Money,
     /// Spendable now.
     pub available_balance: Money,
-    /// Held for pending withdrawals.
+    /// Held for pending withdrawals, refunds and movements under risk review.
     pub frozen_balance: Money,
+    /// What the owner owes after a reversal the balance could not cover;
+    /// money arriving in the wallet repays it first.
+    pub debt: Money,
     /// Status.
     pub status: WalletStatus,
     /// Incremented by every change; newer is larger.
@@ -221,6 +224,7 @@ impl From<WalletRecord> for Wallet {
             balance: Money::of(w.balance(), w.currency),
             available_balance: Money::of(w.available, w.currency),
             frozen_balance: Money::of(w.frozen, w.currency),
+            debt: Money::of(w.debt, w.currency),
             status: match w.status {
                 domain::WalletStatus::Active => WalletStatus::Active,
                 domain::WalletStatus::Frozen => WalletStatus::Frozen,
@@ -244,6 +248,10 @@ pub enum TransactionKind {
     Transfer,
     /// Between two of the user's wallets in different currencies.
     Exchange,
+    /// Part of a card deposit paid back to the card; `originalId` names the deposit.
+    Refund,
+    /// Staff undid a transfer or deposit; `originalId` names it.
+    Reversal,
 }
 
 /// Where a transaction is in its life.
@@ -251,9 +259,12 @@ pub enum TransactionKind {
 pub enum TransactionStatus {
     /// Waiting for the payment rail.
     Pending,
+    /// Held by the risk checks: the funds are set aside until compliance
+    /// releases or rejects the movement (`transactionUpdated` tells which).
+    Held,
     /// Done.
     Completed,
-    /// Refused; holds released.
+    /// Refused by the rail or by compliance; holds released.
     Failed,
     /// Undone.
     Reversed,
@@ -284,6 +295,8 @@ pub struct Transaction {
     pub created_at: DateTime<Utc>,
     /// Last status change.
     pub updated_at: DateTime<Utc>,
+    /// For a refund or reversal: the movement it compensates.
+    pub original_id: Option<ID>,
 }
 
 impl From<TransactionRecord> for Transaction {
@@ -293,6 +306,7 @@ impl From<TransactionRecord> for Transaction {
             kind: t.kind.into(),
             status: match t.status {
                 domain::TransactionStatus::Pending => TransactionStatus::Pending,
+                domain::TransactionStatus::Held => TransactionStatus::Held,
                 domain::TransactionStatus::Completed => TransactionStatus::Completed,
                 domain::TransactionStatus::Failed => TransactionStatus::Failed,
                 domain::TransactionStatus::Reversed => TransactionStatus::Reversed,
@@ -305,6 +319,7 @@ impl From<TransactionRecord> for Transaction {
             destination: t.destination,
             created_at: t.created_at,
             updated_at: t.updated_at,
+            original_id: t.original_id.map(|id| ID(id.to_string())),
         }
     }
 }

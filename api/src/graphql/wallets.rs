@@ -171,6 +171,13 @@ pub(crate) async fn execute_money(
                 .transfer_needs_step_up(wallet.currency, *amount)
                 .then_some(token)
         }
+        (MoneyCommand::PayRequest { request_id }, Some(token)) => {
+            let request = entity::store::requests::get(&state.db, user.id, *request_id).await?;
+            state
+                .step_up
+                .transfer_needs_step_up(request.currency, request.amount)
+                .then_some(token)
+        }
         _ => None,
     };
     let executed = match payments::claim(&state.db, user.id, &key, &command, state.key_policy)
@@ -195,9 +202,14 @@ pub(crate) async fn execute_money(
                     return Err(refused);
                 }
             }
-            fresh
-                .run(&state.db, user.id, &command, &state.settings.kyc.limits)
-                .await?
+            let checks = payments::Checks {
+                limits: &state.settings.kyc.limits,
+                risk: entity::store::risk::RiskContext {
+                    rules: &state.settings.payments.risk,
+                    session_id: Some(user.session_id),
+                },
+            };
+            fresh.run(&state.db, user.id, &command, checks).await?
         }
     };
     let t = &executed.outcome.transaction;
@@ -211,7 +223,7 @@ pub(crate) async fn execute_money(
     Ok(executed)
 }
 
-fn bounded_text(value: &str, field: &str, max: usize) -> Result<String, DomainError> {
+pub(crate) fn bounded_text(value: &str, field: &str, max: usize) -> Result<String, DomainError> {
     let trimmed = value.trim();
     if trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
         return Err(DomainError::bad_input(format!(

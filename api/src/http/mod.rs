@@ -199,7 +199,10 @@ async fn execute(
         ),
         other => other,
     };
-    let batch = batch.data(viewer).data(ClientAddr(addr));
+    let batch = batch
+        .data(viewer)
+        .data(ClientAddr(addr))
+        .data(crate::limits::ClientDevice::of(headers, addr));
     let mut response = state.schema.execute_batch(batch).await;
     let single_request_error = match &mut response {
         BatchResponse::Single(r) => {

@@ -1,5 +1,5 @@
 //! The card payment provider's HTTP API (Stripe-style): payment intents for
-//! deposits. Form-encoded requests with the secret key as a bearer token and
+//! deposits, payouts for withdrawals, refunds of deposits. Form-encoded requests with the secret key as a bearer token and
 //! an `Idempotency-Key`, so a retried request never creates a second intent.
 
 use reqwest::StatusCode;
@@ -50,6 +50,13 @@ pub struct ProviderPayout {
     pub id: String,
 }
 
+/// A refund as the provider answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderRefund {
+    /// `re_...`.
+    pub id: String,
+}
+
 impl PaymentsClient {
     /// Pays `amount_minor` cents out to `destination`, once per withdrawal
     /// (the idempotency key is the withdrawal's id).
@@ -67,6 +74,24 @@ impl PaymentsClient {
             ("metadata[transaction_id]", transaction_id.to_string()),
         ];
         self.post("/v1/payouts", &format!("payout:{transaction_id}"), &form)
+            .await
+    }
+
+    /// Refunds `amount_minor` cents of a payment intent, once per refund
+    /// (the idempotency key is the refund's transaction id, which the
+    /// refund's metadata carries back in its webhooks).
+    pub async fn create_refund(
+        &self,
+        transaction_id: uuid::Uuid,
+        payment_intent: &str,
+        amount_minor: i64,
+    ) -> Result<ProviderRefund, ProviderError> {
+        let form = [
+            ("payment_intent", payment_intent.to_owned()),
+            ("amount", amount_minor.to_string()),
+            ("metadata[transaction_id]", transaction_id.to_string()),
+        ];
+        self.post("/v1/refunds", &format!("refund:{transaction_id}"), &form)
             .await
     }
 

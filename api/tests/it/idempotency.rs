@@ -176,10 +176,16 @@ async fn keys_are_kept_for_their_retention_and_purged_after() {
             retention: Duration::seconds(-1),
             lease: Duration::seconds(30),
         },
-        &domain::limits::TierLimits::uniform(domain::limits::Limit {
-            per_transaction: Decimal::from(100),
-            daily: Decimal::from(100),
-        }),
+        entity::store::payments::Checks {
+            limits: &domain::limits::TierLimits::uniform(domain::limits::Limit {
+                per_transaction: Decimal::from(100),
+                daily: Decimal::from(100),
+            }),
+            risk: entity::store::risk::RiskContext {
+                rules: &domain::risk::RiskRules::default(),
+                session_id: None,
+            },
+        },
     )
     .await
     .expect("execute");

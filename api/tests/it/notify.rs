@@ -401,7 +401,7 @@ async fn a_channel_switched_off_sends_nothing_on_it_and_security_notices_still_g
         .as_array()
         .expect("prefs")
         .clone();
-    assert_eq!(prefs.len(), 15, "every kind on every channel");
+    assert_eq!(prefs.len(), 21, "every kind on every channel");
     let find = |kind: &str, channel: &str| {
         prefs
             .iter()

@@ -582,6 +582,7 @@ async fn a_subscriber_that_falls_behind_is_ended_with_the_sequence_to_resume_fro
         destination: None,
         created_at: now,
         updated_at: now,
+        original_id: None,
     };
     for sequence in 1..=10 {
         let received = domain::events::TransactionMoved {

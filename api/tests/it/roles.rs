@@ -163,6 +163,11 @@ impl Row {
 struct Fixtures {
     owner_usd: String,
     pending_withdrawal: String,
+    /// A completed transfer from the target to the owner.
+    transfer: String,
+    /// Payment requests from the target to the owner.
+    request_to_pay: String,
+    request_to_decline: String,
     notification: String,
     target: Session,
     target_eur: String,
@@ -201,6 +206,20 @@ fn table(f: &Fixtures) -> Vec<Row> {
             Q,
             "pushDevices",
             "query { pushDevices { id } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            Q,
+            "riskReviews",
+            "query { riskReviews(pending: false) { id score } }",
+            json!({}),
+            COMPLIANCE,
+        ),
+        row(
+            Q,
+            "paymentRequests",
+            "query { paymentRequests { id status } }",
             json!({}),
             Rule::SignedIn,
         ),
@@ -521,6 +540,60 @@ fn table(f: &Fixtures) -> Vec<Row> {
         .allowing(&[STEP_UP_REQUIRED]),
         row(
             M,
+            "requestPayment",
+            "mutation($e: String!) { requestPayment(input: { fromEmail: $e, amount: \"0.01\", currency: \"EUR\" }) { id } }",
+            json!({ "e": f.target.email }),
+            Rule::SignedIn,
+        ),
+        row(
+            M,
+            "payRequest",
+            "mutation($id: ID!, $k: String!) { payRequest(id: $id, idempotencyKey: $k) { transaction { id } } }",
+            json!({ "id": f.request_to_pay, "k": FRESH_KEY }),
+            Rule::Owner,
+        ),
+        row(
+            M,
+            "declineRequest",
+            "mutation($id: ID!) { declineRequest(id: $id) { id status } }",
+            json!({ "id": f.request_to_decline }),
+            Rule::Owner,
+        ),
+        // Not held: the decision is refused after the role check.
+        row(
+            M,
+            "releaseHold",
+            "mutation($id: ID!) { releaseHold(id: $id, reason: \"checked\") { transaction { id } } }",
+            json!({ "id": f.pending_withdrawal }),
+            COMPLIANCE,
+        )
+        .allowing(&[BAD_USER_INPUT]),
+        row(
+            M,
+            "rejectHold",
+            "mutation($id: ID!) { rejectHold(id: $id, reason: \"checked\") { transaction { id } } }",
+            json!({ "id": f.pending_withdrawal }),
+            COMPLIANCE,
+        )
+        .allowing(&[BAD_USER_INPUT]),
+        row(
+            M,
+            "reverseTransaction",
+            "mutation($id: ID!, $k: String!) { reverseTransaction(id: $id, reason: \"sent in error\", idempotencyKey: $k) { transaction { id kind } } }",
+            json!({ "id": f.transfer, "k": FRESH_KEY }),
+            ADMIN,
+        ),
+        // A sandbox deposit did not come from a card.
+        row(
+            M,
+            "refundDeposit",
+            "mutation($id: ID!, $k: String!) { refundDeposit(id: $id, amount: \"1\", idempotencyKey: $k) { transaction { id } } }",
+            json!({ "id": f.transfer, "k": FRESH_KEY }),
+            ADMIN,
+        )
+        .allowing(&[BAD_USER_INPUT]),
+        row(
+            M,
             "settleWithdrawal",
             "mutation($id: ID!) { settleWithdrawal(id: $id, outcome: FAILED) { transaction { id status } } }",
             json!({ "id": f.pending_withdrawal }),
@@ -596,6 +669,20 @@ fn table(f: &Fixtures) -> Vec<Row> {
             S,
             "transactionReceived",
             "subscription { transactionReceived { sequence } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            S,
+            "transactionUpdated",
+            "subscription { transactionUpdated { sequence } }",
+            json!({}),
+            Rule::SignedIn,
+        ),
+        row(
+            S,
+            "paymentRequestUpdated",
+            "subscription { paymentRequestUpdated { sequence } }",
             json!({}),
             Rule::SignedIn,
         ),
@@ -829,7 +916,7 @@ async fn every_operation_is_allowed_or_refused_by_role() {
             .await,
         "deposit",
     );
-    data(
+    let transfer = data(
         &app.transfer(
             &target,
             json!({ "fromWalletId": target_usd, "toWalletId": owner_usd, "amount": "1" }),
@@ -837,7 +924,10 @@ async fn every_operation_is_allowed_or_refused_by_role() {
         )
         .await,
         "transfer",
-    );
+    )["transaction"]["id"]
+        .as_str()
+        .expect("transfer id")
+        .to_owned();
     let inbox = app
         .notifications(
             &owner,
@@ -893,9 +983,31 @@ async fn every_operation_is_allowed_or_refused_by_role() {
         let w = app.open_wallet(s, "EUR").await;
         data(&app.deposit(s, &w, "1", "keep-open").await, "deposit");
     }
+    // Asked by someone whose wallet nobody freezes during the table.
+    let requester = app.register("requester@example.com").await;
+    app.open_wallet(&requester, "EUR").await;
+    let mut requests = Vec::new();
+    for _ in 0..2 {
+        let made = app
+            .gql(
+                Some(&requester.token),
+                "mutation { requestPayment(input: { fromEmail: \"owner@example.com\", amount: \"0.5\", currency: \"EUR\" }) { id } }",
+                json!({}),
+            )
+            .await;
+        requests.push(
+            data(&made, "requestPayment")["id"]
+                .as_str()
+                .expect("request id")
+                .to_owned(),
+        );
+    }
     let fixtures = Fixtures {
         owner_usd,
         pending_withdrawal,
+        transfer,
+        request_to_pay: requests[0].clone(),
+        request_to_decline: requests[1].clone(),
         notification,
         target,
         target_eur,

@@ -18,6 +18,8 @@ pub struct Model {
     pub provider_id: String,
     /// The amount.
     pub amount: Money,
+    /// How much of it was refunded (or is being refunded).
+    pub refunded: Money,
     /// Its currency.
     pub currency: String,
     /// `REQUIRES_ACTION`, `PROCESSING`, `SUCCEEDED`, `FAILED` or `CANCELED`.

@@ -15,6 +15,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Logout or reuse-detection time.
     pub revoked_at: Option<DateTimeUtc>,
+    /// A hash of the signing-in client's user agent and network.
+    pub device: Option<String>,
+    /// Whether the user had signed in before, never from this device.
+    pub new_device: bool,
 }
 
 no_relations!();

@@ -32,6 +32,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last status change.
     pub updated_at: DateTimeUtc,
+    /// For a reversal or refund: the movement it compensates.
+    pub original_id: Option<Uuid>,
+    /// The risk score at creation (movements out only).
+    pub risk_score: Option<i32>,
+    /// The risk rules that fired, comma-separated.
+    pub risk_rules: Option<String>,
 }
 
 no_relations!();

@@ -20,6 +20,8 @@ pub struct Model {
     pub available: Money,
     /// On hold for pending withdrawals.
     pub frozen: Money,
+    /// Owed after a reversal the balance could not cover (see `external:debts`).
+    pub debt: Money,
     /// `ACTIVE` or `FROZEN`.
     pub status: String,
     /// Optimistic concurrency version, bumped on every change.

@@ -110,6 +110,7 @@ pub async fn record(
         wallet_id: Set(intent.wallet_id),
         provider_id: Set(intent.provider_id.clone()),
         amount: Set(Money(intent.amount)),
+        refunded: Set(Money(Decimal::ZERO)),
         currency: Set(intent.currency.code().to_owned()),
         status: Set(intent.status.as_str().to_owned()),
         client_secret: Set(intent.client_secret.clone()),
@@ -173,6 +174,8 @@ pub enum EventOutcome {
     UnknownIntent,
     /// No such payout here: recorded and audited.
     UnknownPayout,
+    /// No such refund here: recorded and audited.
+    UnknownRefund,
     /// The amount or currency differs from the intent: nothing credited, audited.
     AmountMismatch,
 }
@@ -186,6 +189,7 @@ impl EventOutcome {
             EventOutcome::Duplicate => "DUPLICATE",
             EventOutcome::UnknownIntent => "UNKNOWN_INTENT",
             EventOutcome::UnknownPayout => "UNKNOWN_PAYOUT",
+            EventOutcome::UnknownRefund => "UNKNOWN_REFUND",
             EventOutcome::AmountMismatch => "AMOUNT_MISMATCH",
         }
     }

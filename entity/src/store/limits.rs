@@ -16,8 +16,12 @@ use crate::money::Money;
 use crate::store::{StoreResult, inconsistent, now};
 
 /// What counts against a limit: movements that went through or still hold
-/// money (failed and reversed ones gave it back).
-const COUNTED: [TransactionStatus; 2] = [TransactionStatus::Pending, TransactionStatus::Completed];
+/// money, risk holds included (failed and reversed ones gave it back).
+const COUNTED: [TransactionStatus; 3] = [
+    TransactionStatus::Pending,
+    TransactionStatus::Held,
+    TransactionStatus::Completed,
+];
 
 /// The user's KYC level, and whether verification was refused (then no
 /// money moves until it is accepted).

@@ -5,10 +5,13 @@
 //! audit record, and stores the idempotent result. What people are told
 //! about it (in-app, e-mail, push) the notifier derives from those events.
 
+use domain::events::{TransactionChange, TransactionUpdated};
 use domain::limits::TierLimits;
+use domain::risk::{Assessment, RiskDecision};
 use domain::{
-    Amount, DomainError, Email, EntryAccount, ErrorCode, Fingerprint, IdempotencyKey, Posting,
-    TransactionKind, TransactionStatus, WithdrawalOutcome, transaction::ensure_settleable,
+    Amount, Balances, DomainError, Email, EntryAccount, ErrorCode, EventBody, Fingerprint,
+    IdempotencyKey, Posting, TransactionKind, TransactionStatus, WithdrawalOutcome,
+    transaction::ensure_settleable,
 };
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
@@ -24,6 +27,7 @@ use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::idempotency::{self, Claim, KeyPolicy};
 use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
+use crate::store::risk::{self, NewAlert, RiskContext};
 use crate::store::{StoreError, StoreResult, events, inconsistent, limits, now, users, wallets};
 
 /// Who receives a transfer.
@@ -71,6 +75,37 @@ pub enum MoneyCommand {
         /// The caller's quote.
         quote_id: Uuid,
     },
+    /// Pays a payment request made to the caller: a transfer from the
+    /// caller's wallet in its currency to the requester's.
+    PayRequest {
+        /// The request.
+        request_id: Uuid,
+    },
+    /// Staff: reverses a completed transfer or deposit.
+    Reverse {
+        /// The original movement.
+        transaction_id: Uuid,
+        /// Why, shown to the parties.
+        reason: String,
+        /// Whether a shortfall may be placed as the receiver's debt.
+        allow_debt: bool,
+    },
+    /// Staff: refunds part of a card deposit through the provider.
+    Refund {
+        /// The deposit.
+        transaction_id: Uuid,
+        /// Positive amount, at most what is left to refund.
+        amount: Decimal,
+    },
+}
+
+/// What a money mutation is checked against besides the balances.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks<'a> {
+    /// Tier limits.
+    pub limits: &'a TierLimits,
+    /// Risk rules and the session asking.
+    pub risk: RiskContext<'a>,
 }
 
 impl MoneyCommand {
@@ -81,6 +116,9 @@ impl MoneyCommand {
             MoneyCommand::Withdraw { .. } => "withdraw",
             MoneyCommand::Transfer { .. } => "transfer",
             MoneyCommand::Exchange { .. } => "exchange",
+            MoneyCommand::PayRequest { .. } => "pay_request",
+            MoneyCommand::Reverse { .. } => "reverse",
+            MoneyCommand::Refund { .. } => "refund",
         }
     }
 
@@ -113,6 +151,16 @@ impl MoneyCommand {
                 "memo": memo,
             }),
             MoneyCommand::Exchange { quote_id } => json!({ "quoteId": quote_id }),
+            MoneyCommand::PayRequest { request_id } => json!({ "requestId": request_id }),
+            MoneyCommand::Reverse {
+                transaction_id,
+                reason,
+                allow_debt,
+            } => json!({ "id": transaction_id, "reason": reason, "allowDebt": allow_debt }),
+            MoneyCommand::Refund {
+                transaction_id,
+                amount,
+            } => json!({ "id": transaction_id, "amount": canonical(amount) }),
         };
         Fingerprint::of(self.operation(), &input)
     }
@@ -168,19 +216,21 @@ pub async fn claim(
 
 impl FreshClaim {
     /// Moves the money in one transaction that also completes the key,
-    /// within the user's tier limits.
+    /// within the user's tier limits and risk rules. A movement the risk
+    /// rules block leaves an alert, written after the refusal rolled back.
     pub async fn run(
         self,
         db: &DatabaseConnection,
         user_id: Uuid,
         command: &MoneyCommand,
-        limits: &TierLimits,
+        checks: Checks<'_>,
     ) -> StoreResult<Executed> {
         let lease = &self.lease;
+        let mut blocked = None;
         let attempt = async {
             let txn = db.begin().await?;
             idempotency::take(&txn, lease).await?;
-            let outcome = apply(&txn, user_id, command, limits).await?;
+            let outcome = apply(&txn, user_id, command, checks, &mut blocked).await?;
             let stored = serde_json::to_value(&outcome)
                 .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
             idempotency::complete(&txn, lease, stored).await?;
@@ -196,6 +246,11 @@ impl FreshClaim {
             Err(err) => {
                 // Nothing moved: forget the claim so the client may retry the key.
                 self.release(db).await;
+                if let Some(alert) = blocked
+                    && let Err(e) = risk::record_alert(db, &alert).await
+                {
+                    tracing::error!(error = %e, user.id = %user_id, "writing a risk alert failed");
+                }
                 Err(err)
             }
         }
@@ -217,11 +272,11 @@ pub async fn execute(
     key: &IdempotencyKey,
     command: &MoneyCommand,
     policy: KeyPolicy,
-    limits: &TierLimits,
+    checks: Checks<'_>,
 ) -> StoreResult<Executed> {
     match claim(db, user_id, key, command, policy).await? {
         Claimed::Replayed(executed) => Ok(*executed),
-        Claimed::Fresh(fresh) => fresh.run(db, user_id, command, limits).await,
+        Claimed::Fresh(fresh) => fresh.run(db, user_id, command, checks).await,
     }
 }
 
@@ -229,7 +284,8 @@ async fn apply(
     txn: &impl ConnectionTrait,
     user_id: Uuid,
     command: &MoneyCommand,
-    limits: &TierLimits,
+    checks: Checks<'_>,
+    blocked: &mut Option<NewAlert>,
 ) -> StoreResult<MoneyOutcome> {
     match command {
         MoneyCommand::Deposit { wallet_id, amount } => {
@@ -240,7 +296,7 @@ async fn apply(
                 destination: None,
                 action: "wallet.deposit",
             };
-            move_single(txn, user_id, *wallet_id, *amount, spec, limits).await
+            move_single(txn, user_id, *wallet_id, *amount, spec, checks, blocked).await
         }
         MoneyCommand::Withdraw {
             wallet_id,
@@ -254,7 +310,7 @@ async fn apply(
                 destination: Some(destination.clone()),
                 action: "wallet.withdraw",
             };
-            move_single(txn, user_id, *wallet_id, *amount, spec, limits).await
+            move_single(txn, user_id, *wallet_id, *amount, spec, checks, blocked).await
         }
         MoneyCommand::Transfer {
             from_wallet_id,
@@ -264,88 +320,294 @@ async fn apply(
         } => {
             let from = wallets::get_owned(txn, user_id, *from_wallet_id).await?;
             let to_id = resolve_recipient(txn, &from, to).await?;
-            if to_id == from.id {
-                return Err(DomainError::bad_input("cannot transfer to the same wallet").into());
-            }
-            let [from, to] = lock_exact::<2>(txn, [from.id, to_id]).await?;
-            let amount = Amount::new(*amount, from.currency)?;
-            let posting = Posting::transfer(from.id, to.id, amount);
-            let from_next = from
-                .balances()
-                .apply(from.id, from.currency, from.status, &posting)?;
-            let to_next = to
-                .balances()
-                .apply(to.id, to.currency, to.status, &posting)
-                .map_err(|e| match e.code {
-                    // Whether someone else's wallet is frozen is not the sender's business.
-                    ErrorCode::WalletFrozen => {
-                        tracing::info!(wallet.id = %to.id, "transfer refused: receiving wallet is frozen");
-                        DomainError::forbidden("the recipient cannot receive this transfer")
-                    }
-                    ErrorCode::CurrencyMismatch => DomainError::new(
-                        ErrorCode::CurrencyMismatch,
-                        format!(
-                            "the receiving wallet holds {}, not {}",
-                            to.currency, from.currency
-                        ),
-                    ),
-                    _ => e,
-                })?;
-            limits::check(
-                txn,
-                limits,
-                &from,
-                TransactionKind::Transfer,
-                amount.value(),
-            )
-            .await?;
-            let tx = insert_transaction(
-                txn,
-                NewTransaction {
-                    kind: TransactionKind::Transfer,
-                    status: TransactionStatus::Completed,
-                    amount,
-                    from_wallet_id: Some(from.id),
-                    to_wallet_id: Some(to.id),
-                    memo: memo.clone(),
-                    destination: None,
-                    initiated_by: user_id,
-                },
-            )
-            .await?;
-            write_posting(txn, tx.id, &posting).await?;
-            let from = wallets::store_balances(txn, &from, from_next).await?;
-            let to = wallets::store_balances(txn, &to, to_next).await?;
-            // Sequences are taken in user-id order so concurrent transfers in
-            // other currencies cannot deadlock on the users' rows.
-            let (first, second) = if from.user_id <= to.user_id {
-                (&from, &to)
-            } else {
-                (&to, &from)
+            let order = TransferOrder {
+                from: from.id,
+                to: to_id,
+                amount: *amount,
+                memo: memo.clone(),
             };
-            for w in [first, second] {
-                let delta = if w.id == from.id {
-                    -amount.value()
-                } else {
-                    amount.value()
-                };
-                events::balance_updated(txn, w, delta, tx.id).await?;
-                if w.id == from.id && to.user_id != from.user_id {
-                    events::transaction_sent(txn, from.user_id, to.user_id, &tx).await?;
-                }
-                if w.id == to.id && to.user_id != from.user_id {
-                    events::transaction_received(txn, to.user_id, from.user_id, &tx).await?;
-                }
-            }
-            audit_money(txn, user_id, "wallet.transfer", &tx).await?;
-            Ok(MoneyOutcome {
-                transaction: tx,
-                wallet: from,
-                counterpart: None,
-            })
+            transfer(txn, user_id, order, checks, blocked).await
         }
         MoneyCommand::Exchange { quote_id } => exchange(txn, user_id, *quote_id).await,
+        MoneyCommand::PayRequest { request_id } => {
+            let request = super::requests::lock_payable(txn, user_id, *request_id).await?;
+            let from = wallets::find_by_currency(txn, user_id, request.currency)
+                .await?
+                .ok_or_else(|| {
+                    DomainError::new(
+                        ErrorCode::NotFound,
+                        format!("you have no {} wallet to pay from", request.currency),
+                    )
+                })?;
+            let to = wallets::find_by_currency(txn, request.requester_id, request.currency)
+                .await?
+                .ok_or_else(|| inconsistent("a payment request without the requester's wallet"))?;
+            let order = TransferOrder {
+                from: from.id,
+                to: to.id,
+                amount: request.amount,
+                memo: request.memo.clone(),
+            };
+            let outcome = transfer(txn, user_id, order, checks, blocked).await?;
+            super::requests::mark_paid(txn, &request, &outcome.transaction).await?;
+            Ok(outcome)
+        }
+        MoneyCommand::Reverse {
+            transaction_id,
+            reason,
+            allow_debt,
+        } => super::reversals::reverse(txn, user_id, *transaction_id, reason, *allow_debt).await,
+        MoneyCommand::Refund {
+            transaction_id,
+            amount,
+        } => super::reversals::refund(txn, user_id, *transaction_id, *amount).await,
     }
+}
+
+/// A transfer as resolved: wallet ids, the amount, the note.
+struct TransferOrder {
+    from: Uuid,
+    to: Uuid,
+    amount: Decimal,
+    memo: Option<String>,
+}
+
+/// Moves an amount between two wallets of one currency, within the limits
+/// and the risk rules: a held transfer only freezes the sender's funds.
+async fn transfer(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    order: TransferOrder,
+    checks: Checks<'_>,
+    blocked: &mut Option<NewAlert>,
+) -> StoreResult<MoneyOutcome> {
+    if order.to == order.from {
+        return Err(DomainError::bad_input("cannot transfer to the same wallet").into());
+    }
+    let [from, to] = lock_exact::<2>(txn, [order.from, order.to]).await?;
+    let amount = Amount::new(order.amount, from.currency)?;
+    let posting = Posting::transfer(from.id, to.id, amount);
+    let from_next = from
+        .balances()
+        .apply(from.id, from.currency, from.status, &posting)?;
+    let to_next = to
+        .balances()
+        .apply(to.id, to.currency, to.status, &posting)
+        .map_err(|e| match e.code {
+            // Whether someone else's wallet is frozen is not the sender's business.
+            ErrorCode::WalletFrozen | ErrorCode::AccountClosed => {
+                tracing::info!(wallet.id = %to.id, "transfer refused: receiving wallet cannot receive");
+                DomainError::forbidden("the recipient cannot receive this transfer")
+            }
+            ErrorCode::CurrencyMismatch => DomainError::new(
+                ErrorCode::CurrencyMismatch,
+                format!(
+                    "the receiving wallet holds {}, not {}",
+                    to.currency, from.currency
+                ),
+            ),
+            _ => e,
+        })?;
+    limits::check(
+        txn,
+        checks.limits,
+        &from,
+        TransactionKind::Transfer,
+        amount.value(),
+    )
+    .await?;
+    let assessment = risk::assess(
+        txn,
+        checks.risk,
+        &from,
+        TransactionKind::Transfer,
+        amount.value(),
+        Some(to.id),
+    )
+    .await?;
+    let held = screen(
+        &assessment,
+        user_id,
+        TransactionKind::Transfer,
+        amount,
+        blocked,
+    )?;
+    let tx = insert_transaction(
+        txn,
+        NewTransaction {
+            kind: TransactionKind::Transfer,
+            status: if held {
+                TransactionStatus::Held
+            } else {
+                TransactionStatus::Completed
+            },
+            amount,
+            from_wallet_id: Some(from.id),
+            to_wallet_id: Some(to.id),
+            memo: order.memo,
+            destination: None,
+            initiated_by: user_id,
+            original_id: None,
+            risk: Some(&assessment),
+        },
+    )
+    .await?;
+    if held {
+        // Only the sender's funds move, into the frozen bucket; the
+        // recipient hears of it once compliance releases it.
+        let hold = Posting::hold(from.id, amount);
+        let from_next = from
+            .balances()
+            .apply(from.id, from.currency, from.status, &hold)?;
+        write_posting(txn, tx.id, &hold).await?;
+        let from = wallets::store_balances(txn, &from, from_next).await?;
+        events::balance_updated(txn, &from, Decimal::ZERO, tx.id).await?;
+        transaction_updated(txn, from.user_id, &tx, TransactionChange::Held, None, None).await?;
+        hold_alert(txn, user_id, &tx, assessment).await?;
+        audit_money(txn, user_id, "wallet.transfer_held", &tx).await?;
+        return Ok(MoneyOutcome {
+            transaction: tx,
+            wallet: from,
+            counterpart: None,
+        });
+    }
+    write_posting(txn, tx.id, &posting).await?;
+    let from = wallets::store_balances(txn, &from, from_next).await?;
+    let received = store_credited(txn, tx.id, &to, to_next).await?;
+    let to_delta = received.balance() - to.balance();
+    announce_transfer(txn, &from, &received, &tx, to_delta).await?;
+    audit_money(txn, user_id, "wallet.transfer", &tx).await?;
+    Ok(MoneyOutcome {
+        transaction: tx,
+        wallet: from,
+        counterpart: None,
+    })
+}
+
+/// The events of a completed transfer: both balances, and the sent and
+/// received notices when two users are involved. Sequences are taken in
+/// user-id order so concurrent transfers in other currencies cannot
+/// deadlock on the users' rows.
+pub(crate) async fn announce_transfer(
+    txn: &impl ConnectionTrait,
+    from: &WalletRecord,
+    to: &WalletRecord,
+    tx: &TransactionRecord,
+    to_delta: Decimal,
+) -> StoreResult<()> {
+    let (first, second) = if from.user_id <= to.user_id {
+        (from, to)
+    } else {
+        (to, from)
+    };
+    for w in [first, second] {
+        let delta = if w.id == from.id {
+            -tx.amount
+        } else {
+            to_delta
+        };
+        events::balance_updated(txn, w, delta, tx.id).await?;
+        if w.id == from.id && to.user_id != from.user_id {
+            events::transaction_sent(txn, from.user_id, to.user_id, tx).await?;
+        }
+        if w.id == to.id && to.user_id != from.user_id {
+            events::transaction_received(txn, to.user_id, from.user_id, tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the risk decision: `Ok(true)` to hold, `Ok(false)` to go
+/// ahead, the refusal (with the alert to write after the rollback) to block.
+fn screen(
+    assessment: &Assessment,
+    user_id: Uuid,
+    kind: TransactionKind,
+    amount: Amount,
+    blocked: &mut Option<NewAlert>,
+) -> StoreResult<bool> {
+    match assessment.decision {
+        RiskDecision::Allow => Ok(false),
+        RiskDecision::Hold => Ok(true),
+        RiskDecision::Block => {
+            tracing::info!(user.id = %user_id, risk.score = assessment.score, "movement blocked by risk rules");
+            *blocked = Some(NewAlert {
+                user_id,
+                transaction_id: None,
+                kind,
+                amount: amount.value(),
+                currency: amount.currency(),
+                assessment: assessment.clone(),
+            });
+            Err(assessment.refusal().into())
+        }
+    }
+}
+
+async fn hold_alert(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    tx: &TransactionRecord,
+    assessment: Assessment,
+) -> StoreResult<()> {
+    tracing::info!(user.id = %user_id, tx.id = %tx.id, risk.score = assessment.score, "movement held by risk rules");
+    risk::record_alert(
+        txn,
+        &NewAlert {
+            user_id,
+            transaction_id: Some(tx.id),
+            kind: tx.kind,
+            amount: tx.amount,
+            currency: tx.currency,
+            assessment,
+        },
+    )
+    .await
+}
+
+/// `transaction.updated` for one party of a movement.
+pub(crate) async fn transaction_updated(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    tx: &TransactionRecord,
+    change: TransactionChange,
+    compensation: Option<&TransactionRecord>,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    let strip = |t: &TransactionRecord| TransactionRecord {
+        destination: None,
+        ..t.clone()
+    };
+    let body = TransactionUpdated {
+        transaction: strip(tx),
+        change,
+        compensation: compensation.map(strip),
+        reason: reason.map(str::to_owned),
+    };
+    events::append(txn, user_id, EventBody::TransactionUpdated(body)).await?;
+    Ok(())
+}
+
+/// Stores a wallet's balances after money arrived in it, repaying its debt
+/// first (a posting of the same transaction to the debt account).
+pub(crate) async fn store_credited(
+    txn: &impl ConnectionTrait,
+    transaction_id: Uuid,
+    wallet: &WalletRecord,
+    next: Balances,
+) -> StoreResult<WalletRecord> {
+    let repaid = wallet.debt.min(next.available);
+    if repaid <= Decimal::ZERO {
+        return wallets::store_balances(txn, wallet, next).await;
+    }
+    let posting = Posting::repay_debt(wallet.id, wallet.currency, repaid);
+    write_posting(txn, transaction_id, &posting).await?;
+    let next = Balances {
+        available: next.available - repaid,
+        ..next
+    };
+    tracing::info!(wallet.id = %wallet.id, "incoming money repaid a debt");
+    wallets::store(txn, wallet, next, wallet.debt - repaid).await
 }
 
 /// Exchanges at a quote: two balanced postings through the house FX
@@ -386,15 +648,18 @@ async fn exchange(
             memo: None,
             destination: None,
             initiated_by: user_id,
+            original_id: None,
+            risk: None,
         },
     )
     .await?;
     write_posting(txn, tx.id, &out).await?;
     write_posting(txn, tx.id, &inn).await?;
     let from = wallets::store_balances(txn, &from, from_next).await?;
-    let to = wallets::store_balances(txn, &to, to_next).await?;
+    let to_before = to.balance();
+    let to = store_credited(txn, tx.id, &to, to_next).await?;
     events::balance_updated(txn, &from, -amount.value(), tx.id).await?;
-    events::balance_updated(txn, &to, received.value(), tx.id).await?;
+    events::balance_updated(txn, &to, to.balance() - to_before, tx.id).await?;
     super::exchange::mark_used(txn, quote.id, tx.id).await?;
     audit::record(
         txn,
@@ -453,12 +718,15 @@ pub(crate) async fn credit_card_deposit(
             memo: None,
             destination: None,
             initiated_by: user_id,
+            original_id: None,
+            risk: None,
         },
     )
     .await?;
     write_posting(txn, tx.id, &posting).await?;
-    let wallet = wallets::store_balances(txn, &wallet, next).await?;
-    events::balance_updated(txn, &wallet, amount.value(), tx.id).await?;
+    let before = wallet.balance();
+    let wallet = store_credited(txn, tx.id, &wallet, next).await?;
+    events::balance_updated(txn, &wallet, wallet.balance() - before, tx.id).await?;
     audit_money(txn, user_id, "wallet.card_deposit", &tx).await?;
     Ok(tx)
 }
@@ -478,7 +746,8 @@ async fn move_single(
     wallet_id: Uuid,
     amount: Decimal,
     spec: SingleWallet,
-    limits: &TierLimits,
+    checks: Checks<'_>,
+    blocked: &mut Option<NewAlert>,
 ) -> StoreResult<MoneyOutcome> {
     let owned = wallets::get_owned(txn, user_id, wallet_id).await?;
     let [wallet] = lock_exact::<1>(txn, [owned.id]).await?;
@@ -487,7 +756,17 @@ async fn move_single(
     let next = wallet
         .balances()
         .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
-    limits::check(txn, limits, &wallet, spec.kind, amount.value()).await?;
+    limits::check(txn, checks.limits, &wallet, spec.kind, amount.value()).await?;
+    // Money leaving is screened; a held withdrawal keeps its hold and is
+    // not paid out until compliance releases it.
+    let (assessment, held) = if spec.kind == TransactionKind::Withdrawal {
+        let assessment =
+            risk::assess(txn, checks.risk, &wallet, spec.kind, amount.value(), None).await?;
+        let held = screen(&assessment, user_id, spec.kind, amount, blocked)?;
+        (Some(assessment), held)
+    } else {
+        (None, false)
+    };
     let (from_wallet_id, to_wallet_id) = match spec.kind {
         TransactionKind::Deposit => (None, Some(wallet.id)),
         _ => (Some(wallet.id), None),
@@ -496,20 +775,34 @@ async fn move_single(
         txn,
         NewTransaction {
             kind: spec.kind,
-            status: spec.status,
+            status: if held {
+                TransactionStatus::Held
+            } else {
+                spec.status
+            },
             amount,
             from_wallet_id,
             to_wallet_id,
             memo: None,
             destination: spec.destination,
             initiated_by: user_id,
+            original_id: None,
+            risk: assessment.as_ref(),
         },
     )
     .await?;
     write_posting(txn, tx.id, &posting).await?;
-    let delta = next.total() - wallet.balance();
-    let wallet = wallets::store_balances(txn, &wallet, next).await?;
-    events::balance_updated(txn, &wallet, delta, tx.id).await?;
+    let before = wallet.balance();
+    let wallet = if spec.kind == TransactionKind::Deposit {
+        store_credited(txn, tx.id, &wallet, next).await?
+    } else {
+        wallets::store_balances(txn, &wallet, next).await?
+    };
+    events::balance_updated(txn, &wallet, wallet.balance() - before, tx.id).await?;
+    if held && let Some(assessment) = assessment {
+        transaction_updated(txn, user_id, &tx, TransactionChange::Held, None, None).await?;
+        hold_alert(txn, user_id, &tx, assessment).await?;
+    }
     audit_money(txn, user_id, spec.action, &tx).await?;
     Ok(MoneyOutcome {
         transaction: tx,
@@ -545,7 +838,7 @@ async fn resolve_recipient(
     }
 }
 
-async fn lock_exact<const N: usize>(
+pub(crate) async fn lock_exact<const N: usize>(
     txn: &impl ConnectionTrait,
     ids: [Uuid; N],
 ) -> StoreResult<[WalletRecord; N]> {
@@ -555,20 +848,22 @@ async fn lock_exact<const N: usize>(
         .map_err(|_| inconsistent("locked a different number of wallets"))
 }
 
-struct NewTransaction {
-    kind: TransactionKind,
-    status: TransactionStatus,
-    amount: Amount,
-    from_wallet_id: Option<Uuid>,
-    to_wallet_id: Option<Uuid>,
-    memo: Option<String>,
-    destination: Option<String>,
-    initiated_by: Uuid,
+pub(crate) struct NewTransaction<'a> {
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    pub amount: Amount,
+    pub from_wallet_id: Option<Uuid>,
+    pub to_wallet_id: Option<Uuid>,
+    pub memo: Option<String>,
+    pub destination: Option<String>,
+    pub initiated_by: Uuid,
+    pub original_id: Option<Uuid>,
+    pub risk: Option<&'a Assessment>,
 }
 
-async fn insert_transaction(
+pub(crate) async fn insert_transaction(
     txn: &impl ConnectionTrait,
-    new: NewTransaction,
+    new: NewTransaction<'_>,
 ) -> StoreResult<TransactionRecord> {
     let at = now();
     let row = transactions::Model {
@@ -584,6 +879,9 @@ async fn insert_transaction(
         initiated_by: new.initiated_by,
         created_at: at,
         updated_at: at,
+        original_id: new.original_id,
+        risk_score: new.risk.map(|a| i32::try_from(a.score).unwrap_or(100)),
+        risk_rules: new.risk.and_then(risk::rule_names),
     };
     transactions::Entity::insert(transactions::ActiveModel::from(row.clone()))
         .exec_without_returning(txn)
@@ -591,7 +889,7 @@ async fn insert_transaction(
     TransactionRecord::try_from(row)
 }
 
-async fn write_posting(
+pub(crate) async fn write_posting(
     txn: &impl ConnectionTrait,
     transaction_id: Uuid,
     posting: &Posting,
@@ -620,7 +918,7 @@ async fn write_posting(
     Ok(())
 }
 
-async fn audit_money(
+pub(crate) async fn audit_money(
     txn: &impl ConnectionTrait,
     actor: Uuid,
     action: &str,
@@ -655,14 +953,26 @@ pub async fn settle_withdrawal(
     outcome: WithdrawalOutcome,
 ) -> StoreResult<MoneyOutcome> {
     let txn = db.begin().await?;
+    let settled = settle_withdrawal_in(&txn, actor, transaction_id, outcome).await?;
+    txn.commit().await?;
+    Ok(settled)
+}
+
+/// [`settle_withdrawal`] inside the caller's transaction.
+pub(crate) async fn settle_withdrawal_in(
+    txn: &impl ConnectionTrait,
+    actor: Option<Uuid>,
+    transaction_id: Uuid,
+    outcome: WithdrawalOutcome,
+) -> StoreResult<MoneyOutcome> {
     let first_look = transactions::Entity::find_by_id(transaction_id)
-        .one(&txn)
+        .one(txn)
         .await?
         .ok_or_else(|| DomainError::not_found("transaction"))?;
     let wallet_id = first_look
         .from_wallet_id
         .ok_or_else(|| DomainError::bad_input("only withdrawals can be settled"))?;
-    let [wallet] = lock_exact::<1>(&txn, [wallet_id]).await?;
+    let [wallet] = lock_exact::<1>(txn, [wallet_id]).await?;
     if actor == Some(wallet.user_id) {
         // Separation of duties: staff never settle their own pay-outs.
         return Err(DomainError::forbidden("nobody may settle their own withdrawal").into());
@@ -671,7 +981,7 @@ pub async fn settle_withdrawal(
     let tx = TransactionRecord::try_from(
         transactions::Entity::find_by_id(transaction_id)
             .lock_exclusive()
-            .one(&txn)
+            .one(txn)
             .await?
             .ok_or_else(|| inconsistent("transaction vanished"))?,
     )?;
@@ -689,26 +999,27 @@ pub async fn settle_withdrawal(
         domain::WalletStatus::Active,
         &posting,
     )?;
-    write_posting(&txn, tx.id, &posting).await?;
+    write_posting(txn, tx.id, &posting).await?;
     let status = outcome.final_status();
     let at = now();
     transactions::Entity::update_many()
         .col_expr(transactions::Column::Status, Expr::value(status.as_str()))
         .col_expr(transactions::Column::UpdatedAt, Expr::value(at))
         .filter(transactions::Column::Id.eq(tx.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     let tx = TransactionRecord {
         status,
         updated_at: at,
         ..tx
     };
-    let wallet = wallets::store_balances(&txn, &wallet, next).await?;
-    let delta = match outcome {
-        WithdrawalOutcome::Completed => -amount.value(),
-        WithdrawalOutcome::Failed => Decimal::ZERO,
+    let before = wallet.balance();
+    let wallet = match outcome {
+        WithdrawalOutcome::Completed => wallets::store_balances(txn, &wallet, next).await?,
+        WithdrawalOutcome::Failed => store_credited(txn, tx.id, &wallet, next).await?,
     };
-    events::balance_updated(&txn, &wallet, delta, tx.id).await?;
+    let delta = wallet.balance() - before;
+    events::balance_updated(txn, &wallet, delta, tx.id).await?;
     // The pay-out account reference stays in the database, out of the
     // outbox and Redis.
     let settled = domain::events::WithdrawalSettled {
@@ -718,19 +1029,18 @@ pub async fn settle_withdrawal(
         },
     };
     events::append(
-        &txn,
+        txn,
         wallet.user_id,
         domain::EventBody::WithdrawalSettled(settled),
     )
     .await?;
     audit_money(
-        &txn,
+        txn,
         actor.unwrap_or(wallet.user_id),
         "withdrawal.settle",
         &tx,
     )
     .await?;
-    txn.commit().await?;
     Ok(MoneyOutcome {
         transaction: tx,
         wallet,

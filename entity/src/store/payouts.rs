@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -110,24 +110,40 @@ pub struct PayoutEvent {
     pub outcome: WithdrawalOutcome,
 }
 
-/// Applies a payout event: settles the withdrawal through its state machine
-/// (a repeat or an earlier manual settlement changes nothing), then logs it.
+/// Applies a payout event once, in one transaction: the payment-log row
+/// first (a concurrent redelivery waits on it and finds it `DUPLICATE`),
+/// then the settlement through the withdrawal's state machine (a repeat or
+/// an earlier manual settlement changes nothing).
 pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreResult<EventOutcome> {
-    let seen = payment_events::Entity::find()
-        .filter(payment_events::Column::ProviderEventId.eq(&event.event_id))
-        .one(db)
-        .await?;
-    if seen.is_some() {
+    let txn = db.begin().await?;
+    let inserted = payment_events::Entity::insert(payment_events::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        provider_event_id: Set(event.event_id.clone()),
+        intent_id: Set(None),
+        event_type: Set(event.event_type.clone()),
+        event_created_at: Set(event.created_at),
+        outcome: Set(EventOutcome::Unchanged.as_str().to_owned()),
+        received_at: Set(now()),
+    })
+    .on_conflict(
+        OnConflict::column(payment_events::Column::ProviderEventId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    if inserted == 0 {
+        txn.commit().await?;
         return Ok(EventOutcome::Duplicate);
     }
     let payout = payouts::Entity::find()
         .filter(payouts::Column::ProviderId.eq(&event.payout_id))
-        .one(db)
+        .one(&txn)
         .await?;
     let outcome = match &payout {
         None => {
             audit::record(
-                db,
+                &txn,
                 AuditRecord {
                     actor_id: None,
                     action: "payout.webhook_unknown_payout",
@@ -140,9 +156,10 @@ pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreRe
             EventOutcome::UnknownPayout
         }
         Some(p) => {
-            match super::payments::settle_withdrawal(db, None, p.transaction_id, event.outcome)
-                .await
-            {
+            let settled =
+                super::payments::settle_withdrawal_in(&txn, None, p.transaction_id, event.outcome)
+                    .await;
+            match settled {
                 Ok(_) => {
                     let status = match event.outcome {
                         WithdrawalOutcome::Completed => "PAID",
@@ -152,11 +169,12 @@ pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreRe
                         .col_expr(payouts::Column::Status, Expr::value(status))
                         .col_expr(payouts::Column::UpdatedAt, Expr::value(now()))
                         .filter(payouts::Column::TransactionId.eq(p.transaction_id))
-                        .exec(db)
+                        .exec(&txn)
                         .await?;
                     EventOutcome::Applied
                 }
                 // Settled before (a repeat, or by an admin): nothing to do.
+                // The refusal wrote nothing, so the transaction goes on.
                 Err(StoreError::Domain(DomainError {
                     code: ErrorCode::BadUserInput,
                     ..
@@ -165,21 +183,18 @@ pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreRe
             }
         }
     };
-    payment_events::Entity::insert(payment_events::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        provider_event_id: Set(event.event_id.clone()),
-        intent_id: Set(payout.map(|p| p.transaction_id)),
-        event_type: Set(event.event_type.clone()),
-        event_created_at: Set(event.created_at),
-        outcome: Set(outcome.as_str().to_owned()),
-        received_at: Set(now()),
-    })
-    .on_conflict(
-        OnConflict::column(payment_events::Column::ProviderEventId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
+    payment_events::Entity::update_many()
+        .col_expr(
+            payment_events::Column::Outcome,
+            Expr::value(outcome.as_str()),
+        )
+        .col_expr(
+            payment_events::Column::IntentId,
+            Expr::value(payout.map(|p| p.transaction_id)),
+        )
+        .filter(payment_events::Column::ProviderEventId.eq(&event.event_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
     Ok(outcome)
 }

@@ -81,6 +81,7 @@ impl TryFrom<wallets::Model> for WalletRecord {
                 .map_err(|_| inconsistent(format!("wallet {} status", row.id)))?,
             version: row.version,
             updated_at: row.updated_at,
+            debt: row.debt.0.normalize(),
         })
     }
 }
@@ -102,6 +103,7 @@ impl TryFrom<transactions::Model> for TransactionRecord {
             destination: row.destination,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            original_id: row.original_id,
         })
     }
 }

@@ -69,14 +69,32 @@ pub async fn start(
     token_hash: String,
     expires_at: DateTime<Utc>,
     sign_in: Option<&str>,
+    device: Option<&str>,
 ) -> StoreResult<Uuid> {
     let txn = db.begin().await?;
     let id = Uuid::now_v7();
+    // New: the user signed in before, from devices that are all different.
+    let new_device = match device {
+        Some(device) => {
+            let seen: Vec<Option<String>> = sessions::Entity::find()
+                .select_only()
+                .column(sessions::Column::Device)
+                .filter(sessions::Column::UserId.eq(user_id))
+                .filter(sessions::Column::Device.is_not_null())
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            !seen.is_empty() && !seen.iter().any(|d| d.as_deref() == Some(device))
+        }
+        None => false,
+    };
     sessions::Entity::insert(sessions::ActiveModel {
         id: Set(id),
         user_id: Set(user_id),
         created_at: Set(now()),
         revoked_at: Set(None),
+        device: Set(device.map(str::to_owned)),
+        new_device: Set(new_device),
     })
     .exec_without_returning(&txn)
     .await?;
@@ -210,6 +228,19 @@ pub(crate) async fn revoke_others(
         revoke_in(db, session.id).await?;
     }
     Ok(others.len())
+}
+
+/// When a live session signed in, if it did so from a device the user had
+/// never signed in from before (a risk signal).
+pub async fn new_device_since(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    Ok(sessions::Entity::find_by_id(session_id)
+        .one(db)
+        .await?
+        .filter(|s| s.new_device)
+        .map(|s| s.created_at))
 }
 
 /// When a live session started (its sign-in); `None` when revoked or unknown.

@@ -43,6 +43,7 @@ pub async fn open(
         balance: Set(Money(Decimal::ZERO)),
         available: Set(Money(Decimal::ZERO)),
         frozen: Set(Money(Decimal::ZERO)),
+        debt: Set(Money(Decimal::ZERO)),
         status: Set(domain::WalletStatus::Active.as_str().to_owned()),
         version: Set(0),
         created_at: Set(at),
@@ -170,8 +171,19 @@ pub async fn store_balances(
     wallet: &WalletRecord,
     next: Balances,
 ) -> StoreResult<WalletRecord> {
+    store(db, wallet, next, wallet.debt).await
+}
+
+/// [`store_balances`], also setting what the owner owes.
+pub async fn store(
+    db: &impl ConnectionTrait,
+    wallet: &WalletRecord,
+    next: Balances,
+    debt: Decimal,
+) -> StoreResult<WalletRecord> {
     let at = now();
     let result = wallets::Entity::update_many()
+        .col_expr(wallets::Column::Debt, Expr::value(Money(debt)))
         .col_expr(
             wallets::Column::Available,
             Expr::value(Money(next.available)),
@@ -193,6 +205,7 @@ pub async fn store_balances(
     Ok(WalletRecord {
         available: next.available.normalize(),
         frozen: next.frozen.normalize(),
+        debt: debt.normalize(),
         version: wallet.version + 1,
         updated_at: at,
         ..wallet.clone()

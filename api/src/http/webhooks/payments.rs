@@ -1,5 +1,5 @@
 //! `POST /webhooks/payments`: the payment provider's payment-intent and
-//! payout events (Stripe-style).
+//! payout and refund events (Stripe-style).
 //!
 //! `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">[,v1=...]`:
 //! any `v1` may match any secret of `PAYMENTS_WEBHOOK_SECRET` (several are
@@ -20,6 +20,7 @@ use domain::WithdrawalOutcome;
 use domain::payments::IntentStatus;
 use entity::store::deposits::{EventOutcome, PaymentEvent};
 use entity::store::payouts::PayoutEvent;
+use entity::store::reversals::RefundEvent;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::json;
@@ -41,11 +42,17 @@ struct EventData {
     object: Intent,
 }
 
+/// The event's object: an intent, a payout or a refund.
 #[derive(Deserialize)]
 struct Intent {
     id: String,
     amount: i64,
     currency: String,
+    /// A refund's status (`pending`, `succeeded`, `failed`, `canceled`).
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
 }
 
 /// Whether the header signs `body` under one of `secrets` within
@@ -141,6 +148,32 @@ pub async fn payments(State(http): State<HttpState>, headers: HeaderMap, body: B
         return respond(
             &event.kind,
             entity::store::payouts::apply_event(&state.db, parsed).await,
+        );
+    }
+    if matches!(
+        event.kind.as_str(),
+        "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated"
+    ) {
+        let object = event.data.object;
+        let succeeded = match object.status.as_deref() {
+            Some("succeeded") => Some(true),
+            Some("failed" | "canceled") => Some(false),
+            _ => None,
+        };
+        let parsed = RefundEvent {
+            event_id: event.id,
+            event_type: event.kind.clone(),
+            created_at,
+            refund_id: object.id,
+            transaction_id: object
+                .metadata
+                .get("transaction_id")
+                .and_then(|t| t.parse().ok()),
+            succeeded,
+        };
+        return respond(
+            &event.kind,
+            entity::store::reversals::apply_event(&state.db, parsed).await,
         );
     }
     let Some(status) = IntentStatus::of_event(&event.kind) else {

@@ -1,5 +1,6 @@
 //! `TestApp`: spawns the server against a fresh database and talks GraphQL.
 
+pub mod books;
 pub mod fcm;
 pub mod kyc;
 pub mod rates;
@@ -246,9 +247,17 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
             provider: None,
             webhook_secrets: Vec::new(),
             webhook_tolerance: std::time::Duration::from_secs(300),
+            // Tests that are not about risk move money in patterns every
+            // rule would flag; the risk tests set their own rules.
+            risk: domain::risk::RiskRules::default()
+                .with_overrides(QUIET_RISK)
+                .expect("quiet rules"),
         },
     }
 }
+
+/// Risk rules with every weight at zero: nothing is held or blocked.
+pub const QUIET_RISK: &str = "velocity.weight=0,new_recipient.weight=0,withdrawal_after_deposit.weight=0,above_history.weight=0,new_device.weight=0";
 
 /// The personal-data master key of the tests.
 pub const PII_KEYS: &str = "*test-1=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -755,6 +764,7 @@ impl ServerProcess {
             .env("REDIS_URL", redis_url())
             .env("OUTBOX_POLL_INTERVAL_MS", "100")
             .env("TIER_LIMITS", GENEROUS_LIMITS)
+            .env("RISK_RULES", QUIET_RISK)
             .env("PII_KEYS", PII_KEYS)
             .env("LOG_FORMAT", "text")
             .env("RUST_LOG", "info")

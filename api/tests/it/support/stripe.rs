@@ -2,7 +2,7 @@
 //! the deposit tests, and the provider's side of its webhooks: events signed
 //! as `Stripe-Signature: t=<unix>,v1=<HMAC-SHA256 of "t.body">`.
 //!
-//! `POST /v1/payment_intents` takes only the configured secret key as a
+//! `POST /v1/payment_intents`, `/v1/payouts` and `/v1/refunds` take only the configured secret key as a
 //! bearer token, and answers a repeated `Idempotency-Key` with the intent it
 //! made the first time. A test can script outages.
 
@@ -39,8 +39,20 @@ pub struct Payout {
     pub destination: String,
 }
 
+/// One refund the provider made.
+#[derive(Debug, Clone)]
+pub struct Refund {
+    pub id: String,
+    pub amount: i64,
+    pub payment_intent: String,
+    /// Our refund transaction, from the metadata.
+    pub transaction_id: String,
+}
+
 #[derive(Default)]
 struct Inner {
+    refunds: Vec<Refund>,
+    refund_keys: HashMap<String, String>,
     payouts: Vec<Payout>,
     payout_keys: HashMap<String, String>,
     intents: Vec<Intent>,
@@ -68,6 +80,7 @@ impl FakeStripe {
         let app = axum::Router::new()
             .route("/v1/payment_intents", post(create))
             .route("/v1/payouts", post(payout))
+            .route("/v1/refunds", post(refund))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -109,6 +122,25 @@ impl FakeStripe {
         panic!(
             "the server did not submit {n} payouts: {:?}",
             self.payouts()
+        );
+    }
+
+    pub fn refunds(&self) -> Vec<Refund> {
+        self.shared.0.lock().expect("state").refunds.clone()
+    }
+
+    /// Waits until the server submitted `n` refunds.
+    pub async fn wait_for_refunds(&self, n: usize) -> Vec<Refund> {
+        for _ in 0..100 {
+            let refunds = self.refunds();
+            if refunds.len() >= n {
+                return refunds;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the server did not submit {n} refunds: {:?}",
+            self.refunds()
         );
     }
 
@@ -219,6 +251,92 @@ async fn payout(
         }
     };
     Json(json!({ "id": id, "object": "payout", "status": "pending" })).into_response()
+}
+
+async fn refund(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut inner = shared.0.lock().expect("state");
+    if !inner.script.is_empty() {
+        let status = inner.script.remove(0);
+        return StatusCode::from_u16(status)
+            .expect("status")
+            .into_response();
+    }
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {API_KEY}"))
+    {
+        inner.unauthorized += 1;
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(pi) = form.get("payment_intent").cloned() else {
+        return (StatusCode::BAD_REQUEST, "payment_intent is required").into_response();
+    };
+    let Some(intent) = inner.intents.iter().find(|i| i.id == pi).cloned() else {
+        return (StatusCode::BAD_REQUEST, "no such payment_intent").into_response();
+    };
+    let amount: i64 = form
+        .get("amount")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let id = match inner.refund_keys.get(&key) {
+        Some(id) => id.clone(),
+        None => {
+            let refunded: i64 = inner
+                .refunds
+                .iter()
+                .filter(|r| r.payment_intent == pi)
+                .map(|r| r.amount)
+                .sum();
+            if amount <= 0 || refunded + amount > intent.amount {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "amount exceeds what can be refunded",
+                )
+                    .into_response();
+            }
+            let refund = Refund {
+                id: format!("re_{}", hex::encode(rand::random::<[u8; 8]>())),
+                amount,
+                payment_intent: pi,
+                transaction_id: form
+                    .get("metadata[transaction_id]")
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            inner.refund_keys.insert(key, refund.id.clone());
+            inner.refunds.push(refund.clone());
+            refund.id
+        }
+    };
+    Json(json!({ "id": id, "object": "refund", "status": "pending" })).into_response()
+}
+
+/// A refund event body with the refund's status.
+pub fn refund_event(event_id: &str, refund: &Refund, status: &str, created: i64) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": "refund.updated",
+        "created": created,
+        "data": { "object": {
+            "id": refund.id,
+            "object": "refund",
+            "amount": refund.amount,
+            "currency": "usd",
+            "payment_intent": refund.payment_intent,
+            "status": status,
+            "metadata": { "transaction_id": refund.transaction_id },
+        } },
+    })
+    .to_string()
 }
 
 /// A payout event body.
