@@ -172,6 +172,27 @@ async fn a_reversal_returns_the_money_once_and_a_shortfall_becomes_a_debt() {
     assert_eq!(wallet(&app, &alice, &a).await["availableBalance"], "100.00");
     assert_balanced(&app.db).await;
 
+    // A deposit reversed goes back to the rail.
+    let dep = data(&app.deposit(&carol, &c, "5", "rev-dep").await, "deposit")["transaction"]["id"]
+        .as_str()
+        .expect("deposit id")
+        .to_owned();
+    assert_eq!(wallet(&app, &carol, &c).await["availableBalance"], "55.00");
+    let back = app
+        .gql(
+            Some(&admin.token),
+            REVERSE,
+            json!({ "id": dep, "k": "rev-dep-1" }),
+        )
+        .await;
+    let back = data(&back, "reverseTransaction");
+    assert!(
+        back["transaction"]["toWalletId"].is_null(),
+        "to the rail: {back}"
+    );
+    assert_eq!(status_of(&app, &carol, &dep).await, "REVERSED");
+    assert_eq!(wallet(&app, &carol, &c).await["availableBalance"], "50.00");
+
     // Money arriving repays the debt first.
     send(&app, &carol, &c, &b, "10", "rev-repay-1").await;
     let bob_now = wallet(&app, &bob, &b).await;
