@@ -369,6 +369,13 @@ async fn submit_refunds(db: &DatabaseConnection, client: &providers::payments::P
                     }
                 }
             }
+            // A definite no (the intent cannot be refunded so): the hold returns.
+            Err(err @ providers::ProviderError::Refused { .. }) => {
+                tracing::warn!(error = %err, tx.id = %r.transaction_id, "the provider refused a refund; it fails and its hold is released");
+                if let Err(e) = entity::store::reversals::refused(db, r.transaction_id).await {
+                    tracing::error!(error = %e, tx.id = %r.transaction_id, "failing a refused refund failed; it is submitted again");
+                }
+            }
             Err(err) => {
                 tracing::warn!(error = %err, tx.id = %r.transaction_id, "refund submission failed; retrying");
             }

@@ -14,16 +14,16 @@ use crate::error::ApiError;
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// Down, slow or overloaded: retry later.
-    #[error("the KYC provider is unavailable: {0}")]
+    #[error("the provider is unavailable: {0}")]
     Unavailable(String),
     /// The provider refused the request.
-    #[error("the KYC provider refused the request with {status}")]
+    #[error("the provider refused the request with {status}")]
     Refused {
         /// HTTP status.
         status: StatusCode,
     },
     /// The answer was not what the API promises.
-    #[error("unexpected answer from the KYC provider: {0}")]
+    #[error("unexpected answer from the provider: {0}")]
     Protocol(String),
 }
 

@@ -330,6 +330,30 @@ async fn a_card_deposit_is_refunded_in_part_through_the_provider() {
         "APPLIED"
     );
     assert_eq!(wallet(&app, &s, &w).await["availableBalance"], "15.50");
+    // A refund the provider refuses outright fails at once, the hold returned.
+    stripe.fail_next(&[400]);
+    let refused = app
+        .gql(
+            Some(&admin.token),
+            REFUND,
+            json!({ "id": deposit, "a": "5", "k": "rf-refused" }),
+        )
+        .await;
+    let refused_id = data(&refused, "refundDeposit")["transaction"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = status_of(&app, &s, &refused_id).await;
+        if status != "PENDING" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "FAILED");
+    assert_eq!(wallet(&app, &s, &w).await["availableBalance"], "15.50");
+    assert_eq!(stripe.refunds().len(), 2, "the refused one made none");
     let retry = app
         .gql(
             Some(&admin.token),

@@ -434,7 +434,9 @@ pub async fn apply_event(db: &DatabaseConnection, event: RefundEvent) -> StoreRe
             EventOutcome::UnknownRefund
         }
         (Some(_), None) => EventOutcome::Unchanged,
-        (Some(row), Some(succeeded)) => finish(&txn, &row, &event.refund_id, succeeded).await?,
+        (Some(row), Some(succeeded)) => {
+            finish(&txn, &row, Some(&event.refund_id), succeeded).await?
+        }
     };
     payment_events::Entity::update_many()
         .col_expr(
@@ -448,10 +450,23 @@ pub async fn apply_event(db: &DatabaseConnection, event: RefundEvent) -> StoreRe
     Ok(outcome)
 }
 
+/// Fails a pending refund the provider refused outright (a 4xx answer to
+/// its submission): the hold returns and the amount can be refunded again.
+pub async fn refused(db: &DatabaseConnection, transaction_id: Uuid) -> StoreResult<()> {
+    let txn = db.begin().await?;
+    let row = refunds::Entity::find_by_id(transaction_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| inconsistent("a refused refund without its row"))?;
+    finish(&txn, &row, None, false).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 async fn finish(
     txn: &impl ConnectionTrait,
     row: &refunds::Model,
-    provider_id: &str,
+    provider_id: Option<&str>,
     succeeded: bool,
 ) -> StoreResult<EventOutcome> {
     let first_look = transactions::Entity::find_by_id(row.transaction_id)
@@ -489,10 +504,13 @@ async fn finish(
         TransactionStatus::Failed
     };
     let refund = set_status(txn, &refund, status).await?;
-    refunds::Entity::update_many()
+    let mut update = refunds::Entity::update_many()
         .col_expr(refunds::Column::Status, Expr::value(status.as_str()))
-        .col_expr(refunds::Column::ProviderId, Expr::value(provider_id))
-        .col_expr(refunds::Column::UpdatedAt, Expr::value(now()))
+        .col_expr(refunds::Column::UpdatedAt, Expr::value(now()));
+    if let Some(provider_id) = provider_id {
+        update = update.col_expr(refunds::Column::ProviderId, Expr::value(provider_id));
+    }
+    update
         .filter(refunds::Column::TransactionId.eq(refund.id))
         .exec(txn)
         .await?;
