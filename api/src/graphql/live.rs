@@ -116,6 +116,18 @@ pub struct TransactionUpdate {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// What happened to a payment request.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::events::RequestChange")]
+pub enum PaymentRequestChange {
+    /// It was made.
+    Created,
+    /// The payer paid it.
+    Paid,
+    /// The payer declined it.
+    Declined,
+}
+
 /// A payment request made to or by the caller, made or answered.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct PaymentRequestUpdate {
@@ -123,10 +135,10 @@ pub struct PaymentRequestUpdate {
     pub id: ID,
     /// Per-user, strictly increasing.
     pub sequence: i64,
-    /// The request as it is now (the other party's name is in `paymentRequests`).
+    /// The request (the other party's name is in `paymentRequests`).
     pub request_id: ID,
-    /// `CREATED`, `PAID` or `DECLINED`.
-    pub change: String,
+    /// What happened.
+    pub change: PaymentRequestChange,
     /// Status after the change.
     pub status: super::requests::PaymentRequestStatus,
     /// The amount.
@@ -163,7 +175,7 @@ fn payment_request_update(e: &Envelope) -> Result<PaymentRequestUpdate> {
         id: ID(e.id.to_string()),
         sequence: e.sequence,
         request_id: ID(r.id.to_string()),
-        change: c.change.as_str().to_owned(),
+        change: c.change.into(),
         status: r.status.into(),
         amount: Money::of(r.amount, r.currency),
         direction: if r.payer_id == e.user_id {

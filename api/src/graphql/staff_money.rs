@@ -1,7 +1,7 @@
 //! Staff operations on money that already moved: the risk review queue and
 //! its decisions (compliance role), reversals and refunds (admin role).
 
-use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{DomainError, HoldDecision, Role};
 use entity::store::payments::MoneyCommand;
@@ -12,12 +12,39 @@ use super::types::TransactionPayload;
 use super::{parse_id, parts};
 use crate::error::ApiError;
 
+/// A risk rule (see the README for what each looks at).
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::risk::RiskRule")]
+pub enum RiskRule {
+    /// Many movements, or a large total, within the velocity window.
+    Velocity,
+    /// A first transfer to this recipient at or above the large amount.
+    NewRecipient,
+    /// A withdrawal soon after money came into the wallet.
+    WithdrawalAfterDeposit,
+    /// Far above what the user usually moves in this currency.
+    AboveHistory,
+    /// A large movement from a session signed in on a new device.
+    NewDevice,
+}
+
+/// What a risk score decided.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::risk::RiskDecision")]
+pub enum RiskDecision {
+    /// Went through (never in the alert log).
+    Allow,
+    /// Accepted with its funds frozen until compliance decides.
+    Hold,
+    /// Refused with `RISK_BLOCKED`.
+    Block,
+}
+
 /// A risk rule that fired on a movement.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct RiskRuleHit {
-    /// `VELOCITY`, `NEW_RECIPIENT`, `WITHDRAWAL_AFTER_DEPOSIT`,
-    /// `ABOVE_HISTORY` or `NEW_DEVICE`.
-    pub rule: String,
+    /// The rule.
+    pub rule: RiskRule,
     /// What it added to the score.
     pub weight: i32,
     /// What it saw.
@@ -34,7 +61,7 @@ pub struct RiskAlert {
     /// The held movement, for `releaseHold` / `rejectHold`; null when it was blocked.
     pub transaction_id: Option<ID>,
     /// `TRANSFER` or `WITHDRAWAL`.
-    pub kind: String,
+    pub kind: super::types::TransactionKind,
     /// The amount.
     pub amount: Money,
     /// Its currency.
@@ -42,7 +69,7 @@ pub struct RiskAlert {
     /// The score, 0 to 100.
     pub score: i32,
     /// `HOLD` or `BLOCK`.
-    pub decision: String,
+    pub decision: RiskDecision,
     /// The rules that fired.
     pub rules: Vec<RiskRuleHit>,
     /// `RELEASED` or `REJECTED` once compliance decided.
@@ -63,16 +90,16 @@ impl From<AlertRecord> for RiskAlert {
             id: ID(a.id.to_string()),
             user_id: ID(a.user_id.to_string()),
             transaction_id: a.transaction_id.map(|t| ID(t.to_string())),
-            kind: a.kind.as_str().to_owned(),
+            kind: a.kind.into(),
             amount: Money::of(a.amount, a.currency),
             currency: a.currency.code().to_owned(),
             score: i32::try_from(a.score).unwrap_or(100),
-            decision: a.decision.as_str().to_owned(),
+            decision: a.decision.into(),
             rules: a
                 .hits
                 .into_iter()
                 .map(|h| RiskRuleHit {
-                    rule: h.rule.as_str().to_owned(),
+                    rule: h.rule.into(),
                     weight: i32::try_from(h.weight).unwrap_or(100),
                     detail: h.detail,
                 })

@@ -132,6 +132,15 @@ export type NotificationPreferenceInput = {
   kind: NotificationKind;
 };
 
+/** What happened to a payment request. */
+export type PaymentRequestChange =
+  /** It was made. */
+  | 'CREATED'
+  /** The payer declined it. */
+  | 'DECLINED'
+  /** The payer paid it. */
+  | 'PAID';
+
 /** Where a payment request is in its life. */
 export type PaymentRequestStatus =
   /** The payer declined it. */
@@ -182,6 +191,28 @@ export type RequestPaymentInput = {
   /** A note for the payer (up to 280 characters). */
   memo?: string | null | undefined;
 };
+
+/** What a risk score decided. */
+export type RiskDecision =
+  /** Went through (never in the alert log). */
+  | 'ALLOW'
+  /** Refused with `RISK_BLOCKED`. */
+  | 'BLOCK'
+  /** Accepted with its funds frozen until compliance decides. */
+  | 'HOLD';
+
+/** A risk rule (see the README for what each looks at). */
+export type RiskRule =
+  /** Far above what the user usually moves in this currency. */
+  | 'ABOVE_HISTORY'
+  /** A large movement from a session signed in on a new device. */
+  | 'NEW_DEVICE'
+  /** A first transfer to this recipient at or above the large amount. */
+  | 'NEW_RECIPIENT'
+  /** Many movements, or a large total, within the velocity window. */
+  | 'VELOCITY'
+  /** A withdrawal soon after money came into the wallet. */
+  | 'WITHDRAWAL_AFTER_DEPOSIT';
 
 /** A role. */
 export type Role =
@@ -529,7 +560,7 @@ export type PaymentRequestUpdatedSubscriptionVariables = Exact<{
 }>;
 
 
-export type PaymentRequestUpdatedSubscription = { paymentRequestUpdated: { id: string, sequence: number, requestId: string, change: string, status: PaymentRequestStatus, amount: string, direction: RequestDirection, transactionId: string | null, occurredAt: string } };
+export type PaymentRequestUpdatedSubscription = { paymentRequestUpdated: { id: string, sequence: number, requestId: string, change: PaymentRequestChange, status: PaymentRequestStatus, amount: string, direction: RequestDirection, transactionId: string | null, occurredAt: string } };
 
 export type TransactionUpdatedSubscriptionVariables = Exact<{
   afterSequence?: number | null | undefined;
@@ -543,7 +574,7 @@ export type RiskReviewsQueryVariables = Exact<{
 }>;
 
 
-export type RiskReviewsQuery = { riskReviews: Array<{ id: string, userId: string, transactionId: string | null, kind: string, amount: string, currency: string, score: number, decision: string, resolution: string | null, resolvedBy: string | null, reason: string | null, resolvedAt: string | null, createdAt: string, rules: Array<{ rule: string, weight: number, detail: string }> }> };
+export type RiskReviewsQuery = { riskReviews: Array<{ id: string, userId: string, transactionId: string | null, kind: TransactionKind, amount: string, currency: string, score: number, decision: RiskDecision, resolution: string | null, resolvedBy: string | null, reason: string | null, resolvedAt: string | null, createdAt: string, rules: Array<{ rule: RiskRule, weight: number, detail: string }> }> };
 
 export type ReleaseHoldMutationVariables = Exact<{
   id: string | number;
