@@ -195,20 +195,23 @@ impl EventOutcome {
     }
 }
 
-/// Applies a payment event once, in one transaction: the payment log row,
-/// the intent's new status and, on success, the credit.
-pub async fn apply_event(
-    db: &DatabaseConnection,
-    event: PaymentEvent,
-) -> StoreResult<EventOutcome> {
-    let txn = db.begin().await?;
-    let log_id = Uuid::now_v7();
+/// Writes an event's row in the payment log, first thing in the
+/// transaction that applies it: `None` when it was logged before (a
+/// concurrent redelivery waits on the row and finds it). The outcome is
+/// [`set_outcome`] once known.
+pub(crate) async fn log_event(
+    txn: &impl sea_orm::ConnectionTrait,
+    event_id: &str,
+    event_type: &str,
+    created_at: DateTime<Utc>,
+) -> StoreResult<Option<Uuid>> {
+    let id = Uuid::now_v7();
     let inserted = payment_events::Entity::insert(payment_events::ActiveModel {
-        id: Set(log_id),
-        provider_event_id: Set(event.event_id.clone()),
+        id: Set(id),
+        provider_event_id: Set(event_id.to_owned()),
         intent_id: Set(None),
-        event_type: Set(event.event_type.clone()),
-        event_created_at: Set(event.created_at),
+        event_type: Set(event_type.to_owned()),
+        event_created_at: Set(created_at),
         outcome: Set(EventOutcome::Unchanged.as_str().to_owned()),
         received_at: Set(now()),
     })
@@ -217,12 +220,42 @@ pub async fn apply_event(
             .do_nothing()
             .to_owned(),
     )
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    if inserted == 0 {
+    Ok((inserted == 1).then_some(id))
+}
+
+/// Records what became of a logged event, and what it was about.
+pub(crate) async fn set_outcome(
+    txn: &impl sea_orm::ConnectionTrait,
+    log_id: Uuid,
+    subject: Option<Uuid>,
+    outcome: EventOutcome,
+) -> StoreResult<()> {
+    payment_events::Entity::update(payment_events::ActiveModel {
+        id: Set(log_id),
+        intent_id: Set(subject),
+        outcome: Set(outcome.as_str().to_owned()),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    Ok(())
+}
+
+/// Applies a payment event once, in one transaction: the payment log row,
+/// the intent's new status and, on success, the credit.
+pub async fn apply_event(
+    db: &DatabaseConnection,
+    event: PaymentEvent,
+) -> StoreResult<EventOutcome> {
+    let txn = db.begin().await?;
+    let Some(log_id) =
+        log_event(&txn, &event.event_id, &event.event_type, event.created_at).await?
+    else {
         txn.commit().await?;
         return Ok(EventOutcome::Duplicate);
-    }
+    };
     let intent = payment_intents::Entity::find()
         .filter(payment_intents::Column::ProviderId.eq(&event.intent_id))
         .lock_exclusive()
@@ -245,14 +278,7 @@ pub async fn apply_event(
         }
         Some(intent) => (apply_to(&txn, &intent, &event).await?, Some(intent.id)),
     };
-    payment_events::Entity::update(payment_events::ActiveModel {
-        id: Set(log_id),
-        intent_id: Set(intent_id),
-        outcome: Set(outcome.as_str().to_owned()),
-        ..Default::default()
-    })
-    .exec(&txn)
-    .await?;
+    set_outcome(&txn, log_id, intent_id, outcome).await?;
     txn.commit().await?;
     Ok(outcome)
 }

@@ -14,7 +14,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::entities::{payment_events, payouts, transactions};
+use crate::entities::{payouts, transactions};
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::deposits::EventOutcome;
@@ -116,26 +116,13 @@ pub struct PayoutEvent {
 /// an earlier manual settlement changes nothing).
 pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreResult<EventOutcome> {
     let txn = db.begin().await?;
-    let inserted = payment_events::Entity::insert(payment_events::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        provider_event_id: Set(event.event_id.clone()),
-        intent_id: Set(None),
-        event_type: Set(event.event_type.clone()),
-        event_created_at: Set(event.created_at),
-        outcome: Set(EventOutcome::Unchanged.as_str().to_owned()),
-        received_at: Set(now()),
-    })
-    .on_conflict(
-        OnConflict::column(payment_events::Column::ProviderEventId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&txn)
-    .await?;
-    if inserted == 0 {
+    let Some(log_id) =
+        super::deposits::log_event(&txn, &event.event_id, &event.event_type, event.created_at)
+            .await?
+    else {
         txn.commit().await?;
         return Ok(EventOutcome::Duplicate);
-    }
+    };
     let payout = payouts::Entity::find()
         .filter(payouts::Column::ProviderId.eq(&event.payout_id))
         .one(&txn)
@@ -183,18 +170,7 @@ pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreRe
             }
         }
     };
-    payment_events::Entity::update_many()
-        .col_expr(
-            payment_events::Column::Outcome,
-            Expr::value(outcome.as_str()),
-        )
-        .col_expr(
-            payment_events::Column::IntentId,
-            Expr::value(payout.map(|p| p.transaction_id)),
-        )
-        .filter(payment_events::Column::ProviderEventId.eq(&event.event_id))
-        .exec(&txn)
-        .await?;
+    super::deposits::set_outcome(&txn, log_id, payout.map(|p| p.transaction_id), outcome).await?;
     txn.commit().await?;
     Ok(outcome)
 }

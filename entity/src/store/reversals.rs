@@ -18,7 +18,7 @@ use domain::{
     Amount, DomainError, ErrorCode, Posting, TransactionKind, TransactionStatus, WalletStatus,
 };
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
@@ -26,7 +26,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::entities::{payment_events, payment_intents, refunds, transactions};
+use crate::entities::{payment_intents, refunds, transactions};
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::deposits::EventOutcome;
@@ -387,26 +387,13 @@ pub struct RefundEvent {
 /// payment log; an unknown refund is answered and audited.
 pub async fn apply_event(db: &DatabaseConnection, event: RefundEvent) -> StoreResult<EventOutcome> {
     let txn = db.begin().await?;
-    let inserted = payment_events::Entity::insert(payment_events::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        provider_event_id: Set(event.event_id.clone()),
-        intent_id: Set(event.transaction_id),
-        event_type: Set(event.event_type.clone()),
-        event_created_at: Set(event.created_at),
-        outcome: Set(EventOutcome::Unchanged.as_str().to_owned()),
-        received_at: Set(now()),
-    })
-    .on_conflict(
-        OnConflict::column(payment_events::Column::ProviderEventId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&txn)
-    .await?;
-    if inserted == 0 {
+    let Some(log_id) =
+        super::deposits::log_event(&txn, &event.event_id, &event.event_type, event.created_at)
+            .await?
+    else {
         txn.commit().await?;
         return Ok(EventOutcome::Duplicate);
-    }
+    };
     // By our id (the metadata), or by the provider's once recorded.
     let mut found = None;
     if let Some(id) = event.transaction_id {
@@ -438,14 +425,7 @@ pub async fn apply_event(db: &DatabaseConnection, event: RefundEvent) -> StoreRe
             finish(&txn, &row, Some(&event.refund_id), succeeded).await?
         }
     };
-    payment_events::Entity::update_many()
-        .col_expr(
-            payment_events::Column::Outcome,
-            Expr::value(outcome.as_str()),
-        )
-        .filter(payment_events::Column::ProviderEventId.eq(&event.event_id))
-        .exec(&txn)
-        .await?;
+    super::deposits::set_outcome(&txn, log_id, event.transaction_id, outcome).await?;
     txn.commit().await?;
     Ok(outcome)
 }

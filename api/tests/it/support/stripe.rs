@@ -61,6 +61,27 @@ struct Inner {
     unauthorized: usize,
 }
 
+impl Inner {
+    /// A scripted failure, or 401 without the secret key; `None` to go on.
+    fn gate(&mut self, headers: &HeaderMap) -> Option<Response> {
+        if !self.script.is_empty() {
+            let status = self.script.remove(0);
+            return Some(
+                StatusCode::from_u16(status)
+                    .expect("status")
+                    .into_response(),
+            );
+        }
+        if headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {API_KEY}"))
+        {
+            self.unauthorized += 1;
+            return Some(StatusCode::UNAUTHORIZED.into_response());
+        }
+        None
+    }
+}
+
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Inner>>);
 
@@ -216,17 +237,8 @@ async fn payout(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let mut inner = shared.0.lock().expect("state");
-    if !inner.script.is_empty() {
-        let status = inner.script.remove(0);
-        return StatusCode::from_u16(status)
-            .expect("status")
-            .into_response();
-    }
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {API_KEY}"))
-    {
-        inner.unauthorized += 1;
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Some(refusal) = inner.gate(&headers) {
+        return refusal;
     }
     let key = headers
         .get("idempotency-key")
@@ -259,17 +271,8 @@ async fn refund(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let mut inner = shared.0.lock().expect("state");
-    if !inner.script.is_empty() {
-        let status = inner.script.remove(0);
-        return StatusCode::from_u16(status)
-            .expect("status")
-            .into_response();
-    }
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {API_KEY}"))
-    {
-        inner.unauthorized += 1;
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Some(refusal) = inner.gate(&headers) {
+        return refusal;
     }
     let Some(pi) = form.get("payment_intent").cloned() else {
         return (StatusCode::BAD_REQUEST, "payment_intent is required").into_response();
