@@ -30,7 +30,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use migration::MigratorTrait;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,10 +62,40 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnec
         entity::store::connect::connect(&settings.database_url, settings.database_max_connections)
             .await
             .context("connecting to the database")?;
-    migration::Migrator::up(&db, None)
-        .await
-        .context("applying database migrations")?;
+    migrate(&db, settings).await?;
     Ok(db)
+}
+
+/// The PostgreSQL advisory lock instances take to migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x7761_6c6c_6574; // "wallet"
+
+/// Applies pending migrations. On PostgreSQL, under a session advisory lock
+/// held on a connection of its own: when several instances start at once,
+/// one migrates and the others wait, then find nothing left to do.
+async fn migrate(db: &DatabaseConnection, settings: &Settings) -> anyhow::Result<()> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return migration::Migrator::up(db, None)
+            .await
+            .context("applying database migrations");
+    }
+    let lock = entity::store::connect::connect(&settings.database_url, 1)
+        .await
+        .context("connecting to take the migration lock")?;
+    lock.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await
+        .context("taking the migration lock")?;
+    let migrated = migration::Migrator::up(db, None)
+        .await
+        .context("applying database migrations");
+    // Closing the lock's connection releases it even if the unlock fails.
+    if let Err(err) = lock
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await
+    {
+        tracing::warn!(error = %err, "releasing the migration lock failed; closing its connection releases it");
+    }
+    let _ = lock.close().await;
+    migrated
 }
 
 /// Opens the event bus: Redis when `REDIS_URL` is set, else in-process.

@@ -4,6 +4,7 @@
 
 mod authz;
 mod concurrency;
+mod deploy;
 mod deposits;
 mod exchange;
 mod flows;

@@ -279,6 +279,20 @@ pub async fn fresh_database() -> String {
     fresh_postgres().await
 }
 
+/// A fresh PostgreSQL database with no tables at all; its URL.
+pub async fn empty_database() -> String {
+    // Leftovers of earlier runs are dropped with the template's.
+    template().await;
+    let name = format!("{TEST_DB_PREFIX}{}", Uuid::new_v4().simple());
+    let admin = pg_admin().await;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create empty database");
+    admin.close().await.expect("close admin");
+    format!("{}/{name}", pg_server_url())
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await
