@@ -19,6 +19,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod limits;
+pub mod observe;
 pub mod providers;
 pub mod state;
 
@@ -209,6 +210,29 @@ pub async fn serve(
         let _ = state.live.relay.set(relay.stats.clone());
         relay
     });
+    if let Some(addr) = state.settings.metrics_bind_addr {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding METRICS_BIND_ADDR {addr}"))?;
+        tracing::info!(%addr, "serving /metrics on its own address");
+        let routes = http::metrics_routes(http::HttpState {
+            schema: graphql::build_schema(state.clone()),
+            app: state.clone(),
+        });
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics_listener, routes)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "the metrics listener failed");
+            }
+        });
+    } else if state.settings.app_env == config::AppEnv::Production
+        && state.settings.metrics_token.is_none()
+    {
+        tracing::info!("no METRICS_BIND_ADDR or METRICS_TOKEN: /metrics is not served");
+    }
     let live = state.live.clone();
     let live_for_signal = state.live.clone();
     let bus = state.bus.clone();

@@ -130,6 +130,8 @@ enum Backend {
 pub struct RateLimiter {
     backend: Backend,
     prefix: String,
+    /// Where refusals are counted.
+    metrics: std::sync::Arc<crate::observe::RequestMetrics>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -166,9 +168,29 @@ pub enum Bucket<'a> {
     AllPersistedQueries,
 }
 
+impl Bucket<'_> {
+    /// The kind of bucket, a metrics label (never the user or address).
+    fn kind(&self) -> &'static str {
+        match self {
+            Bucket::LoginAccount(_) => "login_account",
+            Bucket::LoginAddress(_) => "login_address",
+            Bucket::Money(_) => "money",
+            Bucket::User(_) => "user",
+            Bucket::Staff(_) => "staff",
+            Bucket::Anonymous(_) => "anonymous",
+            Bucket::PersistedQueries(_) => "persisted_queries",
+            Bucket::AllPersistedQueries => "all_persisted_queries",
+        }
+    }
+}
+
 impl RateLimiter {
     /// In `redis` when given, else in process; nothing when disabled.
-    pub fn new(settings: &Settings, redis: Option<ConnectionManager>) -> Self {
+    pub fn new(
+        settings: &Settings,
+        redis: Option<ConnectionManager>,
+        metrics: std::sync::Arc<crate::observe::RequestMetrics>,
+    ) -> Self {
         let backend = match (redis, settings.rate_limits_enabled) {
             (_, false) => Backend::Off,
             (Some(conn), true) => Backend::Redis {
@@ -181,6 +203,7 @@ impl RateLimiter {
         Self {
             backend,
             prefix: settings.rate_limit_prefix.clone(),
+            metrics,
         }
     }
 }
@@ -271,6 +294,7 @@ impl RateLimiter {
             }
         };
         if count > rate.limit {
+            self.metrics.refused(bucket.kind());
             Err(Limited { retry_after_secs })
         } else {
             Ok(())
@@ -360,6 +384,7 @@ mod tests {
         RateLimiter {
             backend: Backend::Memory(Counters::default()),
             prefix: "t".to_owned(),
+            metrics: Default::default(),
         }
     }
 

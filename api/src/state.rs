@@ -43,6 +43,8 @@ pub struct AppState {
     pub oauth: Arc<OauthProviders>,
     /// Rate limits.
     pub limiter: Arc<RateLimiter>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<crate::observe::RequestMetrics>,
     /// Shared Redis connection (rate limits, persisted queries), if any.
     pub redis: Option<redis::aio::ConnectionManager>,
     /// The trusted documents of every app release.
@@ -99,7 +101,8 @@ impl AppState {
         pii: entity::pii::Keyring,
         redis: Option<redis::aio::ConnectionManager>,
     ) -> anyhow::Result<Self> {
-        let limiter = RateLimiter::new(&settings, redis.clone());
+        let metrics = Arc::new(crate::observe::RequestMetrics::default());
+        let limiter = RateLimiter::new(&settings, redis.clone(), metrics.clone());
         let keys = TokenKeys::new(
             jwt_secret,
             Duration::seconds(settings.access_token_ttl_secs),
@@ -121,6 +124,7 @@ impl AppState {
             oauth: Arc::new(oauth),
             step_up: Arc::new(step_up),
             limiter: Arc::new(limiter),
+            metrics,
             redis,
             trusted: Arc::new(trusted),
             pii: Arc::new(pii),

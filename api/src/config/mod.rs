@@ -57,6 +57,8 @@
 //! | `RATE_REQUESTS_USER` | `600/60` | requests per signed-in user |
 //! | `RATE_REQUESTS_STAFF` | `3000/60` | requests per user with a staff role (support, compliance, admin) |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (only behind a proxy that sets it) |
+//! | `METRICS_BIND_ADDR` | unset | a second listen address serving only `/metrics`, for the scraper's network |
+//! | `METRICS_TOKEN` | unset | bearer token `/metrics` on the main address requires (16+ characters); in production, without it the main address does not serve `/metrics` |
 //!
 //! The notifier's settings (`SMTP_*`, `NOTIFY_*`) are in [`notify`]; KYC, tier limits
 //! and personal-data keys (`KYC_*`, `TIER_LIMITS`, `PII_KEYS`) in [`kyc`]; exchange
@@ -198,6 +200,10 @@ pub struct Settings {
     pub rate_requests_staff: RateSetting,
     /// Whether `X-Forwarded-For` names the client.
     pub trust_forwarded_for: bool,
+    /// A listen address serving only `/metrics`.
+    pub metrics_bind_addr: Option<SocketAddr>,
+    /// The bearer token `/metrics` on the main address requires.
+    pub metrics_token: Option<String>,
     /// The notifier: SMTP, delivery workers, retries.
     pub notify: NotifySettings,
     /// KYC provider, tier limits, personal-data keys.
@@ -539,6 +545,17 @@ impl Settings {
             rate_requests_user: env.parsed("RATE_REQUESTS_USER", rate(600, 60))?,
             rate_requests_staff: env.parsed("RATE_REQUESTS_STAFF", rate(3000, 60))?,
             trust_forwarded_for: env.flag("TRUST_FORWARDED_FOR", false)?,
+            metrics_bind_addr: env
+                .var("METRICS_BIND_ADDR")
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("METRICS_BIND_ADDR={v:?} is not an address"))
+                })
+                .transpose()?,
+            metrics_token: match env.var("METRICS_TOKEN") {
+                Some(t) if t.len() < 16 => bail!("METRICS_TOKEN must have at least 16 characters"),
+                other => other,
+            },
             notify: NotifySettings::read(env, !dev)?,
             kyc: KycSettings::read(env, !dev)?,
             fx: payments::FxSettings::read(env, !dev)?,

@@ -7,6 +7,7 @@ pub mod deposits;
 pub mod exchange;
 pub mod kyc;
 pub mod live;
+pub mod measure;
 pub mod notifications;
 pub mod profile;
 pub mod requests;
@@ -87,6 +88,8 @@ pub fn build_schema(state: AppState) -> AppSchema {
     let mut b = builder()
         .data(state.clone())
         .data(deliveries)
+        // First, so it times everything the others do.
+        .extension(measure::Measure(state.metrics.clone()))
         // Before APQ: a manifest document never touches the APQ store.
         .extension(trusted::TrustedDocuments::new(
             state.settings.trusted_documents,

@@ -1,14 +1,52 @@
-//! `GET /metrics`: Prometheus text exposition of the live parts (hub, relay,
-//! WebSockets, outbox backlog, notifier queue and outcomes).
+//! `GET /metrics`: Prometheus text exposition of GraphQL operations (by type
+//! and name, durations, errors by code), rate-limit refusals, the database
+//! pool and the live parts (hub, relay, WebSockets, outbox backlog, notifier
+//! queue and outcomes).
+//!
+//! On the main address it needs `METRICS_TOKEN` as a bearer token when one
+//! is set, and in production it is not served there without one; a
+//! `METRICS_BIND_ADDR` listener serves it to the scraper's network alone.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use sha2::Digest;
+
 use super::HttpState;
+
+/// Connections of the database pool: in use, idle and the most it opens.
+/// (The pool does not report how many requests wait for a connection; in
+/// use at the maximum is the sign of waiting.)
+fn pool(out: &mut String, db: &sea_orm::DatabaseConnection) {
+    let (size, idle, max) = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let p = db.get_postgres_connection_pool();
+            (p.size(), p.num_idle(), p.options().get_max_connections())
+        }
+        sea_orm::DatabaseBackend::Sqlite => {
+            let p = db.get_sqlite_connection_pool();
+            (p.size(), p.num_idle(), p.options().get_max_connections())
+        }
+        _ => return,
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    let _ = writeln!(
+        out,
+        "# HELP wallet_bff_db_pool_connections Database connections by state.\n# TYPE wallet_bff_db_pool_connections gauge\nwallet_bff_db_pool_connections{{state=\"in_use\"}} {}\nwallet_bff_db_pool_connections{{state=\"idle\"}} {idle}",
+        size.saturating_sub(idle)
+    );
+    metric(
+        out,
+        "wallet_bff_db_pool_max_connections",
+        "gauge",
+        "The most connections the pool opens (DATABASE_MAX_CONNECTIONS).",
+        max,
+    );
+}
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
@@ -17,10 +55,41 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
     );
 }
 
+/// `/metrics` on the main address: checks the token, then renders.
+pub async fn guarded(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let settings = &state.app.settings;
+    match &settings.metrics_token {
+        Some(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            // Digests compare in time independent of where the two differ.
+            let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
+            if digest(presented) != digest(token) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "metrics need the METRICS_TOKEN bearer token\n",
+                )
+                    .into_response();
+            }
+        }
+        None if settings.app_env == crate::config::AppEnv::Production => {
+            return (StatusCode::NOT_FOUND, "not found\n").into_response();
+        }
+        None => {}
+    }
+    metrics(State(state)).await
+}
+
 /// Renders the metrics.
 pub async fn metrics(State(state): State<HttpState>) -> Response {
     let app = &state.app;
     let mut out = String::new();
+    app.metrics.render(&mut out);
+    pool(&mut out, &app.db);
     let hub = app.bus.hub().stats();
     metric(
         &mut out,

@@ -60,11 +60,19 @@ pub fn routes(state: HttpState) -> Router {
                 axum::extract::DefaultBodyLimit::max(state.app.settings.kyc.webhook_max_bytes),
             ),
         )
-        .route("/metrics", get(metrics::metrics))
+        .route("/metrics", get(metrics::guarded))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
         .merge(graphiql::routes())
+}
+
+/// The routes of the `METRICS_BIND_ADDR` listener: `/metrics` alone, open
+/// to whoever reaches that address.
+pub fn metrics_routes(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
 }
 
 /// The viewer of a request; `Err` with the response when its session could

@@ -309,9 +309,158 @@ async fn metrics_expose_the_live_parts_in_prometheus_format() {
         "wallet_bff_outbox_relay_healthy",
         "wallet_bff_outbox_pending",
         "wallet_bff_outbox_oldest_pending_age_seconds",
+        "wallet_bff_db_pool_connections{state=\"in_use\"}",
+        "wallet_bff_db_pool_max_connections",
     ] {
         assert!(text.contains(name), "missing `{name}` in:\n{text}");
     }
+}
+
+/// The value of the sample `series` (name and labels) in a Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_operations_durations_errors_and_refusals() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.rate_limits_enabled = true;
+        s.rate_login_per_account = api::config::RateSetting {
+            limit: 2,
+            window_secs: 600,
+        };
+    })
+    .await;
+    let s = app.register("counted@example.com").await;
+    for _ in 0..3 {
+        app.gql(Some(&s.token), "query Me { me { id } }", json!({}))
+            .await;
+    }
+    let refused = app
+        .gql(
+            Some(&s.token),
+            "mutation Open { openWallet(currency: \"XYZ\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT");
+    for _ in 0..3 {
+        app.gql(
+            None,
+            "mutation($i: LoginInput!) { login(input: $i) { __typename } }",
+            json!({ "i": { "email": "counted@example.com", "password": "wrong password!" } }),
+        )
+        .await;
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let at =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    assert_eq!(
+        at("wallet_bff_graphql_operations_total{type=\"query\",name=\"Me\"}"),
+        3.0
+    );
+    assert_eq!(
+        at("wallet_bff_graphql_operations_total{type=\"mutation\",name=\"Open\"}"),
+        1.0
+    );
+    assert_eq!(
+        at("wallet_bff_graphql_operations_total{type=\"mutation\",name=\"anonymous\"}"),
+        4.0,
+        "register and three logins"
+    );
+    assert!(at("wallet_bff_graphql_operation_duration_seconds_count{type=\"query\"}") >= 3.0);
+    assert!(
+        at("wallet_bff_graphql_operation_duration_seconds_bucket{type=\"query\",le=\"+Inf\"}")
+            >= 3.0
+    );
+    assert!(at("wallet_bff_graphql_errors_total{code=\"BAD_USER_INPUT\"}") >= 1.0);
+    assert!(
+        at("wallet_bff_rate_limited_total{bucket=\"login_account\"}") >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_their_token_or_their_own_address_in_production() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let metrics_addr = free.local_addr().expect("addr");
+    drop(free);
+    let app = TestApp::spawn_with(Backend::Sqlite, move |s| {
+        s.app_env = api::config::AppEnv::Production;
+        s.metrics_bind_addr = Some(metrics_addr);
+    })
+    .await;
+    let main = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("main");
+    assert_eq!(
+        main.status(),
+        StatusCode::NOT_FOUND,
+        "not on the main address without a token"
+    );
+    let own = app
+        .client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .expect("own address");
+    assert_eq!(own.status(), StatusCode::OK);
+    assert!(
+        own.text()
+            .await
+            .expect("text")
+            .contains("wallet_bff_graphql_operations_total")
+    );
+    let other = app
+        .client
+        .get(format!("http://{metrics_addr}/graphql"))
+        .send()
+        .await
+        .expect("only metrics there");
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.app_env = api::config::AppEnv::Production;
+        s.metrics_token = Some("scrape-token-0123456789".to_owned());
+    })
+    .await;
+    let get = |token: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(
+        get(None).await.expect("none").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(Some("scrape-token-0123456788"))
+            .await
+            .expect("wrong")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(Some("scrape-token-0123456789"))
+            .await
+            .expect("right")
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

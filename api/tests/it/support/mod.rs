@@ -208,6 +208,8 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
             window_secs: 60,
         },
         trust_forwarded_for: false,
+        metrics_bind_addr: None,
+        metrics_token: None,
         notify: api::config::NotifySettings {
             smtp: None,
             fcm: None,
