@@ -117,7 +117,15 @@ ensure_smtp_sink() {
   "$TEST_SMTP_PYTHON" -c 'import aiosmtpd' || die "$TEST_SMTP_PYTHON cannot import aiosmtpd (apt-get install python3-aiosmtpd)"
 }
 
+# The deploy topology test runs Debian's nginx with deploy/nginx.conf.
+ensure_nginx() {
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+  export TEST_NGINX="${TEST_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
+  [ -x "$TEST_NGINX" ] || die "nginx is not installed (apt-get install nginx)"
+}
+
 ensure_build_tools
+ensure_nginx
 ensure_oidc_provider
 ensure_smtp_sink
 # The push tests make the fake FCM service account's RSA key with openssl.

@@ -1,4 +1,4 @@
-//! `wallet-bff`: `serve`, `migrate`, `export-schema`, `export-error-codes`, `rotate-keys`, `grant-role`.
+//! `wallet-bff`: `serve`, `migrate`, `healthcheck`, `export-schema`, `export-error-codes`, `rotate-keys`, `grant-role`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -18,6 +18,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the server at BIND_ADDR for `/readyz`: exit 0 when it is ready
+    /// (for container health checks, where no curl is installed).
+    Healthcheck,
     /// Print the GraphQL SDL that schema.graphql must equal.
     ExportSchema,
     /// Print frontend-contract/src/error-codes.ts (the error codes as TypeScript).
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", api::graphql::error_codes_ts());
             return Ok(());
         }
+        Some(Command::Healthcheck) => return healthcheck().await,
         _ => {}
     }
     let settings = api::config::Settings::from_env()?;
@@ -100,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(user.id = %user.id, role = role.as_str(), "role granted");
             Ok(())
         }
-        Command::ExportSchema | Command::ExportErrorCodes => Ok(()),
+        Command::ExportSchema | Command::ExportErrorCodes | Command::Healthcheck => Ok(()),
     }
 }
 
@@ -124,4 +128,25 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// `GET /readyz` on this machine's BIND_ADDR (a wildcard address is asked on
+/// loopback), within two seconds.
+async fn healthcheck() -> anyhow::Result<()> {
+    let raw = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let mut addr: std::net::SocketAddr = raw
+        .parse()
+        .with_context(|| format!("BIND_ADDR={raw:?} is not an address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .with_context(|| format!("asking http://{addr}/readyz"))?;
+    anyhow::ensure!(resp.status().is_success(), "not ready: {}", resp.status());
+    Ok(())
 }

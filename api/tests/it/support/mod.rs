@@ -125,7 +125,7 @@ pub struct TestApp {
 }
 
 /// A directory removed on drop.
-pub struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
