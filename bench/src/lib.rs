@@ -6,6 +6,9 @@
 //! - `src/bin/notify_burst.rs`: a burst of transfers through the notifier to
 //!   a real SMTP server, healthy and slow: e-mails per second, and the
 //!   commit-to-subscriber latency of the same transfers' live events.
+//! - `src/bin/history_query.rs`: the transaction-history page query as it
+//!   was (one `OR` over both wallet columns) against the merged per-wallet
+//!   index range scans, side by side on one PostgreSQL database.
 //!
 //! Shared here: [`graphql_ws`], an authenticated `graphql-transport-ws`
 //! connection with one subscription running.

@@ -272,3 +272,78 @@ async fn history_pages_are_stable_when_new_transactions_arrive() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn history_merges_every_wallet_and_side_newest_first_once_each() {
+    on_both(|app| async move {
+        let u = app.register("merged@example.com").await;
+        let other = app.register("merged.other@example.com").await;
+        let usd = app.open_wallet(&u, "USD").await;
+        let eur = app.open_wallet(&u, "EUR").await;
+        let other_usd = app.open_wallet(&other, "USD").await;
+        let mut expected = Vec::new();
+        for i in 1..=3 {
+            let d = app.deposit(&u, &usd, &format!("{i}0"), &format!("m-usd-{i}")).await;
+            expected.push(data(&d, "deposit")["transaction"]["id"].clone());
+            let d = app.deposit(&u, &eur, &format!("{i}"), &format!("m-eur-{i}")).await;
+            expected.push(data(&d, "deposit")["transaction"]["id"].clone());
+        }
+        app.deposit(&other, &other_usd, "5", "m-other").await;
+        let t = app
+            .transfer(
+                &other,
+                json!({ "fromWalletId": other_usd, "toWalletId": usd, "amount": "5" }),
+                "m-in",
+            )
+            .await;
+        expected.push(data(&t, "transfer")["transaction"]["id"].clone());
+        let t = app
+            .transfer(
+                &u,
+                json!({ "fromWalletId": usd, "toWalletId": other_usd, "amount": "1" }),
+                "m-out",
+            )
+            .await;
+        expected.push(data(&t, "transfer")["transaction"]["id"].clone());
+        // Between two of the user's own wallets: listed once.
+        let q = app
+            .gql(
+                Some(&u.token),
+                "mutation($w: ID!) { quoteExchange(fromWalletId: $w, toCurrency: \"EUR\", amount: \"10\") { id } }",
+                json!({ "w": usd }),
+            )
+            .await;
+        let x = app
+            .gql(
+                Some(&u.token),
+                "mutation($q: ID!) { exchange(quoteId: $q, idempotencyKey: \"m-x\") { transaction { id } } }",
+                json!({ "q": data(&q, "quoteExchange")["id"] }),
+            )
+            .await;
+        expected.push(data(&x, "exchange")["transaction"]["id"].clone());
+        expected.reverse();
+
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let body = app
+                .gql(
+                    Some(&u.token),
+                    "query($a: String) { transactions(first: 3, after: $a) {
+                        edges { node { id } } pageInfo { hasNextPage endCursor } } }",
+                    json!({ "a": after }),
+                )
+                .await;
+            let page = data(&body, "transactions");
+            for e in page["edges"].as_array().expect("edges") {
+                seen.push(e["node"]["id"].clone());
+            }
+            if page["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+        assert_eq!(seen, expected, "every movement once, newest first, across pages");
+    })
+    .await;
+}

@@ -1,8 +1,11 @@
 //! Transaction history: keyset pagination, newest first, stable under inserts.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Condition;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Alias, Asterisk, Condition, Order, Query, UnionType};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+};
 use uuid::Uuid;
 
 use crate::entities::transactions;
@@ -78,28 +81,69 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
             has_next: false,
         });
     }
-    let mut select = transactions::Entity::find().filter(
-        Condition::any()
-            .add(transactions::Column::FromWalletId.is_in(wallet_ids.clone()))
-            .add(transactions::Column::ToWalletId.is_in(wallet_ids)),
-    );
-    if let Some(from) = q.from {
-        select = select.filter(transactions::Column::CreatedAt.gte(from));
+    // One index range scan per wallet and side, each reading at most a page
+    // (the (wallet, created_at, id) indexes give the order), merged by the
+    // database: an OR over both columns would read every matching row and
+    // sort them for one page. A movement between two of the listed wallets
+    // is in its sender's branch only, so the branches never overlap.
+    let branch = |column: transactions::Column, wallet: Uuid| {
+        let mut select = transactions::Entity::find().filter(column.eq(wallet));
+        if matches!(column, transactions::Column::ToWalletId) {
+            // Sent from one of the listed wallets: the sender's branch has it.
+            select = select.filter(
+                Condition::any()
+                    .add(transactions::Column::FromWalletId.is_null())
+                    .add(transactions::Column::FromWalletId.is_not_in(wallet_ids.clone())),
+            );
+        }
+        if let Some(from) = q.from {
+            select = select.filter(transactions::Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = q.to {
+            select = select.filter(transactions::Column::CreatedAt.lt(to));
+        }
+        if let Some(after) = q.after {
+            select = select.filter(before(
+                transactions::Column::CreatedAt,
+                transactions::Column::Id,
+                after,
+            ));
+        }
+        let inner = select
+            .order_by_desc(transactions::Column::CreatedAt)
+            .order_by_desc(transactions::Column::Id)
+            .limit(q.limit + 1)
+            .into_query();
+        // SQLite takes ORDER BY and LIMIT in a compound member only inside
+        // a subquery.
+        Query::select()
+            .column(Asterisk)
+            .from_subquery(inner, Alias::new("page"))
+            .to_owned()
+    };
+    let mut branches = wallet_ids.iter().flat_map(|w| {
+        [
+            branch(transactions::Column::FromWalletId, *w),
+            branch(transactions::Column::ToWalletId, *w),
+        ]
+    });
+    let Some(mut union) = branches.next() else {
+        return Ok(HistoryPage {
+            items: Vec::new(),
+            has_next: false,
+        });
+    };
+    for other in branches {
+        union.union(UnionType::All, other);
     }
-    if let Some(to) = q.to {
-        select = select.filter(transactions::Column::CreatedAt.lt(to));
-    }
-    if let Some(after) = q.after {
-        select = select.filter(before(
-            transactions::Column::CreatedAt,
-            transactions::Column::Id,
-            after,
-        ));
-    }
-    let rows = select
-        .order_by_desc(transactions::Column::CreatedAt)
-        .order_by_desc(transactions::Column::Id)
+    let page = Query::select()
+        .column(Asterisk)
+        .from_subquery(union, Alias::new("merged"))
+        .order_by(transactions::Column::CreatedAt, Order::Desc)
+        .order_by(transactions::Column::Id, Order::Desc)
         .limit(q.limit + 1)
+        .to_owned();
+    let rows = transactions::Model::find_by_statement(db.get_database_backend().build(&page))
         .all(db)
         .await?;
     let (rows, has_next) = split_page(rows, q.limit);
