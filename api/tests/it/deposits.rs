@@ -259,6 +259,7 @@ async fn withdrawals_are_paid_out_and_the_payout_webhook_settles_them_once() {
         amount: 1,
         currency: "usd".to_owned(),
         destination: String::new(),
+        transaction_id: String::new(),
     };
     let body = payout_event("evt_p4", "payout.paid", &ghost, now());
     let sig = signature(&body, now(), &[WEBHOOK_SECRET]);
@@ -282,4 +283,46 @@ async fn withdrawals_are_paid_out_and_the_payout_webhook_settles_them_once() {
     .expect("q")
     .expect("tx");
     assert_eq!(first.status, "COMPLETED");
+}
+
+#[tokio::test]
+async fn a_payout_webhook_before_its_submission_was_recorded_still_settles_once() {
+    let stripe = FakeStripe::start().await;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| stripe.configure(s)).await;
+    let url = app.url("/webhooks/payments");
+    // The provider's answers to the submissions never arrive.
+    stripe.fail_next(&[503; 200]);
+    let s = app.register("early@example.com").await;
+    let w = app.open_wallet(&s, "USD").await;
+    data(&app.deposit(&s, &w, "20", "early-fund").await, "deposit");
+    let out = app.withdraw(&s, &w, "5", "early-out").await;
+    let id = data(&out, "withdraw")["transaction"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let early = crate::support::stripe::Payout {
+        id: "po_early".to_owned(),
+        amount: 500,
+        currency: "usd".to_owned(),
+        destination: String::new(),
+        transaction_id: id.clone(),
+    };
+    let body = payout_event("evt_early", "payout.paid", &early, now());
+    let sig = signature(&body, now(), &[WEBHOOK_SECRET]);
+    assert_eq!(
+        deliver(&app.client, &url, &body, &sig).await,
+        (200, json!({ "outcome": "APPLIED" }))
+    );
+    let again = payout_event("evt_early_2", "payout.paid", &early, now());
+    let sig = signature(&again, now(), &[WEBHOOK_SECRET]);
+    assert_eq!(
+        deliver(&app.client, &url, &again, &sig).await.1["outcome"],
+        "UNCHANGED"
+    );
+    let wallet = data(&app.wallet(&s, &w).await, "wallet").clone();
+    assert_eq!(
+        (wallet["balance"].as_str(), wallet["frozenBalance"].as_str()),
+        (Some("15.00"), Some("0.00"))
+    );
+    crate::support::books::assert_balanced(&app.db).await;
 }

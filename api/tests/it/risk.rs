@@ -61,29 +61,6 @@ fn rules_of(alert: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Signs in with another `User-Agent`: a device the user never used.
-async fn login_from(app: &TestApp, email: &str, agent: &str) -> Session {
-    let resp = app
-        .client
-        .post(app.url("/graphql"))
-        .header("user-agent", agent)
-        .json(&json!({
-            "query": "mutation($i: LoginInput!) { login(input: $i) { ... on AuthPayload { accessToken refreshToken user { id } } } }",
-            "variables": { "i": { "email": email, "password": "correct horse battery" } },
-        }))
-        .send()
-        .await
-        .expect("login");
-    let body: Value = resp.json().await.expect("json");
-    let p = data(&body, "login");
-    Session {
-        token: p["accessToken"].as_str().expect("token").to_owned(),
-        refresh: p["refreshToken"].as_str().expect("refresh").to_owned(),
-        user_id: p["user"]["id"].as_str().expect("id").to_owned(),
-        email: email.to_owned(),
-    }
-}
-
 #[tokio::test]
 async fn a_first_large_transfer_is_held_its_funds_frozen_then_released_or_rejected() {
     let app = app_with("new_recipient.weight=30,hold=30,large.USD=100").await;
@@ -319,16 +296,16 @@ async fn a_new_device_holds_a_large_movement_and_a_pile_up_blocks() {
     let first = send(&app, &alice, &a, &b, "100", "d-known").await;
     assert_eq!(first["transaction"]["status"], "COMPLETED");
     // The same client again is not new either.
-    let same = login_from(&app, "device@example.com", "").await;
+    let same = app.login_with_agent("device@example.com", Some("")).await;
     let t = send(&app, &same, &a, &b, "100", "d-same").await;
     assert_eq!(t["transaction"]["status"], "COMPLETED");
     // Another browser: a large movement from it is held, a small one is not.
-    let other = login_from(
-        &app,
-        "device@example.com",
-        "Mozilla/5.0 (X11; Linux x86_64) Unknown/1.0",
-    )
-    .await;
+    let other = app
+        .login_with_agent(
+            "device@example.com",
+            Some("Mozilla/5.0 (X11; Linux x86_64) Unknown/1.0"),
+        )
+        .await;
     let small = send(&app, &other, &a, &b, "99", "d-small").await;
     assert_eq!(small["transaction"]["status"], "COMPLETED");
     let large = send(&app, &other, &a, &b, "100", "d-large").await;
@@ -345,7 +322,9 @@ async fn a_new_device_holds_a_large_movement_and_a_pile_up_blocks() {
             .await;
     let (alice, a) = funded(&app, "blocked@example.com", "1000").await;
     let (_bob, b) = funded(&app, "blocked.bob@example.com", "0").await;
-    let other = login_from(&app, "blocked@example.com", "Unknown agent 2.0").await;
+    let other = app
+        .login_with_agent("blocked@example.com", Some("Unknown agent 2.0"))
+        .await;
     let refused = app
         .transfer(
             &other,

@@ -106,6 +106,9 @@ pub struct PayoutEvent {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// The provider's payout id.
     pub payout_id: String,
+    /// Our withdrawal, from the payout's metadata: a webhook may come
+    /// before the submission's answer was recorded.
+    pub transaction_id: Option<Uuid>,
     /// Paid or failed.
     pub outcome: WithdrawalOutcome,
 }
@@ -123,10 +126,36 @@ pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreRe
         txn.commit().await?;
         return Ok(EventOutcome::Duplicate);
     };
-    let payout = payouts::Entity::find()
+    let mut payout = payouts::Entity::find()
         .filter(payouts::Column::ProviderId.eq(&event.payout_id))
         .one(&txn)
         .await?;
+    if payout.is_none()
+        && let Some(id) = event.transaction_id
+        && transactions::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .is_some_and(|t| t.kind == TransactionKind::Withdrawal.as_str())
+    {
+        // Submitted, but its answer not recorded yet: record it now.
+        let at = now();
+        let row = payouts::Model {
+            transaction_id: id,
+            provider_id: event.payout_id.clone(),
+            status: "SUBMITTED".to_owned(),
+            created_at: at,
+            updated_at: at,
+        };
+        payouts::Entity::insert(payouts::ActiveModel::from(row.clone()))
+            .on_conflict(
+                OnConflict::column(payouts::Column::TransactionId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        payout = payouts::Entity::find_by_id(id).one(&txn).await?;
+    }
     let outcome = match &payout {
         None => {
             audit::record(

@@ -142,6 +142,12 @@ pub async fn payments(State(http): State<HttpState>, headers: HeaderMap, body: B
             event_id: event.id,
             event_type: event.kind.clone(),
             created_at,
+            transaction_id: event
+                .data
+                .object
+                .metadata
+                .get("transaction_id")
+                .and_then(|t| t.parse().ok()),
             payout_id: event.data.object.id,
             outcome,
         };

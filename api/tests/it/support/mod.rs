@@ -503,13 +503,25 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str) -> Session {
-        let body = self
-            .gql(
-                None,
-                "mutation($i: LoginInput!) { login(input: $i) { ... on AuthPayload { accessToken refreshToken user { id } } } }",
-                json!({ "i": { "email": email, "password": "correct horse battery" } }),
-            )
-            .await;
+        self.login_with_agent(email, None).await
+    }
+
+    /// Signs in sending this `User-Agent` (another device, to the server).
+    pub async fn login_with_agent(&self, email: &str, agent: Option<&str>) -> Session {
+        let mut req = self.client.post(self.url("/graphql")).json(&json!({
+            "query": "mutation($i: LoginInput!) { login(input: $i) { ... on AuthPayload { accessToken refreshToken user { id } } } }",
+            "variables": { "i": { "email": email, "password": "correct horse battery" } },
+        }));
+        if let Some(agent) = agent {
+            req = req.header("user-agent", agent);
+        }
+        let body: Value = req
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json body");
         let p = data(&body, "login");
         Session {
             token: p["accessToken"].as_str().expect("token").to_owned(),

@@ -37,6 +37,8 @@ pub struct Payout {
     pub amount: i64,
     pub currency: String,
     pub destination: String,
+    /// Our withdrawal, from the metadata.
+    pub transaction_id: String,
 }
 
 /// One refund the provider made.
@@ -127,23 +129,9 @@ impl FakeStripe {
         self.shared.0.lock().expect("state").intents.clone()
     }
 
-    pub fn payouts(&self) -> Vec<Payout> {
-        self.shared.0.lock().expect("state").payouts.clone()
-    }
-
     /// Waits until the server submitted `n` payouts.
     pub async fn wait_for_payouts(&self, n: usize) -> Vec<Payout> {
-        for _ in 0..100 {
-            let payouts = self.payouts();
-            if payouts.len() >= n {
-                return payouts;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!(
-            "the server did not submit {n} payouts: {:?}",
-            self.payouts()
-        );
+        self.wait_for("payouts", n, |i| &i.payouts).await
     }
 
     pub fn refunds(&self) -> Vec<Refund> {
@@ -152,17 +140,24 @@ impl FakeStripe {
 
     /// Waits until the server submitted `n` refunds.
     pub async fn wait_for_refunds(&self, n: usize) -> Vec<Refund> {
+        self.wait_for("refunds", n, |i| &i.refunds).await
+    }
+
+    async fn wait_for<T: Clone + std::fmt::Debug>(
+        &self,
+        what: &str,
+        n: usize,
+        list: fn(&Inner) -> &Vec<T>,
+    ) -> Vec<T> {
+        let now = || list(&self.shared.0.lock().expect("state")).clone();
         for _ in 0..100 {
-            let refunds = self.refunds();
-            if refunds.len() >= n {
-                return refunds;
+            let items = now();
+            if items.len() >= n {
+                return items;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!(
-            "the server did not submit {n} refunds: {:?}",
-            self.refunds()
-        );
+        panic!("the server did not submit {n} {what}: {:?}", now());
     }
 
     pub fn unauthorized(&self) -> usize {
@@ -256,6 +251,10 @@ async fn payout(
                     .unwrap_or_default(),
                 currency: form.get("currency").cloned().unwrap_or_default(),
                 destination: form.get("destination").cloned().unwrap_or_default(),
+                transaction_id: form
+                    .get("metadata[transaction_id]")
+                    .cloned()
+                    .unwrap_or_default(),
             };
             inner.payout_keys.insert(key, payout.id.clone());
             inner.payouts.push(payout.clone());
@@ -355,6 +354,7 @@ pub fn payout_event(event_id: &str, kind: &str, payout: &Payout, created: i64) -
             "amount": payout.amount,
             "currency": payout.currency,
             "status": kind.trim_start_matches("payout."),
+            "metadata": { "transaction_id": payout.transaction_id },
         } },
     })
     .to_string()
