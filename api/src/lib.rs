@@ -215,10 +215,7 @@ pub async fn serve(
             .await
             .with_context(|| format!("binding METRICS_BIND_ADDR {addr}"))?;
         tracing::info!(%addr, "serving /metrics on its own address");
-        let routes = http::metrics_routes(http::HttpState {
-            schema: graphql::build_schema(state.clone()),
-            app: state.clone(),
-        });
+        let routes = http::metrics_routes(state.clone());
         let stop = cancel.clone();
         tokio::spawn(async move {
             let served = axum::serve(metrics_listener, routes)

@@ -195,6 +195,11 @@ impl RiskRules {
         self.large.get(&currency).copied().unwrap_or(Decimal::MAX)
     }
 
+    /// Whether a rule is on (its facts need not be read otherwise).
+    pub fn uses(&self, rule: RiskRule) -> bool {
+        self.weight(rule) > 0
+    }
+
     fn weight(&self, rule: RiskRule) -> u32 {
         self.weights.get(&rule).copied().unwrap_or(0)
     }

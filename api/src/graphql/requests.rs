@@ -90,21 +90,43 @@ impl PaymentRequest {
     }
 }
 
-/// Loads the other party's display name.
+/// The requests as `viewer` sees them, with the other parties' display
+/// names read in one query.
 pub(crate) async fn shown(
     db: &sea_orm::DatabaseConnection,
-    r: PaymentRequestRecord,
+    requests: Vec<PaymentRequestRecord>,
+    viewer: uuid::Uuid,
+) -> ApiResult<Vec<PaymentRequest>> {
+    let other = |r: &PaymentRequestRecord| {
+        if r.payer_id == viewer {
+            r.requester_id
+        } else {
+            r.payer_id
+        }
+    };
+    let ids: Vec<uuid::Uuid> = requests.iter().map(other).collect();
+    let names = entity::store::users::display_names(db, &ids).await?;
+    Ok(requests
+        .into_iter()
+        .map(|r| {
+            let name = names
+                .get(&other(&r))
+                .cloned()
+                .unwrap_or_else(|| "a former user".to_owned());
+            PaymentRequest::of(r, viewer, name)
+        })
+        .collect())
+}
+
+/// One request as `viewer` sees it.
+async fn shown_one(
+    db: &sea_orm::DatabaseConnection,
+    request: PaymentRequestRecord,
     viewer: uuid::Uuid,
 ) -> ApiResult<PaymentRequest> {
-    let other = if r.payer_id == viewer {
-        r.requester_id
-    } else {
-        r.payer_id
-    };
-    let name = entity::store::users::load(db, other)
-        .await?
-        .map_or_else(|| "a former user".to_owned(), |u| u.display_name);
-    Ok(PaymentRequest::of(r, viewer, name))
+    let mut one = shown(db, vec![request], viewer).await?;
+    one.pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a shown request vanished")))
 }
 
 /// Input of `requestPayment`.
@@ -140,11 +162,7 @@ impl RequestQuery {
         let found = requests::list(&state.db, user.id, status.map(RequestStatus::from), 100)
             .await
             .map_err(ApiError::from)?;
-        let mut out = Vec::with_capacity(found.len());
-        for r in found {
-            out.push(shown(&state.db, r, user.id).await?);
-        }
-        Ok(out)
+        Ok(shown(&state.db, found, user.id).await?)
     }
 }
 
@@ -198,7 +216,7 @@ impl RequestMutation {
         .await
         .map_err(ApiError::from)?;
         tracing::info!(user.id = %user.id, request.id = %request.id, "payment requested");
-        Ok(shown(&state.db, request, user.id).await?)
+        Ok(shown_one(&state.db, request, user.id).await?)
     }
 
     /// Pays a request made to the caller: a transfer from the caller's
@@ -230,6 +248,6 @@ impl RequestMutation {
         let declined = requests::decline(&state.db, user.id, id)
             .await
             .map_err(ApiError::from)?;
-        Ok(shown(&state.db, declined, user.id).await?)
+        Ok(shown_one(&state.db, declined, user.id).await?)
     }
 }

@@ -81,12 +81,16 @@ pub async fn guarded(State(state): State<HttpState>, headers: HeaderMap) -> Resp
         }
         None => {}
     }
-    metrics(State(state)).await
+    render(&state.app).await
+}
+
+/// `/metrics` on the `METRICS_BIND_ADDR` listener: open to its network.
+pub async fn open(State(app): State<crate::state::AppState>) -> Response {
+    render(&app).await
 }
 
 /// Renders the metrics.
-pub async fn metrics(State(state): State<HttpState>) -> Response {
-    let app = &state.app;
+async fn render(app: &crate::state::AppState) -> Response {
     let mut out = String::new();
     app.metrics.render(&mut out);
     pool(&mut out, &app.db);

@@ -69,10 +69,10 @@ pub fn routes(state: HttpState) -> Router {
 
 /// The routes of the `METRICS_BIND_ADDR` listener: `/metrics` alone, open
 /// to whoever reaches that address.
-pub fn metrics_routes(state: HttpState) -> Router {
+pub fn metrics_routes(app: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::metrics))
-        .with_state(state)
+        .route("/metrics", get(metrics::open))
+        .with_state(app)
 }
 
 /// The viewer of a request; `Err` with the response when its session could

@@ -3,7 +3,7 @@
 //! review of held movements by compliance.
 
 use chrono::{DateTime, Utc};
-use domain::risk::{Assessment, RiskDecision, RiskFacts, RiskRules, RuleHit};
+use domain::risk::{Assessment, RiskDecision, RiskFacts, RiskRule, RiskRules, RuleHit};
 use domain::{Currency, DomainError, TransactionKind, TransactionStatus, WalletRecord};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
@@ -50,24 +50,30 @@ pub(crate) async fn assess(
 ) -> StoreResult<Assessment> {
     let at = now();
     let large = amount >= ctx.rules.large(wallet.currency);
-    let recent: Vec<(Money, DateTime<Utc>)> = transactions::Entity::find()
-        .select_only()
-        .column(transactions::Column::Amount)
-        .column(transactions::Column::CreatedAt)
-        .filter(transactions::Column::FromWalletId.eq(wallet.id))
-        .filter(transactions::Column::Kind.is_in([
-            TransactionKind::Transfer.as_str(),
-            TransactionKind::Withdrawal.as_str(),
-        ]))
-        .filter(transactions::Column::Status.is_in(MOVED.map(TransactionStatus::as_str)))
-        .order_by_desc(transactions::Column::CreatedAt)
-        .limit(HISTORY)
-        .into_tuple()
-        .all(txn)
-        .await?;
+    // Only the velocity and history rules look at earlier movements.
+    let recent: Vec<(Money, DateTime<Utc>)> =
+        if !(ctx.rules.uses(RiskRule::Velocity) || ctx.rules.uses(RiskRule::AboveHistory)) {
+            Vec::new()
+        } else {
+            transactions::Entity::find()
+                .select_only()
+                .column(transactions::Column::Amount)
+                .column(transactions::Column::CreatedAt)
+                .filter(transactions::Column::FromWalletId.eq(wallet.id))
+                .filter(transactions::Column::Kind.is_in([
+                    TransactionKind::Transfer.as_str(),
+                    TransactionKind::Withdrawal.as_str(),
+                ]))
+                .filter(transactions::Column::Status.is_in(MOVED.map(TransactionStatus::as_str)))
+                .order_by_desc(transactions::Column::CreatedAt)
+                .limit(HISTORY)
+                .into_tuple()
+                .all(txn)
+                .await?
+        };
     // Only asked when its rule could fire: a large first transfer.
     let paid_recipient_before = match recipient {
-        Some(to) if large => Some(
+        Some(to) if large && ctx.rules.uses(RiskRule::NewRecipient) => Some(
             transactions::Entity::find()
                 .select_only()
                 .column(transactions::Column::Id)
@@ -83,7 +89,9 @@ pub(crate) async fn assess(
         Some(_) => Some(true),
         None => None,
     };
-    let last_deposit_at = if kind == TransactionKind::Withdrawal {
+    let last_deposit_at = if kind == TransactionKind::Withdrawal
+        && ctx.rules.uses(RiskRule::WithdrawalAfterDeposit)
+    {
         transactions::Entity::find()
             .select_only()
             .column(transactions::Column::CreatedAt)
@@ -101,7 +109,9 @@ pub(crate) async fn assess(
         None
     };
     let new_device_since = match ctx.session_id {
-        Some(session) if large => sessions::new_device_since(txn, session).await?,
+        Some(session) if large && ctx.rules.uses(RiskRule::NewDevice) => {
+            sessions::new_device_since(txn, session).await?
+        }
         _ => None,
     };
     let facts = RiskFacts {

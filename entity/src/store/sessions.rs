@@ -76,15 +76,18 @@ pub async fn start(
     // New: the user signed in before, from devices that are all different.
     let new_device = match device {
         Some(device) => {
-            let seen: Vec<Option<String>> = sessions::Entity::find()
-                .select_only()
-                .column(sessions::Column::Device)
-                .filter(sessions::Column::UserId.eq(user_id))
-                .filter(sessions::Column::Device.is_not_null())
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            !seen.is_empty() && !seen.iter().any(|d| d.as_deref() == Some(device))
+            let signed_in_from = |same: bool| {
+                let mut q = sessions::Entity::find()
+                    .select_only()
+                    .column(sessions::Column::Id)
+                    .filter(sessions::Column::UserId.eq(user_id))
+                    .filter(sessions::Column::Device.is_not_null());
+                if same {
+                    q = q.filter(sessions::Column::Device.eq(device));
+                }
+                q.into_tuple::<Uuid>().one(&txn)
+            };
+            signed_in_from(false).await?.is_some() && signed_in_from(true).await?.is_none()
         }
         None => false,
     };

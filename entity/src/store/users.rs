@@ -88,6 +88,25 @@ pub async fn find_row_by_email(
 }
 
 /// A user with roles, if it exists.
+/// The display names of these users, in one query (absent: no such user).
+pub async fn display_names(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> StoreResult<std::collections::HashMap<Uuid, String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Uuid, String)> = users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::DisplayName)
+        .filter(users::Column::Id.is_in(ids.to_vec()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn load(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<UserRecord>> {
     let Some(row) = users::Entity::find_by_id(id).one(db).await? else {
         return Ok(None);

@@ -87,6 +87,15 @@ impl Inner {
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Inner>>);
 
+/// The request's `Idempotency-Key` (empty when absent).
+fn idempotency_key(headers: &HeaderMap) -> String {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// A running fake provider.
 pub struct FakeStripe {
     pub addr: SocketAddr,
@@ -189,11 +198,7 @@ async fn create(
         )
             .into_response();
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let key = idempotency_key(&headers);
     let existing = inner.by_key.get(&key).cloned();
     let intent = match existing.and_then(|id| inner.intents.iter().find(|i| i.id == id).cloned()) {
         Some(intent) => intent,
@@ -235,11 +240,7 @@ async fn payout(
     if let Some(refusal) = inner.gate(&headers) {
         return refusal;
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let key = idempotency_key(&headers);
     let id = match inner.payout_keys.get(&key) {
         Some(id) => id.clone(),
         None => {
@@ -283,11 +284,7 @@ async fn refund(
         .get("amount")
         .and_then(|a| a.parse().ok())
         .unwrap_or_default();
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let key = idempotency_key(&headers);
     let id = match inner.refund_keys.get(&key) {
         Some(id) => id.clone(),
         None => {
