@@ -10,12 +10,22 @@
 //!   was (one `OR` over both wallet columns) against the merged per-wallet
 //!   index range scans, side by side on one PostgreSQL database.
 //!
+//! - `src/bin/api_load.rs`: whole requests (a read and a transfer) against
+//!   PostGraphile 4 on the same data and pgbench's plain-SQL floor and
+//!   TPC-B, with one load tool (wrk); `bench/api.sh` runs it.
+//!
 //! Shared here: [`graphql_ws`], an authenticated `graphql-transport-ws`
-//! connection with one subscription running.
+//! connection with one subscription running; [`gql`], one GraphQL request;
+//! [`start_server`], the server binary on a free port; [`psql`] and
+//! [`Killed`] for the databases and processes a run starts.
 
-use anyhow::bail;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -44,4 +54,105 @@ pub async fn graphql_ws(addr: &str, token: &str, id: &str, query: &str) -> anyho
     ))
     .await?;
     Ok(ws)
+}
+
+/// A child process killed (and reaped) when dropped, so a failing run
+/// leaves nothing behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The PostgreSQL server runs use: `TEST_POSTGRES_URL`, without a database.
+pub fn pg_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Runs one statement with `psql` on `database` of [`pg_url`].
+pub fn psql(database: &str, sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("psql")
+        .args([
+            &format!("{}/{database}", pg_url()),
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .context("running psql")?;
+    if !status.success() {
+        bail!("psql {sql:?} failed");
+    }
+    Ok(())
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `cmd` (the server binary with its `serve` arguments and
+/// environment; `BIND_ADDR` is set here) and waits for the address it
+/// prints.
+pub fn start_server(mut cmd: Command) -> anyhow::Result<(Killed, String)> {
+    let mut child = cmd
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the server")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let server = Killed(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("the server did not print its address")?;
+    Ok((server, addr))
+}
+
+/// One GraphQL request to `http://{addr}/graphql`; its `data`, or an error
+/// holding the whole answer when it has `errors`.
+pub async fn gql(
+    http: &reqwest::Client,
+    addr: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<Value> {
+    let mut req = http
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let body: Value = req.send().await?.json().await?;
+    if body.get("errors").is_some() {
+        bail!("{body}");
+    }
+    Ok(body["data"].clone())
 }

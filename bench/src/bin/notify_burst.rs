@@ -18,51 +18,18 @@
 //! Reads `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`)
 //! and `TEST_SMTP_PYTHON` (default `/usr/bin/python3`); needs `psql`.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use bench::graphql_ws;
+use bench::{Killed, free_port, gql, graphql_ws, pg_url, psql};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const PAIRS: usize = 10;
 const IN_FLIGHT: usize = 8;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pg_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-fn psql(sql: &str) -> anyhow::Result<()> {
-    let status = Command::new("psql")
-        .args([&format!("{}/postgres", pg_url()), "-q", "-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .context("running psql")?;
-    if !status.success() {
-        bail!("psql {sql:?} failed");
-    }
-    Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 fn start_sink(dir: &std::path::Path, delay_ms: u64) -> anyhow::Result<(Killed, u16)> {
     let port = free_port()?;
@@ -105,10 +72,8 @@ fn start_server(
             cmd.env(k, v);
         }
     }
-    let mut child = cmd
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
-        .env("BIND_ADDR", "127.0.0.1:0")
         .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
         .env("RATE_LIMITS_ENABLED", "false")
         // The burst moves more than an unverified user may.
@@ -121,54 +86,8 @@ fn start_server(
         )
         .env("SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
         .env("SMTP_FROM", "Wallet <no-reply@wallet.bench>")
-        .env("RUST_LOG", "warn,wallet_bff=info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {binary}"))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let server = Killed(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("the server did not print its address")?;
-    Ok((server, addr))
-}
-
-async fn gql(
-    http: &reqwest::Client,
-    addr: &str,
-    token: Option<&str>,
-    query: &str,
-    variables: Value,
-) -> anyhow::Result<Value> {
-    let mut req = http
-        .post(format!("http://{addr}/graphql"))
-        .json(&json!({ "query": query, "variables": variables }));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let body: Value = req.send().await?.json().await?;
-    if body.get("errors").is_some() {
-        bail!("{body}");
-    }
-    Ok(body["data"].clone())
+        .env("RUST_LOG", "warn,wallet_bff=info");
+    bench::start_server(cmd).with_context(|| format!("starting {binary}"))
 }
 
 struct User {
@@ -261,8 +180,11 @@ async fn run(
     delay_ms: u64,
 ) -> anyhow::Result<Figures> {
     let db = format!("wallet_bench_notify_{}_{label}", std::process::id());
-    psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
-    psql(&format!("CREATE DATABASE {db}"))?;
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )?;
+    psql("postgres", &format!("CREATE DATABASE {db}"))?;
     let dir = std::env::temp_dir().join(format!(
         "wallet-bff-bench-smtp-{}-{label}",
         std::process::id()
@@ -335,7 +257,10 @@ async fn run(
     drop(server);
     drop(sink);
     let _ = std::fs::remove_dir_all(&dir);
-    psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )?;
     let mut latencies = seen.lock().expect("lock").clone();
     latencies.sort();
     let at = |q: f64| {
