@@ -60,16 +60,32 @@ pub async fn audit_refusal(
 /// Checks an access token and that its session is still live: a session
 /// ended by logout, by reuse of a refresh token, by a password change or by
 /// an OAuth2 takeover of the account stops its access tokens at once, not
-/// only at their expiry. `Ok(None)`: invalid, expired or ended. `Err`: the
-/// session could not be checked (database unreachable); callers answer with
-/// a retryable server error rather than signing the client out or letting
-/// an unchecked token through.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUser>, ()> {
+/// only at their expiry. The same statement reads the account with its
+/// roles, which `me` then answers from ([`SignedInAccount`]).
+/// `Ok(None)`: invalid, expired or ended. `Err`: the session could not be
+/// checked (database unreachable); callers answer with a retryable server
+/// error rather than signing the client out or letting an unchecked token
+/// through.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(AuthUser, SignedInAccount)>, ()> {
     let Some(user) = state.keys.verify_access(token) else {
         return Ok(None);
     };
-    Ok(session_live(state, user.session_id).await?.then_some(user))
+    match entity::store::users::load_for_session(&state.db, user.id, user.session_id).await {
+        Ok(account) => Ok(account.map(|a| (user, SignedInAccount(std::sync::Arc::new(a))))),
+        Err(err) => {
+            tracing::warn!(session.id = %user.session_id, error = %err, "checking a session failed");
+            Err(())
+        }
+    }
 }
+
+/// The signed-in user's account as read with the session check of this
+/// request (request data of HTTP operations).
+#[derive(Debug, Clone)]
+pub struct SignedInAccount(pub std::sync::Arc<entity::store::records::UserRecord>);
 
 /// Whether a session is live (not ended, not unknown); `Err` (logged) when
 /// the database cannot say.

@@ -49,6 +49,12 @@ impl AccountQuery {
             return Ok(None);
         }
         let auth = viewer.require_user().map_err(ApiError::from)?;
+        // Read with this request's session check, when it made one.
+        if let Some(account) = ctx.data_opt::<crate::auth::SignedInAccount>()
+            && account.0.id == auth.id
+        {
+            return Ok(Some(User::from(account.0.as_ref().clone())));
+        }
         let user = users::load(&state.db, auth.id)
             .await
             .map_err(ApiError::from)?;

@@ -60,6 +60,30 @@ pub enum KycStatus {
     Rejected,
 }
 
+/// The viewer's wallets, read at most once per HTTP query operation
+/// (`me { wallets }`, `me { limits }` and `transactions` all need them).
+/// Mutations and other users' wallets always read afresh.
+#[derive(Debug, Default, Clone)]
+pub struct ViewerWallets(tokio::sync::OnceCell<Vec<WalletRecord>>);
+
+/// The wallets of `user_id`, from the operation's [`ViewerWallets`] when
+/// they are the viewer's and the operation is a query.
+pub(crate) async fn user_wallets(
+    ctx: &Context<'_>,
+    user_id: uuid::Uuid,
+) -> Result<Vec<WalletRecord>, ApiError> {
+    let state = ctx.data_unchecked::<AppState>();
+    let load = || entity::store::wallets::list_for_user(&state.db, user_id);
+    let viewer_is_user = matches!(ctx.data_opt::<crate::auth::Viewer>(),
+        Some(crate::auth::Viewer::User(u)) if u.id == user_id);
+    let query =
+        ctx.query_env.operation.node.ty == async_graphql::parser::types::OperationType::Query;
+    match ctx.data_opt::<ViewerWallets>() {
+        Some(cache) if viewer_is_user && query => Ok(cache.0.get_or_try_init(load).await?.clone()),
+        _ => Ok(load().await?),
+    }
+}
+
 /// A user account.
 #[derive(SimpleObject, Debug, Clone)]
 #[graphql(complex)]
@@ -88,10 +112,7 @@ pub struct User {
 impl User {
     /// The user's wallets, oldest first.
     async fn wallets(&self, ctx: &Context<'_>) -> Result<Vec<Wallet>> {
-        let state = ctx.data::<AppState>()?;
-        let list = entity::store::wallets::list_for_user(&state.db, self.user_id)
-            .await
-            .map_err(ApiError::from)?;
+        let list = user_wallets(ctx, self.user_id).await?;
         Ok(list.into_iter().map(Wallet::from).collect())
     }
 
@@ -123,9 +144,7 @@ impl User {
     /// remains of the rolling 24 hours.
     async fn limits(&self, ctx: &Context<'_>) -> Result<Vec<TierLimit>> {
         let state = ctx.data::<AppState>()?;
-        let wallets = entity::store::wallets::list_for_user(&state.db, self.user_id)
-            .await
-            .map_err(ApiError::from)?;
+        let wallets = user_wallets(ctx, self.user_id).await?;
         let list = entity::store::limits::allowances(
             &state.db,
             &state.settings.kyc.limits,

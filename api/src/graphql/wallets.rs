@@ -82,17 +82,21 @@ impl WalletQuery {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
         let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
-        let wallet_id = match wallet_id {
+        let wallets = match wallet_id {
             Some(id) => {
                 let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
-                Some(
+                vec![
                     wallets::get_owned(&state.db, user.id, id)
                         .await
                         .map_err(ApiError::from)?
                         .id,
-                )
+                ]
             }
-            None => None,
+            None => super::types::user_wallets(ctx, user.id)
+                .await?
+                .into_iter()
+                .map(|w| w.id)
+                .collect(),
         };
         if let (Some(f), Some(t)) = (from, to)
             && f > t
@@ -102,8 +106,7 @@ impl WalletQuery {
         let found = history::list(
             &state.db,
             &HistoryQuery {
-                user_id: user.id,
-                wallet_id,
+                wallets,
                 from,
                 to,
                 after: page.after,

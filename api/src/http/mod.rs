@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use domain::ErrorCode;
 use serde_json::json;
 
-use crate::auth::Viewer;
+use crate::auth::{SignedInAccount, Viewer};
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
 use crate::limits::ClientAddr;
@@ -75,11 +75,14 @@ pub fn metrics_routes(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The viewer of a request; `Err` with the response when its session could
-/// not be checked.
-async fn viewer_from(headers: &HeaderMap, app: &AppState) -> Result<Viewer, Response> {
+/// The viewer of a request, with the account when signed in; `Err` with
+/// the response when its session could not be checked.
+async fn viewer_from(
+    headers: &HeaderMap,
+    app: &AppState,
+) -> Result<(Viewer, Option<SignedInAccount>), Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(Viewer::Anonymous);
+        return Ok((Viewer::Anonymous, None));
     };
     let token = value
         .to_str()
@@ -90,11 +93,11 @@ async fn viewer_from(headers: &HeaderMap, app: &AppState) -> Result<Viewer, Resp
         })
         .map(str::trim);
     let Some(token) = token else {
-        return Ok(Viewer::InvalidToken);
+        return Ok((Viewer::InvalidToken, None));
     };
     match crate::auth::authenticate(app, token).await {
-        Ok(Some(user)) => Ok(Viewer::User(user)),
-        Ok(None) => Ok(Viewer::InvalidToken),
+        Ok(Some((user, account))) => Ok((Viewer::User(user), Some(account))),
+        Ok(None) => Ok((Viewer::InvalidToken, None)),
         Err(()) => Err(unavailable()),
     }
 }
@@ -176,8 +179,8 @@ async fn execute(
     peer: SocketAddr,
     batch: BatchRequest,
 ) -> Response {
-    let viewer = match viewer_from(headers, &state.app).await {
-        Ok(viewer) => viewer,
+    let (viewer, account) = match viewer_from(headers, &state.app).await {
+        Ok(found) => found,
         Err(resp) => return resp,
     };
     let addr = client_addr(headers, peer, &state.app);
@@ -207,10 +210,14 @@ async fn execute(
         ),
         other => other,
     };
-    let batch = batch
+    let mut batch = batch
         .data(viewer)
+        .data(crate::graphql::types::ViewerWallets::default())
         .data(ClientAddr(addr))
         .data(crate::limits::ClientDevice::of(headers, addr));
+    if let Some(account) = account {
+        batch = batch.data(account);
+    }
     let mut response = state.schema.execute_batch(batch).await;
     let single_request_error = match &mut response {
         BatchResponse::Single(r) => {
@@ -245,13 +252,17 @@ async fn execute(
     };
     // A request error (it did not parse, validate or start) executed
     // nothing: no `data` entry at all, as GraphQL over HTTP wants.
-    let body = serde_json::to_value(&response).map(|mut v| {
-        if single_request_error && let Some(obj) = v.as_object_mut() {
-            obj.remove("data");
-        }
-        v
-    });
-    match body.and_then(|v| serde_json::to_vec(&v)) {
+    let body = if single_request_error {
+        serde_json::to_value(&response).and_then(|mut v| {
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("data");
+            }
+            serde_json::to_vec(&v)
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
+    match body {
         Ok(body) => {
             let resp = (
                 status,

@@ -292,7 +292,7 @@ impl Connection {
                     let user = match bearer(&payload) {
                         Some(token) => {
                             match crate::auth::authenticate(&self.state.app, token).await {
-                                Ok(user) => user,
+                                Ok(user) => user.map(|(claims, _)| claims),
                                 // Unchecked is not refused: 1011 lets the client retry.
                                 Err(()) => {
                                     return Err(Ending::Close(1011, "Try again later".into()));

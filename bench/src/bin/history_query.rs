@@ -101,11 +101,11 @@ async fn old(db: &DatabaseConnection, user_id: Uuid) -> anyhow::Result<usize> {
 }
 
 async fn new(db: &DatabaseConnection, user_id: Uuid) -> anyhow::Result<usize> {
+    let wallets = entity::store::wallets::list_for_user(db, user_id).await?;
     let page = history::list(
         db,
         &HistoryQuery {
-            user_id,
-            wallet_id: None,
+            wallets: wallets.iter().map(|w| w.id).collect(),
             from: None,
             to: None,
             after: None,

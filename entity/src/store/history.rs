@@ -9,8 +9,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::transactions;
+use crate::store::StoreResult;
 use crate::store::records::TransactionRecord;
-use crate::store::{StoreResult, wallets};
 
 /// Position after which a page starts: the last item seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +24,10 @@ pub struct Position {
 /// Which transactions to list.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
-    /// The viewer: only transactions touching their wallets are listed.
-    pub user_id: Uuid,
-    /// One of the viewer's wallets (already checked to be theirs).
-    pub wallet_id: Option<Uuid>,
+    /// The wallets whose transactions are listed: one of the viewer's, or
+    /// all of them (the caller has checked they are the viewer's). A
+    /// transaction between two of them is listed once.
+    pub wallets: Vec<Uuid>,
     /// Created at or after.
     pub from: Option<DateTime<Utc>>,
     /// Created before.
@@ -67,14 +67,7 @@ pub fn before<C: ColumnTrait>(created_at: C, id: C, pos: Position) -> Condition 
 
 /// Lists a page of the viewer's transactions.
 pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<HistoryPage> {
-    let wallet_ids: Vec<Uuid> = match q.wallet_id {
-        Some(id) => vec![id],
-        None => wallets::list_for_user(db, q.user_id)
-            .await?
-            .into_iter()
-            .map(|w| w.id)
-            .collect(),
-    };
+    let wallet_ids = &q.wallets;
     if wallet_ids.is_empty() {
         return Ok(HistoryPage {
             items: Vec::new(),
@@ -93,7 +86,7 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
             select = select.filter(
                 Condition::any()
                     .add(transactions::Column::FromWalletId.is_null())
-                    .add(transactions::Column::FromWalletId.is_not_in(wallet_ids.clone())),
+                    .add(transactions::Column::FromWalletId.is_not_in(wallet_ids.iter().copied())),
             );
         }
         if let Some(from) = q.from {

@@ -1,15 +1,15 @@
 //! Users and their roles.
 
 use domain::{DisplayName, DomainError, Email, Role};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::entities::{user_roles, users};
+use crate::entities::{sessions, user_roles, users};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::records::UserRecord;
 use crate::store::{StoreError, StoreResult, now};
@@ -107,18 +107,67 @@ pub async fn display_names(
     Ok(rows.into_iter().collect())
 }
 
+/// A user with its roles; `None` when there is none.
 pub async fn load(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<UserRecord>> {
-    let Some(row) = users::Entity::find_by_id(id).one(db).await? else {
+    with_roles(db, id, None).await
+}
+
+/// The account of a live session, in the one round trip that checks the
+/// session: `None` when the session is unknown, revoked or not the user's.
+/// Every authenticated request asks this, so it is one statement (the user
+/// row joined to its roles, under an `EXISTS` on the session) rather than
+/// a session read, a user read and a roles read.
+pub async fn load_for_session(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    session_id: Uuid,
+) -> StoreResult<Option<UserRecord>> {
+    with_roles(db, id, Some(session_id)).await
+}
+
+/// The user joined to its role rows (one row per role, one without),
+/// optionally only while `session` is live.
+async fn with_roles(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    session: Option<Uuid>,
+) -> StoreResult<Option<UserRecord>> {
+    let mut select = Query::select();
+    select
+        .column((users::Entity, Asterisk))
+        .expr_as(
+            Expr::col((user_roles::Entity, user_roles::Column::Role)),
+            Alias::new("granted_role"),
+        )
+        .from(users::Entity)
+        .left_join(
+            user_roles::Entity,
+            Expr::col((user_roles::Entity, user_roles::Column::UserId))
+                .equals((users::Entity, users::Column::Id)),
+        )
+        .and_where(Expr::col((users::Entity, users::Column::Id)).eq(id));
+    if let Some(session) = session {
+        select.and_where(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(sessions::Entity)
+                .and_where(Expr::col((sessions::Entity, sessions::Column::Id)).eq(session))
+                .and_where(Expr::col((sessions::Entity, sessions::Column::UserId)).eq(id))
+                .and_where(Expr::col((sessions::Entity, sessions::Column::RevokedAt)).is_null())
+                .to_owned(),
+        ));
+    }
+    let rows = db.query_all(&select).await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let roles: Vec<String> = user_roles::Entity::find()
-        .filter(user_roles::Column::UserId.eq(id))
-        .order_by_asc(user_roles::Column::Role)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| r.role)
-        .collect();
+    let row = users::Model::from_query_result(first, "")?;
+    let mut roles = Vec::new();
+    for r in &rows {
+        if let Some(role) = r.try_get::<Option<String>>("", "granted_role")? {
+            roles.push(role);
+        }
+    }
     UserRecord::from_row(row, &roles).map(Some)
 }
 
