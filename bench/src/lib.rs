@@ -156,3 +156,27 @@ pub async fn gql(
     }
     Ok(body["data"].clone())
 }
+
+/// A signed-up account on the server at `addr`: its access token and id.
+#[derive(Debug)]
+pub struct Account {
+    pub id: String,
+    pub token: String,
+}
+
+/// Registers `{name}@bench.example` and returns its token and id.
+pub async fn register(http: &reqwest::Client, addr: &str, name: &str) -> anyhow::Result<Account> {
+    let reg = gql(
+        http,
+        addr,
+        None,
+        "mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }",
+        json!({ "i": { "email": format!("{name}@bench.example"), "password": "bench password 123", "displayName": name } }),
+    )
+    .await?;
+    let field = |v: &Value| v.as_str().map(str::to_owned);
+    Ok(Account {
+        token: field(&reg["register"]["accessToken"]).context("no access token")?,
+        id: field(&reg["register"]["user"]["id"]).context("no user id")?,
+    })
+}

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, free_port, gql, pg_url, psql};
+use bench::{Killed, free_port, gql, pg_url, psql, register};
 use futures_util::StreamExt;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
 use serde_json::json;
@@ -183,9 +183,18 @@ fn duration_ms(v: &str) -> anyhow::Result<f64> {
     Ok(num.parse::<f64>()? * factor)
 }
 
-fn pgbench(args: &[&str], database: &str) -> anyhow::Result<f64> {
-    let out = Command::new("pgbench")
-        .args(args)
+/// pgbench's transactions per second at the bench's connections and
+/// threads for `secs`, prepared statements, no vacuum; `script` is a file of
+/// its own or, when `None`, its built-in TPC-B.
+fn pgbench(database: &str, secs: u64, script: Option<&str>) -> anyhow::Result<f64> {
+    let mut cmd = Command::new("pgbench");
+    cmd.args(["-n", "-M", "prepared"])
+        .args(["-c", &CONNECTIONS.to_string(), "-j", &THREADS.to_string()])
+        .args(["-T", &secs.to_string()]);
+    if let Some(file) = script {
+        cmd.args(["-f", file]);
+    }
+    let out = cmd
         .arg(format!("{}/{database}", pg_url()))
         .stderr(Stdio::piped())
         .output()
@@ -268,23 +277,7 @@ fn start_postgraphile(bin: &str, database_url: &str) -> anyhow::Result<(Killed, 
 async fn load_users(http: &reqwest::Client, addr: &str) -> anyhow::Result<Vec<User>> {
     let mut users = Vec::new();
     for i in 0..USERS {
-        let name = format!("bench{i:02}");
-        let reg = gql(
-            http,
-            addr,
-            None,
-            "mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }",
-            json!({ "i": { "email": format!("{name}@bench.example"), "password": "bench password 123", "displayName": name } }),
-        )
-        .await?;
-        let token = reg["register"]["accessToken"]
-            .as_str()
-            .context("token")?
-            .to_owned();
-        let id = reg["register"]["user"]["id"]
-            .as_str()
-            .context("id")?
-            .to_owned();
+        let bench::Account { id, token } = register(http, addr, &format!("bench{i:02}")).await?;
         let open = |currency: &'static str| {
             gql(
                 http,
@@ -543,37 +536,9 @@ async fn main() -> anyhow::Result<()> {
     for round in 1..=rounds {
         let ours = wrk(&read, &format!("http://{addr}"), secs)?;
         let theirs = wrk(&read_pgl, &format!("http://{pgl_addr}"), secs)?;
-        let floor_tps = pgbench(
-            &[
-                "-n",
-                "-M",
-                "prepared",
-                "-c",
-                &CONNECTIONS.to_string(),
-                "-j",
-                &THREADS.to_string(),
-                "-T",
-                &secs.to_string(),
-                "-f",
-                &floor,
-            ],
-            &app_db,
-        )?;
+        let floor_tps = pgbench(&app_db, secs, Some(&floor))?;
         let transfers = wrk(&write_script(&dir, round)?, &format!("http://{addr}"), secs)?;
-        let tpcb = pgbench(
-            &[
-                "-n",
-                "-M",
-                "prepared",
-                "-c",
-                &CONNECTIONS.to_string(),
-                "-j",
-                &THREADS.to_string(),
-                "-T",
-                &secs.to_string(),
-            ],
-            &tpcb_db,
-        )?;
+        let tpcb = pgbench(&tpcb_db, secs, None)?;
         for (name, l) in [
             ("read", &ours),
             ("PostGraphile read", &theirs),

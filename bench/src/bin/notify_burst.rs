@@ -96,18 +96,7 @@ struct User {
 }
 
 async fn user(http: &reqwest::Client, addr: &str, name: &str) -> anyhow::Result<User> {
-    let reg = gql(
-        http,
-        addr,
-        None,
-        "mutation($i: RegisterInput!) { register(input: $i) { accessToken } }",
-        json!({ "i": { "email": format!("{name}@bench.example"), "password": "bench password 123", "displayName": name } }),
-    )
-    .await?;
-    let token = reg["register"]["accessToken"]
-        .as_str()
-        .context("token")?
-        .to_owned();
+    let token = bench::register(http, addr, name).await?.token;
     let w = gql(
         http,
         addr,
