@@ -9,6 +9,7 @@
 //! - [`http`]: GraphQL over HTTP, GraphiQL, health and readiness.
 //! - [`error`]: the error policy (codes for refusals, masking for the rest).
 //! - [`limits`]: rate limits (Redis, or in process on the embedded default).
+//! - [`observe`] and [`telemetry`]: metrics, logs and OpenTelemetry traces.
 //!
 //! The caller owns the listener and the shutdown signal: [`serve`] runs until
 //! the signal resolves, then finishes in-flight requests.
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod observe;
 pub mod providers;
 pub mod state;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,19 +40,8 @@ use tokio_util::task::TaskTracker;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{LogFormat, Settings};
+use crate::config::Settings;
 use crate::state::AppState;
-
-/// Installs the global tracing subscriber (`RUST_LOG`, text or JSON).
-pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
 
 /// Opens the database named by the settings (creating the embedded data
 /// directory) and applies pending migrations.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::auth::AuthUser;
 use crate::config::{RateSetting, Settings};
@@ -315,7 +316,14 @@ impl RateLimiter {
         let ttl = i64::try_from(rate.window_secs + 1).unwrap_or(i64::MAX);
         let mut pipe = redis::pipe();
         pipe.atomic().incr(&key, cost).expire(&key, ttl);
-        let query = pipe.query_async::<(u64, i64)>(&mut conn);
+        let span = tracing::info_span!(
+            "redis.rate_limit",
+            otel.name = "MULTI INCRBY EXPIRE",
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = "INCRBY",
+        );
+        let query = pipe.query_async::<(u64, i64)>(&mut conn).instrument(span);
         match tokio::time::timeout(REDIS_BUDGET, query).await {
             Ok(Ok((count, _))) => Some(count),
             Ok(Err(err)) => {

@@ -59,8 +59,14 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let settings = api::config::Settings::from_env()?;
-    api::init_tracing(settings.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
+    let telemetry = api::telemetry::init(settings.log_format, settings.traces.as_ref())?;
+    let result = run(cli.command.unwrap_or(Command::Serve), settings).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run(command: Command, settings: api::config::Settings) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             if settings.embedded {
                 tracing::info!(data_dir = %settings.data_dir.display(), "no DATABASE_URL: using the embedded SQLite database");

@@ -34,7 +34,8 @@ pub enum OperationType {
 impl OperationType {
     const ALL: [OperationType; 3] = [Self::Query, Self::Mutation, Self::Subscription];
 
-    fn as_str(self) -> &'static str {
+    /// `query`, `mutation` or `subscription`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Query => "query",
             Self::Mutation => "mutation",
@@ -84,7 +85,7 @@ impl std::fmt::Debug for RequestMetrics {
 
 /// The label an operation name is counted under: itself when it is a
 /// GraphQL name of at most 64 characters, `anonymous` without one.
-fn name_label(name: Option<&str>) -> &str {
+pub(crate) fn name_label(name: Option<&str>) -> &str {
     match name {
         None => "anonymous",
         Some(n)

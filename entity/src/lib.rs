@@ -13,6 +13,7 @@ pub mod entities;
 pub mod money;
 pub mod pii;
 pub mod store;
+pub mod trace;
 
 pub use money::Money;
 pub use store::{StoreError, StoreResult};

@@ -26,6 +26,7 @@ pub mod m20261202_000001_kyc;
 pub mod m20261202_000002_exchange;
 pub mod m20261202_000003_payments;
 pub mod m20261203_000001_money_control;
+pub mod m20261203_000002_outbox_trace;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_exchange::Migration),
             Box::new(m20261202_000003_payments::Migration),
             Box::new(m20261203_000001_money_control::Migration),
+            Box::new(m20261203_000002_outbox_trace::Migration),
         ]
     }
 }

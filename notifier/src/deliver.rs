@@ -23,14 +23,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use domain::EventBody;
 use domain::notify::{AfterFailure, RetryPolicy};
-use entity::store::deliveries::{self, Claimed};
+use domain::{Envelope, EventBody};
+use entity::store::deliveries::{self, Claimed, DeliveryRecord};
 use entity::store::users;
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::channels::{Channel, Delivered, SendError};
 use crate::templates::{self, Context};
@@ -187,8 +188,28 @@ impl Worker {
             .unwrap_or_else(|_| chrono::Duration::seconds(60))
     }
 
+    /// One delivery, traced as part of the trace of the change its event
+    /// announces.
     async fn process(&self, claimed: Claimed) {
-        let Claimed { delivery, event } = claimed;
+        let Claimed {
+            delivery,
+            event,
+            trace_parent,
+        } = claimed;
+        let channel = delivery.channel.as_str();
+        let span = tracing::info_span!(
+            "notify.deliver",
+            otel.name = %format_args!("deliver {}", channel.to_ascii_lowercase()),
+            otel.kind = "producer",
+            notification.channel = channel,
+            notification.topic = event.topic().as_str(),
+            notification.attempt = delivery.attempts,
+        );
+        entity::trace::continue_from(&span, trace_parent.as_deref());
+        self.deliver(delivery, event).instrument(span).await;
+    }
+
+    async fn deliver(&self, delivery: DeliveryRecord, event: Envelope) {
         // Earlier sends of the batch took time: renew the claim, and send
         // nothing if another worker took it meanwhile (no duplicate).
         match deliveries::extend_lease(&self.db, &delivery, self.lease()).await {

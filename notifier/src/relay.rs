@@ -24,6 +24,7 @@ use subscriptions::Bus;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::plan::Planner;
 
@@ -183,7 +184,16 @@ async fn round(
         match row.envelope {
             Ok(envelope) => {
                 let envelope = Arc::new(envelope);
+                // Joins the trace of the transaction that wrote the event.
+                let span = tracing::info_span!(
+                    "outbox.publish",
+                    otel.name = %format_args!("publish {}", row.topic),
+                    otel.kind = "producer",
+                    messaging.destination.name = %row.topic,
+                );
+                entity::trace::continue_from(&span, row.trace_parent.as_deref());
                 bus.publish(envelope.clone())
+                    .instrument(span)
                     .await
                     .with_context(|| format!("publishing event {}", row.id))?;
                 // Version-0 rows come from the release that wrote its

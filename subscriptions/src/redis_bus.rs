@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::hub::Hub;
 use domain::Envelope;
@@ -95,8 +96,16 @@ impl RedisBus {
     /// Publishes a message already in wire form on `topic`'s channel.
     pub async fn publish_wire(&self, topic: &str, wire: &str) -> anyhow::Result<()> {
         let mut conn = self.inner.publisher.clone();
+        let span = tracing::info_span!(
+            "redis.publish",
+            otel.name = "PUBLISH",
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = "PUBLISH",
+        );
         let _receivers: i64 = conn
             .publish(topic, wire)
+            .instrument(span)
             .await
             .context("publishing to Redis")?;
         Ok(())

@@ -67,6 +67,7 @@
 pub mod kyc;
 pub mod notify;
 pub mod payments;
+pub mod traces;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -212,6 +213,8 @@ pub struct Settings {
     pub fx: payments::FxSettings,
     /// The card payment provider.
     pub payments: payments::PaymentsSettings,
+    /// OpenTelemetry traces; `None` when off.
+    pub traces: Option<traces::TraceSettings>,
 }
 
 /// A rate: at most `limit` events per `window_secs`.
@@ -560,6 +563,7 @@ impl Settings {
             kyc: KycSettings::read(env, !dev)?,
             fx: payments::FxSettings::read(env, !dev)?,
             payments: payments::PaymentsSettings::read(env, !dev)?,
+            traces: traces::TraceSettings::read(env)?,
         };
         if settings.webauthn_ceremony_ttl_secs == 0 || settings.step_up_token_ttl_secs <= 0 {
             bail!("WEBAUTHN_CEREMONY_TTL_SECS and STEP_UP_TOKEN_TTL_SECS must be positive");

@@ -1,18 +1,26 @@
 //! Counts every GraphQL operation, over HTTP and WebSocket alike, into the
 //! instance's [`RequestMetrics`]: its type and name when parsed, its
 //! duration and errors when executed (subscriptions are counted when they
-//! start; they run as long as their client wants).
+//! start; they run as long as their client wants). The same names go on the
+//! operation's server span (`crate::telemetry::operation_span`): the
+//! request's own over HTTP, one per operation inside a batch.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextRequest,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType as Kind};
 use async_graphql::{Request, Response, ServerError, ServerResult, Variables};
 
-use crate::observe::{OperationType, RequestMetrics};
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::graphql::shape::InBatch;
+use crate::observe::{OperationType, RequestMetrics, name_label};
 
 /// The extension factory.
 #[derive(Debug, Clone)]
@@ -60,8 +68,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Names the current span after the operation, as the GraphQL semantic
+/// conventions have it: `mutation SendMoney`, or `query` without a name.
+/// The span started before the document was parsed, so its OpenTelemetry
+/// span is renamed in place (recording `otel.name` no longer would).
+fn name_span(kind: Option<OperationType>, name: Option<&str>) {
+    let span = tracing::Span::current();
+    let Some(kind) = kind else { return };
+    if span.is_disabled() {
+        return;
+    }
+    span.record("graphql.operation.type", kind.as_str());
+    let label = name.map(|n| name_label(Some(n)));
+    if let Some(label) = label {
+        span.record("graphql.operation.name", label);
+    }
+    let cx = span.context();
+    let otel = cx.span();
+    if otel.span_context().is_valid() {
+        otel.update_name(match label {
+            Some(label) => format!("{} {label}", kind.as_str()),
+            None => kind.as_str().to_owned(),
+        });
+    }
+}
+
 #[async_trait::async_trait]
 impl Extension for MeasureExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        if ctx.data_opt::<InBatch>().is_none() {
+            return next.run(ctx).await;
+        }
+        next.run(ctx)
+            .instrument(crate::telemetry::operation_span("GraphQL Operation"))
+            .await
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -92,6 +134,7 @@ impl Extension for MeasureExtension {
                         .next()
                         .and_then(|(n, _)| n.map(|n| n.to_string()))
                 });
+                name_span(kind, name.as_deref());
                 // A subscription never goes through `execute`.
                 if kind == Some(OperationType::Subscription) {
                     self.metrics
@@ -118,6 +161,9 @@ impl Extension for MeasureExtension {
             .operation(kind, name.as_deref(), Some(started.elapsed()));
         for err in &response.errors {
             self.metrics.error(code_of(err).as_deref());
+        }
+        if !response.errors.is_empty() {
+            tracing::Span::current().record("otel.status_code", "error");
         }
         response
     }

@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use domain::ErrorCode;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::auth::{SignedInAccount, Viewer};
 use crate::error::enforce_codes;
@@ -173,7 +174,27 @@ pub(crate) fn too_many_requests(retry_after_secs: u64) -> Response {
     )
 }
 
+/// Runs a request in its server span, continuing the caller's `traceparent`.
+/// A batch gets one more span per operation (see `graphql::measure`).
 async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    batch: BatchRequest,
+) -> Response {
+    let span = crate::telemetry::operation_span(
+        if matches!(&batch, BatchRequest::Batch(items) if items.len() > 1) {
+            "GraphQL batch"
+        } else {
+            "GraphQL Operation"
+        },
+    );
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    entity::trace::continue_from(&span, traceparent);
+    run(state, headers, peer, batch).instrument(span).await
+}
+
+async fn run(
     state: &HttpState,
     headers: &HeaderMap,
     peer: SocketAddr,

@@ -27,5 +27,6 @@ mod schema;
 mod sessions;
 mod support;
 mod tiers;
+mod traces;
 mod trusted;
 mod webauthn;

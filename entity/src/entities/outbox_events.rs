@@ -21,6 +21,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When the relay published it.
     pub published_at: Option<DateTimeUtc>,
+    /// The W3C `traceparent` of the transaction that wrote it, when traced.
+    pub trace_parent: Option<String>,
 }
 
 no_relations!();

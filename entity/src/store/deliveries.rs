@@ -79,6 +79,8 @@ pub struct Claimed {
     pub delivery: DeliveryRecord,
     /// The event.
     pub event: Envelope,
+    /// The `traceparent` of the transaction that wrote the event, when traced.
+    pub trace_parent: Option<String>,
 }
 
 /// One delivery to plan.
@@ -196,7 +198,11 @@ pub async fn claim_due(
             &stored.payload,
         );
         match event {
-            Ok(event) => claimed.push(Claimed { delivery, event }),
+            Ok(event) => claimed.push(Claimed {
+                delivery,
+                event,
+                trace_parent: stored.trace_parent.clone(),
+            }),
             Err(err) if err.is_from_newer_release() => {
                 // A newer instance planned it; give it back for one of them.
                 unclaim(db, &delivery, chrono::Duration::seconds(30)).await?;

@@ -6,8 +6,8 @@ use domain::events::{BalanceUpdated, Stored, TransactionMoved, WireError};
 use domain::{Envelope, EventBody, Topic};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -31,14 +31,43 @@ pub async fn next_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> StoreRes
         .ok_or_else(|| inconsistent(format!("no user {user_id} for event sequence")))
 }
 
-/// Writes one event to the outbox, with the user's next sequence.
+/// Writes one event to the outbox, with the user's next sequence. On
+/// PostgreSQL the sequence is taken and the event written in one statement.
 pub async fn append(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     body: EventBody,
 ) -> StoreResult<Envelope> {
-    let sequence = next_sequence(db, user_id).await?;
-    append_with_sequence(db, user_id, sequence, body).await
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        let sequence = next_sequence(db, user_id).await?;
+        return append_with_sequence(db, user_id, sequence, body).await;
+    }
+    let mut envelope = Envelope {
+        id: Uuid::now_v7(),
+        user_id,
+        sequence: 0,
+        occurred_at: now(),
+        body,
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "WITH seq AS (UPDATE users SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq) \
+             INSERT INTO outbox_events (id, user_id, sequence, topic, payload, created_at, trace_parent) \
+             SELECT $2, $1, seq.event_seq, $3, $4, $5, $6 FROM seq RETURNING sequence",
+            [
+                user_id.into(),
+                envelope.id.into(),
+                envelope.topic().as_str().into(),
+                envelope.payload().into(),
+                envelope.occurred_at.into(),
+                crate::trace::current().into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| inconsistent(format!("no user {user_id} for event sequence")))?;
+    envelope.sequence = row.try_get("", "sequence")?;
+    Ok(envelope)
 }
 
 /// Writes one event with a sequence already taken by [`next_sequence`] in
@@ -64,10 +93,10 @@ pub async fn append_with_sequence(
         payload: Set(envelope.payload()),
         created_at: Set(envelope.occurred_at),
         published_at: Set(None),
+        trace_parent: Set(crate::trace::current()),
     })
     .exec_without_returning(db)
     .await?;
-    notify_relay(db).await?;
     Ok(envelope)
 }
 
@@ -113,17 +142,9 @@ pub async fn transaction_sent(
     Ok(())
 }
 
-/// The channel PostgreSQL relays `LISTEN` on; every outbox append notifies
-/// it inside the writing transaction, so the notification fires at commit.
+/// The channel PostgreSQL relays `LISTEN` on: a trigger on `outbox_events`
+/// notifies it once per inserting statement, delivered at commit.
 pub const OUTBOX_CHANNEL: &str = "wallet_bff_outbox";
-
-async fn notify_relay(db: &impl ConnectionTrait) -> StoreResult<()> {
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        db.execute_unprepared(&format!("SELECT pg_notify('{OUTBOX_CHANNEL}', '')"))
-            .await?;
-    }
-    Ok(())
-}
 
 /// An outbox row as the relay reads it: the envelope when this release
 /// can read it, the stored JSON in any case (to pass on what a newer
@@ -144,6 +165,8 @@ pub struct OutboxRow {
     /// The wire message to publish: the envelope's own form, or one built
     /// around the stored payload when this release cannot read it.
     pub wire: String,
+    /// The `traceparent` of the transaction that wrote it, when traced.
+    pub trace_parent: Option<String>,
 }
 
 impl From<outbox_events::Model> for OutboxRow {
@@ -168,6 +191,7 @@ impl From<outbox_events::Model> for OutboxRow {
             version: domain::events::payload_version(&row.payload),
             payload: row.payload,
             wire,
+            trace_parent: row.trace_parent,
         }
     }
 }

@@ -73,3 +73,20 @@ pub(crate) fn numbered(sql: &str) -> String {
     }
     out
 }
+
+/// The span of one database transaction; `name` says what it does (the
+/// money command's operation, say). It joins the trace of the request.
+pub(crate) fn transaction_span(db: &impl sea_orm::ConnectionTrait, name: &str) -> tracing::Span {
+    let system = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "postgresql",
+        sea_orm::DatabaseBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    };
+    tracing::info_span!(
+        "db.transaction",
+        otel.name = %format_args!("{name} transaction"),
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = name,
+    )
+}

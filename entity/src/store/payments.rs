@@ -20,6 +20,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::entities::{ledger_entries, transactions};
@@ -237,6 +238,7 @@ impl FreshClaim {
             txn.commit().await?;
             Ok::<_, StoreError>(outcome)
         }
+        .instrument(super::transaction_span(db, command.operation()))
         .await;
         match attempt {
             Ok(outcome) => Ok(Executed {

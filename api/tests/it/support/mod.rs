@@ -3,6 +3,7 @@
 pub mod books;
 pub mod fcm;
 pub mod kyc;
+pub mod otlp;
 pub mod rates;
 pub mod smtp;
 pub mod stripe;
@@ -255,6 +256,7 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
                 .with_overrides(QUIET_RISK)
                 .expect("quiet rules"),
         },
+        traces: None,
     }
 }
 
@@ -312,7 +314,7 @@ impl TestApp {
     /// SQLite file (`None`).
     pub async fn spawn_on(pg_url: Option<String>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         if std::env::var("TEST_LOG").is_ok() {
-            api::init_tracing(LogFormat::Text);
+            let _ = api::telemetry::init(LogFormat::Text, None);
         }
         let backend = if pg_url.is_some() {
             Backend::Postgres
