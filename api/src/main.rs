@@ -3,6 +3,12 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's allocator: a request allocates and frees
+/// many small objects across worker threads, where glibc's `malloc` and
+/// `free` took about a fifth of the server's CPU time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The wallet-bff server. Configuration comes from environment variables
 /// (see README.md and `.env.sample`).
 #[derive(Parser, Debug)]

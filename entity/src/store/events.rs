@@ -2,7 +2,7 @@
 //! change they describe, each with a per-user, strictly increasing sequence,
 //! stored in their versioned wire form (see [`domain::events`]).
 
-use domain::events::{BalanceUpdated, Stored, TransactionMoved, WireError};
+use domain::events::{BalanceUpdated, Stored, WireError};
 use domain::{Envelope, EventBody, Topic};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::{outbox_events, outbox_pruned, users};
-use crate::store::records::{TransactionRecord, WalletRecord};
+use crate::store::records::WalletRecord;
 use crate::store::{StoreResult, inconsistent, now};
 
 /// Takes the user's next event sequence. The row lock this update takes is
@@ -70,6 +70,116 @@ pub async fn append(
     Ok(envelope)
 }
 
+/// Writes several events, for one or more users, each with its user's next
+/// sequence in the order given. On PostgreSQL in one statement that locks
+/// the users' rows in id order first (so concurrent writers cannot
+/// deadlock), takes every sequence and writes every event.
+pub async fn append_all(
+    db: &impl ConnectionTrait,
+    events: Vec<(Uuid, EventBody)>,
+) -> StoreResult<Vec<Envelope>> {
+    if db.get_database_backend() != DatabaseBackend::Postgres || events.len() < 2 {
+        let mut out = Vec::with_capacity(events.len());
+        for (user_id, body) in events {
+            out.push(append(db, user_id, body).await?);
+        }
+        return Ok(out);
+    }
+    let at = now();
+    let mut users: Vec<(Uuid, i64)> = Vec::new();
+    let mut envelopes = Vec::with_capacity(events.len());
+    let mut ords = Vec::with_capacity(events.len());
+    for (user_id, body) in events {
+        let ord = match users.iter_mut().find(|(u, _)| *u == user_id) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                users.push((user_id, 1));
+                1
+            }
+        };
+        ords.push(ord);
+        envelopes.push(Envelope {
+            id: Uuid::now_v7(),
+            user_id,
+            sequence: 0,
+            occurred_at: at,
+            body,
+        });
+    }
+    users.sort_by_key(|(u, _)| *u);
+    let mut values: Vec<sea_orm::Value> = vec![at.into(), crate::trace::current().into()];
+    let mut param = |v: sea_orm::Value| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    let ids = users
+        .iter()
+        .map(|(u, _)| format!("{}::uuid", param((*u).into())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let counts = users
+        .iter()
+        .map(|(u, n)| {
+            format!(
+                "({}::uuid, {}::bigint)",
+                param((*u).into()),
+                param((*n).into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = envelopes
+        .iter()
+        .zip(&ords)
+        .map(|(e, ord)| {
+            format!(
+                "({}::uuid, {}::uuid, {}::bigint, {}::text, {}::json)",
+                param(e.id.into()),
+                param(e.user_id.into()),
+                param((*ord).into()),
+                param(e.topic().as_str().into()),
+                param(e.payload().into()),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH locked AS (SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR UPDATE), \
+         seq AS (UPDATE users u SET event_seq = u.event_seq + c.n FROM (VALUES {counts}) AS c(id, n) \
+                 WHERE u.id = c.id AND u.id IN (SELECT id FROM locked) \
+                 RETURNING u.id, u.event_seq - c.n AS base) \
+         INSERT INTO outbox_events (id, user_id, sequence, topic, payload, created_at, trace_parent) \
+         SELECT e.id, e.user_id, seq.base + e.ord, e.topic, e.payload, $1, $2 \
+         FROM (VALUES {rows}) AS e(id, user_id, ord, topic, payload) JOIN seq ON seq.id = e.user_id \
+         RETURNING id, sequence"
+    );
+    let written = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    if written.len() != envelopes.len() {
+        return Err(inconsistent(format!(
+            "{} of {} events written: a user is missing",
+            written.len(),
+            envelopes.len()
+        )));
+    }
+    for row in written {
+        let id: Uuid = row.try_get("", "id")?;
+        let sequence: i64 = row.try_get("", "sequence")?;
+        if let Some(e) = envelopes.iter_mut().find(|e| e.id == id) {
+            e.sequence = sequence;
+        }
+    }
+    Ok(envelopes)
+}
+
 /// Writes one event with a sequence already taken by [`next_sequence`] in
 /// this transaction.
 pub async fn append_with_sequence(
@@ -109,36 +219,6 @@ pub async fn balance_updated(
 ) -> StoreResult<()> {
     let body = BalanceUpdated::of(wallet, delta, transaction_id);
     append(db, wallet.user_id, EventBody::BalanceUpdated(body)).await?;
-    Ok(())
-}
-
-/// `transaction.received` for the receiver of a transfer from `sender`.
-pub async fn transaction_received(
-    db: &impl ConnectionTrait,
-    receiver: Uuid,
-    sender: Uuid,
-    transaction: &TransactionRecord,
-) -> StoreResult<()> {
-    let body = TransactionMoved {
-        transaction: transaction.clone(),
-        counterparty_id: Some(sender),
-    };
-    append(db, receiver, EventBody::TransactionReceived(body)).await?;
-    Ok(())
-}
-
-/// `transaction.sent` for the sender of a transfer to `receiver`.
-pub async fn transaction_sent(
-    db: &impl ConnectionTrait,
-    sender: Uuid,
-    receiver: Uuid,
-    transaction: &TransactionRecord,
-) -> StoreResult<()> {
-    let body = TransactionMoved {
-        transaction: transaction.clone(),
-        counterparty_id: Some(receiver),
-    };
-    append(db, sender, EventBody::TransactionSent(body)).await?;
     Ok(())
 }
 

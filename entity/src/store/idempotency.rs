@@ -65,8 +65,9 @@ pub async fn claim(
     for _ in 0..3 {
         let at = now();
         let token = at + policy.lease;
+        let id = Uuid::now_v7();
         let inserted = keys::Entity::insert(keys::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             user_id: Set(user_id),
             key: Set(key.as_str().to_owned()),
             operation: Set(operation.to_owned()),
@@ -84,6 +85,10 @@ pub async fn claim(
         )
         .exec_without_returning(db)
         .await?;
+        if inserted == 1 {
+            // The key was free: the row is ours, as written.
+            return Ok(Claim::Fresh(Lease { id, token }));
+        }
         let row = keys::Entity::find()
             .filter(keys::Column::UserId.eq(user_id))
             .filter(keys::Column::Key.eq(key.as_str()))
@@ -92,9 +97,6 @@ pub async fn claim(
         let Some(row) = row else {
             continue; // purged or released between the two statements
         };
-        if inserted == 1 && row.locked_until == token && row.fingerprint == fingerprint.as_str() {
-            return Ok(Claim::Fresh(Lease { id: row.id, token }));
-        }
         if row.expires_at <= at {
             // Past retention: the old use is forgotten; start over with ours.
             if take_over(

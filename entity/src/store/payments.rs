@@ -5,7 +5,7 @@
 //! audit record, and stores the idempotent result. What people are told
 //! about it (in-app, e-mail, push) the notifier derives from those events.
 
-use domain::events::{TransactionChange, TransactionUpdated};
+use domain::events::{BalanceUpdated, TransactionChange, TransactionMoved, TransactionUpdated};
 use domain::limits::TierLimits;
 use domain::risk::{Assessment, RiskDecision};
 use domain::{
@@ -487,9 +487,8 @@ async fn transfer(
 }
 
 /// The events of a completed transfer: both balances, and the sent and
-/// received notices when two users are involved. Sequences are taken in
-/// user-id order so concurrent transfers in other currencies cannot
-/// deadlock on the users' rows.
+/// received notices when two users are involved, written in one go (see
+/// [`events::append_all`] for the lock order).
 pub(crate) async fn announce_transfer(
     txn: &impl ConnectionTrait,
     from: &WalletRecord,
@@ -497,25 +496,33 @@ pub(crate) async fn announce_transfer(
     tx: &TransactionRecord,
     to_delta: Decimal,
 ) -> StoreResult<()> {
-    let (first, second) = if from.user_id <= to.user_id {
-        (from, to)
-    } else {
-        (to, from)
-    };
-    for w in [first, second] {
-        let delta = if w.id == from.id {
-            -tx.amount
-        } else {
-            to_delta
-        };
-        events::balance_updated(txn, w, delta, tx.id).await?;
-        if w.id == from.id && to.user_id != from.user_id {
-            events::transaction_sent(txn, from.user_id, to.user_id, tx).await?;
-        }
-        if w.id == to.id && to.user_id != from.user_id {
-            events::transaction_received(txn, to.user_id, from.user_id, tx).await?;
-        }
+    let mut all = vec![(
+        from.user_id,
+        EventBody::BalanceUpdated(BalanceUpdated::of(from, -tx.amount, tx.id)),
+    )];
+    if to.user_id != from.user_id {
+        all.push((
+            from.user_id,
+            EventBody::TransactionSent(TransactionMoved {
+                transaction: tx.clone(),
+                counterparty_id: Some(to.user_id),
+            }),
+        ));
     }
+    all.push((
+        to.user_id,
+        EventBody::BalanceUpdated(BalanceUpdated::of(to, to_delta, tx.id)),
+    ));
+    if to.user_id != from.user_id {
+        all.push((
+            to.user_id,
+            EventBody::TransactionReceived(TransactionMoved {
+                transaction: tx.clone(),
+                counterparty_id: Some(from.user_id),
+            }),
+        ));
+    }
+    events::append_all(txn, all).await?;
     Ok(())
 }
 
