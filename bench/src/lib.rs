@@ -13,11 +13,16 @@
 //! - `src/bin/api_load.rs`: whole requests (a read and a transfer) against
 //!   PostGraphile 4 on the same data and pgbench's plain-SQL floor and
 //!   TPC-B, with one load tool (wrk); `bench/api.sh` runs it.
+//! - `src/bin/soak.rs`: many transfers from many clients through two
+//!   instances while Redis, one instance and PostgreSQL are restarted, with
+//!   a subscriber that reconnects; then the books, the keys and the events;
+//!   `bench/soak.sh` runs it.
 //!
 //! Shared here: [`graphql_ws`], an authenticated `graphql-transport-ws`
 //! connection with one subscription running; [`gql`], one GraphQL request;
 //! [`start_server`], the server binary on a free port; [`psql`] and
-//! [`Killed`] for the databases and processes a run starts.
+//! [`Killed`] for the databases and processes a run starts; [`scalar`] and
+//! [`check_ledger`] for the books after a run.
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -179,4 +185,48 @@ pub async fn register(http: &reqwest::Client, addr: &str, name: &str) -> anyhow:
         token: field(&reg["register"]["accessToken"]).context("no access token")?,
         id: field(&reg["register"]["user"]["id"]).context("no user id")?,
     })
+}
+
+/// The first column of the first row of `sql` as an integer (a count).
+pub async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .with_context(|| format!("running {sql:?}"))?
+        .with_context(|| format!("no row from {sql:?}"))?;
+    Ok(row.try_get_by_index::<i64>(0)?)
+}
+
+/// The ledger's own invariants: every transaction's postings sum to zero
+/// per currency, every transaction has a posting, and every wallet's
+/// available and held balances equal the sums of its ledger lines.
+pub async fn check_ledger(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let unbalanced = scalar(db, "SELECT count(*) FROM (SELECT transaction_id, currency FROM ledger_entries GROUP BY 1, 2 HAVING sum(amount) <> 0) x").await?;
+    let unposted = scalar(db, "SELECT count(*) FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.transaction_id = t.id)").await?;
+    if unbalanced != 0 || unposted != 0 {
+        bail!("{unbalanced} unbalanced postings, {unposted} transactions without one");
+    }
+    for w in entity::entities::wallets::Entity::find()
+        .all(db)
+        .await
+        .context("reading the wallets")?
+    {
+        let (available, held) = entity::store::payments::ledger_balances(db, w.id).await?;
+        if available != w.available.0.normalize() || held != w.frozen.0.normalize() {
+            bail!("wallet {} differs from its ledger", w.id);
+        }
+    }
+    Ok(())
+}
+
+/// The median of `xs`: the middle value, or the mean of the two middle
+/// values of an even count (so two rounds do not report their better one).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => xs[n / 2],
+        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
 }

@@ -26,9 +26,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, free_port, gql, pg_url, psql, register};
+use bench::{Killed, check_ledger, free_port, gql, median, pg_url, psql, register, scalar};
 use futures_util::StreamExt;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
+use sea_orm::{Database, DatabaseConnection};
 use serde_json::json;
 
 const USERS: usize = 40;
@@ -402,14 +402,6 @@ end
     Ok(path)
 }
 
-async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await?
-        .context("no row")?;
-    Ok(row.try_get_by_index::<i64>(0)?)
-}
-
 /// The books after the run: every transaction balances per currency and
 /// has its posting, every wallet equals its ledger, there is one transfer
 /// per completed key, and one per answer (plus at most the requests in
@@ -419,17 +411,7 @@ async fn check_books(
     answered: u64,
     unanswered: u64,
 ) -> anyhow::Result<()> {
-    let unbalanced = scalar(db, "SELECT count(*) FROM (SELECT transaction_id, currency FROM ledger_entries GROUP BY 1, 2 HAVING sum(amount) <> 0) x").await?;
-    let unposted = scalar(db, "SELECT count(*) FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.transaction_id = t.id)").await?;
-    if unbalanced != 0 || unposted != 0 {
-        bail!("{unbalanced} unbalanced postings, {unposted} transactions without one");
-    }
-    for w in entity::entities::wallets::Entity::find().all(db).await? {
-        let (available, held) = entity::store::payments::ledger_balances(db, w.id).await?;
-        if available != w.available.0.normalize() || held != w.frozen.0.normalize() {
-            bail!("wallet {} differs from its ledger", w.id);
-        }
-    }
+    check_ledger(db).await?;
     // wrk stops with requests in flight: those may be applied unanswered.
     let made = scalar(
         db,
@@ -451,11 +433,6 @@ async fn check_books(
         );
     }
     Ok(())
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 #[tokio::main]

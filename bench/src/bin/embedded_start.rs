@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, free_port};
+use bench::{Killed, free_port, median};
 
 const RUNS: usize = 5;
 
@@ -73,11 +73,6 @@ fn start(binary: &str, dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
     let rss = rss_kib(server.0.id())?;
     drop(server);
     Ok((ms, rss))
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {

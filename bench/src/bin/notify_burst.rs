@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use bench::{Killed, free_port, gql, graphql_ws, pg_url, psql};
+use bench::{Killed, free_port, gql, graphql_ws, median, pg_url, psql};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -275,11 +275,6 @@ fn row(name: &str, f: &Figures) -> String {
         f.p99.as_secs_f64() * 1e3,
         f.max.as_secs_f64() * 1e3
     )
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 #[tokio::main]
