@@ -230,3 +230,32 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
         _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
     }
 }
+
+/// `wallet-bff serve` set up for load: only the given database, Redis and
+/// data directory, rate limits off, tier limits far above any amount, and
+/// every risk rule on (reading its facts) with thresholds no bench user
+/// reaches, though they pay the same people hundreds of times a minute.
+pub fn load_server_command(
+    binary: &str,
+    database_url: &str,
+    redis_url: &str,
+    data_dir: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_URL", redis_url)
+        .env("DATA_DIR", data_dir)
+        .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
+        .env("ACCESS_TOKEN_TTL_SECS", "7200")
+        .env("RATE_LIMITS_ENABLED", "false")
+        .env("TIER_LIMITS", "0:*:*=1000000000/1000000000")
+        .env(
+            "RISK_RULES",
+            "velocity.count=1000000000,velocity.large_multiple=1000000000,history.multiple=1000000000",
+        )
+        .env("RUST_LOG", "warn,wallet_bff=info");
+    cmd
+}

@@ -218,27 +218,9 @@ fn start_server(
     database_url: &str,
     data_dir: &Path,
 ) -> anyhow::Result<(Killed, String)> {
-    let mut cmd = Command::new(binary);
-    cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env(
-            "REDIS_URL",
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
-        )
-        .env("DATA_DIR", data_dir)
-        .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
-        .env("ACCESS_TOKEN_TTL_SECS", "7200")
-        .env("RATE_LIMITS_ENABLED", "false")
-        .env("TIER_LIMITS", "0:*:*=1000000000/1000000000")
-        // Every rule on and reading its facts, none firing for a bench user
-        // who pays the same 40 people hundreds of times a minute.
-        .env(
-            "RISK_RULES",
-            "velocity.count=1000000000,velocity.large_multiple=1000000000,history.multiple=1000000000",
-        )
-        .env("RUST_LOG", "warn,wallet_bff=info");
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let cmd = bench::load_server_command(binary, database_url, &redis_url, data_dir);
     bench::start_server(cmd).with_context(|| format!("starting {binary}"))
 }
 

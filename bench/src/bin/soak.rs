@@ -86,7 +86,6 @@ const DUPLICATE_WINDOW: usize = 2_000;
 const DRAIN: Duration = Duration::from_secs(900);
 /// How long the subscriber may take to catch up after that.
 const CATCH_UP: Duration = Duration::from_secs(60);
-const JWT_SECRET: &str = "soak-secret-soak-secret-soak-secret-00000";
 const DATABASE: &str = "soak";
 
 const TRANSFER: &str = "mutation($k: String!, $i: TransferInput!) { transfer(idempotencyKey: $k, input: $i) { replayed transaction { id amount fromWalletId toWalletId } } }";
@@ -524,29 +523,6 @@ fn start_redis(port: u16, dir: &Path) -> anyhow::Result<Killed> {
     Ok(redis)
 }
 
-/// How an instance runs: as in production but for the sandbox deposit,
-/// rate limits off, tier limits above the amounts, every risk rule on and
-/// none firing for users who pay the same people hundreds of times.
-fn server_command(binary: &str, database_url: &str, redis_url: &str, data_dir: &Path) -> Command {
-    let mut cmd = Command::new(binary);
-    cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("REDIS_URL", redis_url)
-        .env("DATA_DIR", data_dir)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("ACCESS_TOKEN_TTL_SECS", "7200")
-        .env("RATE_LIMITS_ENABLED", "false")
-        .env("TIER_LIMITS", "0:*:*=1000000000/1000000000")
-        .env(
-            "RISK_RULES",
-            "velocity.count=1000000000,velocity.large_multiple=1000000000,history.multiple=1000000000",
-        )
-        .env("RUST_LOG", "warn,wallet_bff=info");
-    cmd
-}
-
 /// One thing done to the system during the load.
 struct Event {
     name: &'static str,
@@ -572,7 +548,7 @@ struct Chaos {
 
 impl Chaos {
     fn command(&self, instance: usize) -> Command {
-        server_command(
+        bench::load_server_command(
             &self.binary,
             &self.cluster.url(DATABASE),
             &format!("redis://127.0.0.1:{}", self.redis_port),
@@ -1092,7 +1068,7 @@ async fn main() -> anyhow::Result<()> {
     let mut servers = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..2 {
-        let (server, addr) = bench::start_server(server_command(
+        let (server, addr) = bench::start_server(bench::load_server_command(
             &binary,
             &database_url,
             &redis_url,
