@@ -821,3 +821,63 @@ async fn sockets_of_an_ended_session_close_and_socket_operations_keep_the_time_l
     let wallet = app.wallet(&laptop, &usd).await;
     assert_eq!(data(&wallet, "wallet")["balance"], "0.00", "{wallet}");
 }
+
+#[tokio::test]
+async fn under_a_backlog_the_relay_takes_users_by_how_long_they_have_waited() {
+    use entity::entities::outbox_events;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        // No relay: the test looks at what one would take next.
+        let app = TestApp::spawn_with(backend, |s| s.outbox_relay_enabled = false).await;
+        let busy = app.register("busy.relay@example.com").await;
+        let late = app.register("late.relay@example.com").await;
+        let user = |s: &crate::support::Session| s.user_id.parse::<uuid::Uuid>().expect("id");
+        let (busy, late) = (user(&busy), user(&late));
+        // What registering wrote is out of the way.
+        let earlier: Vec<uuid::Uuid> = entity::store::events::unpublished(&app.db, 1000)
+            .await
+            .expect("backlog")
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        entity::store::events::mark_published(&app.db, &earlier)
+            .await
+            .expect("mark");
+        // The later-registered user (the higher id) has waited longest;
+        // the first one keeps writing.
+        let t0 = entity::store::now() - chrono::Duration::seconds(60);
+        let mut written = std::collections::HashMap::new();
+        let mut row = |user_id: uuid::Uuid, sequence: i64, secs: i64| {
+            let id = uuid::Uuid::now_v7();
+            written.insert(id, (user_id, sequence));
+            outbox_events::ActiveModel {
+                id: Set(id),
+                user_id: Set(user_id),
+                sequence: Set(1000 + sequence),
+                topic: Set("test.backlog".to_owned()),
+                payload: Set(json!({})),
+                created_at: Set(t0 + chrono::Duration::seconds(secs)),
+                published_at: Set(None),
+                trace_parent: Set(None),
+            }
+        };
+        let mut rows = vec![row(late, 1, 0), row(late, 2, 30)];
+        rows.extend((1..=5).map(|n| row(busy, n, n)));
+        outbox_events::Entity::insert_many(rows)
+            .exec(&app.db)
+            .await
+            .expect("backlog rows");
+
+        let batch = entity::store::events::unpublished(&app.db, 4)
+            .await
+            .expect("batch");
+        let order: Vec<(uuid::Uuid, i64)> = batch.iter().map(|r| written[&r.id]).collect();
+        // Both of the waiting user's events first (a prefix of theirs, in
+        // sequence order), then the busy user's oldest two, in order.
+        assert_eq!(
+            order,
+            vec![(late, 1), (late, 2), (busy, 1), (busy, 2)],
+            "{backend:?}"
+        );
+    }
+}

@@ -6,8 +6,8 @@ use domain::events::{BalanceUpdated, Stored, WireError};
 use domain::{Envelope, EventBody, Topic};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -326,18 +326,35 @@ pub async fn current_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> Store
         .map_or(0, |u| u.event_seq))
 }
 
-/// Unpublished events in per-user sequence order, for the relay. Ordered by
-/// sequence, not by time: commit times come from the clocks of different
-/// instances, but a user's sequences always commit in order, so when one is
-/// visible every earlier one is too.
+/// Unpublished events for the relay, a prefix of each user's in sequence
+/// order, the users taken by how long their oldest unpublished event has
+/// waited. So under a backlog every user's turn comes (ordered by user id
+/// instead, each batch began again with the low ids that kept writing, and
+/// later users waited until the backlog was gone). Within a user the order
+/// is by sequence, not by time: commit times come from the clocks of
+/// different instances, but a user's sequences always commit in order, so
+/// when one is visible every earlier one is too.
 pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<OutboxRow>> {
-    let rows = outbox_events::Entity::find()
-        .filter(outbox_events::Column::PublishedAt.is_null())
-        .order_by_asc(outbox_events::Column::UserId)
-        .order_by_asc(outbox_events::Column::Sequence)
-        .limit(limit)
-        .all(db)
-        .await?;
+    let backend = db.get_database_backend();
+    let sql = "WITH waiting AS (\
+                 SELECT user_id, MIN(created_at) AS since FROM outbox_events \
+                 WHERE published_at IS NULL GROUP BY user_id ORDER BY since, user_id LIMIT ?) \
+               SELECT e.* FROM outbox_events e JOIN waiting w ON w.user_id = e.user_id \
+               WHERE e.published_at IS NULL \
+               ORDER BY w.since, e.user_id, e.sequence LIMIT ?";
+    let sql = if backend == DatabaseBackend::Postgres {
+        crate::store::numbered(sql)
+    } else {
+        sql.to_owned()
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = outbox_events::Model::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [limit.into(), limit.into()],
+    ))
+    .all(db)
+    .await?;
     Ok(rows.into_iter().map(OutboxRow::from).collect())
 }
 
