@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, free_port, median};
+use bench::{Killed, free_port, median, rss_kib};
 
 const RUNS: usize = 5;
 
@@ -32,17 +32,6 @@ fn ready(addr: &str) -> bool {
     }
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.ends_with(b"200")
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS")?
-        .parse()
-        .context("VmRSS")
 }
 
 /// One start on `dir`: milliseconds to ready, KiB resident when idle.

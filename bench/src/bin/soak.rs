@@ -61,7 +61,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, Socket, check_ledger, free_port, gql, register, scalar};
+use bench::{Killed, Socket, check_ledger, free_port, gql, register, scalar, start_redis};
 use futures_util::{SinkExt, StreamExt};
 use rust_decimal::Decimal;
 use sea_orm::{
@@ -502,27 +502,6 @@ impl Drop for ClusterGuard {
 }
 
 /// `redis-server` on `port`, no persistence, once it accepts connections.
-fn start_redis(port: u16, dir: &Path) -> anyhow::Result<Killed> {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server")?;
-    let redis = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("redis-server did not listen on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(redis)
-}
-
 /// One thing done to the system during the load.
 struct Event {
     name: &'static str,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use bench::{Socket, graphql_ws};
+use bench::{Socket, graphql_ws, rss_kib};
 use serde_json::{Value, json};
 
 struct Server {
@@ -63,19 +63,6 @@ fn start(binary: &str, read: usize, write: usize) -> anyhow::Result<Server> {
     }
     let addr = addr.context("the server did not print its address")?;
     Ok(Server { child, addr, dir })
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
-        .parse()?)
 }
 
 async fn token(addr: &str) -> anyhow::Result<String> {
