@@ -13,6 +13,8 @@
 //! - `src/bin/api_load.rs`: whole requests (a read and a transfer) against
 //!   PostGraphile 4 on the same data and pgbench's plain-SQL floor and
 //!   TPC-B, with one load tool (wrk); `bench/api.sh` runs it.
+//! - `src/bin/fanout.rs`: commit-to-client latency of live events at a
+//!   steady rate over many subscribers on two instances and Redis.
 //! - `src/bin/soak.rs`: many transfers from many clients through two
 //!   instances while Redis, one instance and PostgreSQL are restarted, with
 //!   a subscriber that reconnects; then the books, the keys and the events;
