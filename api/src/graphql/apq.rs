@@ -20,14 +20,10 @@
 //! again next time. A hash the store does not know answers
 //! `PersistedQueryNotFound` (`PERSISTED_QUERY_NOT_FOUND`).
 
-use std::sync::{Arc, Mutex};
-
+use async_graphql::extensions::ExtensionContext;
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
-};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, ServerError, ServerResult, ValidationResult};
+use async_graphql::{Request, ServerError, ServerResult};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
@@ -124,7 +120,8 @@ impl Store {
     }
 }
 
-/// The extension factory: one [`PersistedQueriesExtension`] per request.
+/// The persisted-query step of the request pipeline.
+#[derive(Clone)]
 pub struct PersistedQueries(Store);
 
 impl PersistedQueries {
@@ -134,27 +131,11 @@ impl PersistedQueries {
     }
 }
 
-impl ExtensionFactory for PersistedQueries {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PersistedQueriesExtension {
-            store: self.0.clone(),
-            pending: Mutex::new(None),
-        })
-    }
-}
-
-/// A document sent with its text, waiting for validation.
-struct Pending {
+/// A document sent with its text, to be kept once it passed validation.
+pub struct Pending {
     hash: String,
     text: String,
     doc: ExecutableDocument,
-}
-
-/// One request's view: a document registered with it waits in `pending`
-/// until validation has passed.
-struct PersistedQueriesExtension {
-    store: Store,
-    pending: Mutex<Option<Pending>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -164,7 +145,7 @@ struct PersistedQuery {
     sha256_hash: String,
 }
 
-impl PersistedQueriesExtension {
+impl PersistedQueries {
     /// Whether the request's address, and everyone, may register one more
     /// document.
     async fn may_register(&self, ctx: &ExtensionContext<'_>) -> bool {
@@ -196,18 +177,14 @@ impl PersistedQueriesExtension {
             .await
             .is_ok()
     }
-}
 
-#[async_trait::async_trait]
-impl Extension for PersistedQueriesExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// Resolves the `persistedQuery` extension: a hash alone takes its
+    /// stored document; a hash with its text is checked and returned as
+    /// [`Pending`], to be kept by [`PersistedQueries::keep`] once the
+    /// document passed validation.
+    pub async fn prepare(&self, mut request: Request) -> ServerResult<(Request, Option<Pending>)> {
         let Some(value) = request.extensions.remove("persistedQuery") else {
-            return next.run(ctx, request).await;
+            return Ok((request, None));
         };
         let persisted: PersistedQuery = async_graphql::from_value(value).map_err(|_| {
             ServerError::new("Invalid \"PersistedQuery\" extension configuration.", None)
@@ -222,53 +199,36 @@ impl Extension for PersistedQueriesExtension {
             ));
         }
         if request.query.is_empty() {
-            let Some(doc) = self.store.get(&persisted.sha256_hash).await else {
+            let Some(doc) = self.0.get(&persisted.sha256_hash).await else {
                 return Err(ServerError::new("PersistedQueryNotFound", None));
             };
             request.set_parsed_query(doc);
-        } else {
-            let hash = format!("{:x}", Sha256::digest(request.query.as_bytes()));
-            if persisted.sha256_hash != hash {
-                return Err(ServerError::new("provided sha does not match query", None));
-            }
-            let doc = async_graphql::parser::parse_query(&request.query)?;
-            let text = std::mem::take(&mut request.query);
-            if let Ok(mut pending) = self.pending.lock() {
-                *pending = Some(Pending {
-                    hash,
-                    text,
-                    doc: doc.clone(),
-                });
-            }
-            request.set_parsed_query(doc);
+            return Ok((request, None));
         }
-        next.run(ctx, request).await
+        let hash = format!("{:x}", Sha256::digest(request.query.as_bytes()));
+        if persisted.sha256_hash != hash {
+            return Err(ServerError::new("provided sha does not match query", None));
+        }
+        let doc = async_graphql::parser::parse_query(&request.query)?;
+        let text = std::mem::take(&mut request.query);
+        request.set_parsed_query(doc.clone());
+        Ok((request, Some(Pending { hash, text, doc })))
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
-        let pending = self.pending.lock().ok().and_then(|mut p| p.take());
-        let Some(pending) = pending.filter(|_| result.is_ok()) else {
-            return result;
-        };
+    /// Keeps a document that passed validation, within the size limit and
+    /// the registration budgets.
+    pub async fn keep(&self, ctx: &ExtensionContext<'_>, pending: Pending) {
         if pending.text.len() > MAX_STORED_BYTES {
             tracing::debug!(
                 bytes = pending.text.len(),
                 "persisted query too large to store"
             );
-        } else if self.store.contains(&pending.hash).await {
+        } else if self.0.contains(&pending.hash).await {
             // Known already (another client registered it): nothing to pay.
         } else if self.may_register(ctx).await {
-            self.store
-                .set(pending.hash, pending.text, pending.doc)
-                .await;
+            self.0.set(pending.hash, pending.text, pending.doc).await;
         } else {
             tracing::debug!("persisted query registrations used up for this hour");
         }
-        result
     }
 }

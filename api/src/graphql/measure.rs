@@ -3,45 +3,26 @@
 //! duration and errors when executed (subscriptions are counted when they
 //! start; they run as long as their client wants). The same names go on the
 //! operation's server span (`crate::telemetry::operation_span`): the
-//! request's own over HTTP, one per operation inside a batch.
+//! request's own over HTTP, one per operation inside a batch (the pipeline,
+//! `crate::graphql::pipeline`, opens those).
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest,
-};
 use async_graphql::parser::types::{ExecutableDocument, OperationType as Kind};
-use async_graphql::{Request, Response, ServerError, ServerResult, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult};
 
 use opentelemetry::trace::TraceContextExt;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::graphql::shape::InBatch;
 use crate::observe::{OperationType, RequestMetrics, name_label};
 
-/// The extension factory.
-#[derive(Debug, Clone)]
-pub struct Measure(pub Arc<RequestMetrics>);
-
-impl ExtensionFactory for Measure {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(MeasureExtension {
-            metrics: self.0.clone(),
-            operation: Mutex::new(None),
-            kind: Mutex::new(None),
-        })
-    }
-}
-
-struct MeasureExtension {
-    metrics: Arc<RequestMetrics>,
-    /// The `operationName` the request asked for.
-    operation: Mutex<Option<String>>,
+/// One operation's names, learnt as the pipeline runs.
+#[derive(Debug, Default)]
+pub struct Measured {
+    /// The `operationName` the request asked for, then the name counted.
+    operation: Option<String>,
     /// The type of the operation this request runs, once parsed.
-    kind: Mutex<Option<OperationType>>,
+    kind: Option<OperationType>,
 }
 
 fn code_of(err: &ServerError) -> Option<String> {
@@ -62,10 +43,6 @@ fn kind_of(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType
         Kind::Mutation => OperationType::Mutation,
         Kind::Subscription => OperationType::Subscription,
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Names the current span after the operation, as the GraphQL semantic
@@ -93,78 +70,45 @@ fn name_span(kind: Option<OperationType>, name: Option<&str>) {
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for MeasureExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        if ctx.data_opt::<InBatch>().is_none() {
-            return next.run(ctx).await;
+impl Measured {
+    /// Before the document is resolved: the name the request asked for.
+    pub fn asked(&mut self, request: &Request) {
+        self.operation.clone_from(&request.operation_name);
+    }
+
+    /// After parsing: the operation's type and name, on the span and, for a
+    /// subscription (which never reaches `execute`), in the counts; a
+    /// document that did not parse counts its error.
+    pub fn parsed(&mut self, metrics: &RequestMetrics, parsed: &ServerResult<ExecutableDocument>) {
+        let doc = match parsed {
+            Ok(doc) => doc,
+            Err(err) => return metrics.error(code_of(err).as_deref()),
+        };
+        let asked = self.operation.take();
+        self.kind = kind_of(doc, asked.as_deref());
+        // Counted under the document's name when the request named none.
+        let name = asked.or_else(|| {
+            doc.operations
+                .iter()
+                .next()
+                .and_then(|(n, _)| n.map(|n| n.to_string()))
+        });
+        name_span(self.kind, name.as_deref());
+        if self.kind == Some(OperationType::Subscription) {
+            metrics.operation(OperationType::Subscription, name.as_deref(), None);
         }
-        next.run(ctx)
-            .instrument(crate::telemetry::operation_span("GraphQL Operation"))
-            .await
+        self.operation = name;
     }
 
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        lock(&self.operation).clone_from(&request.operation_name);
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let parsed = next.run(ctx, query, variables).await;
-        match &parsed {
-            Ok(doc) => {
-                let asked = lock(&self.operation).clone();
-                let kind = kind_of(doc, asked.as_deref());
-                *lock(&self.kind) = kind;
-                // Counted under the document's name when the request named none.
-                let name = asked.or_else(|| {
-                    doc.operations
-                        .iter()
-                        .next()
-                        .and_then(|(n, _)| n.map(|n| n.to_string()))
-                });
-                name_span(kind, name.as_deref());
-                // A subscription never goes through `execute`.
-                if kind == Some(OperationType::Subscription) {
-                    self.metrics
-                        .operation(OperationType::Subscription, name.as_deref(), None);
-                }
-                *lock(&self.operation) = name;
-            }
-            Err(err) => self.metrics.error(code_of(err).as_deref()),
-        }
-        parsed
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let started = Instant::now();
-        let response = next.run(ctx, operation_name).await;
-        let kind = lock(&self.kind).unwrap_or(OperationType::Query);
-        let name = lock(&self.operation).clone();
-        self.metrics
-            .operation(kind, name.as_deref(), Some(started.elapsed()));
+    /// After execution: its duration and its errors by code.
+    pub fn executed(&self, metrics: &RequestMetrics, started: Instant, response: &Response) {
+        let kind = self.kind.unwrap_or(OperationType::Query);
+        metrics.operation(kind, self.operation.as_deref(), Some(started.elapsed()));
         for err in &response.errors {
-            self.metrics.error(code_of(err).as_deref());
+            metrics.error(code_of(err).as_deref());
         }
         if !response.errors.is_empty() {
             tracing::Span::current().record("otel.status_code", "error");
         }
-        response
     }
 }

@@ -9,6 +9,7 @@ pub mod kyc;
 pub mod live;
 pub mod measure;
 pub mod notifications;
+pub mod pipeline;
 pub mod profile;
 pub mod requests;
 pub mod scalars;
@@ -88,18 +89,16 @@ pub fn build_schema(state: AppState) -> AppSchema {
     let mut b = builder()
         .data(state.clone())
         .data(deliveries)
-        // First, so it times everything the others do.
-        .extension(measure::Measure(state.metrics.clone()))
-        // Before APQ: a manifest document never touches the APQ store.
-        .extension(trusted::TrustedDocuments::new(
-            state.settings.trusted_documents,
-            state.trusted.clone(),
-        ))
-        .extension(apq::PersistedQueries::new(apq::Store::from_state(&state)))
-        .extension(time_limit::TimeLimit(std::time::Duration::from_secs(
-            state.settings.request_timeout_secs,
-        )));
-    b = b.extension(shape::QueryShape);
+        // The only extension: each one costs on every field (see `pipeline`).
+        .extension(pipeline::Pipeline {
+            metrics: state.metrics.clone(),
+            trusted: trusted::TrustedDocuments::new(
+                state.settings.trusted_documents,
+                state.trusted.clone(),
+            ),
+            persisted: apq::PersistedQueries::new(apq::Store::from_state(&state)),
+            time_limit: std::time::Duration::from_secs(state.settings.request_timeout_secs),
+        });
     if !state.settings.introspection_enabled {
         b = b.disable_introspection();
     }

@@ -3,14 +3,12 @@
 //! per operation, sensitive mutations repeated in one operation, and
 //! sensitive mutations inside a batched HTTP request.
 //!
-//! Runs after parsing (and after Automatic Persisted Queries have supplied
-//! the text), so hash-only requests are checked too.
+//! Checked after parsing (and after Automatic Persisted Queries have
+//! supplied the text), so hash-only requests are checked too.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::ExtensionContext;
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{ServerError, ServerResult};
 use domain::ErrorCode;
 
 use crate::error::coded_server_error as refuse;
@@ -45,18 +43,6 @@ pub struct InBatch;
 /// a hash-only persisted query whose stored document is a mutation.
 #[derive(Debug, Clone, Copy)]
 pub struct ViaGet;
-
-/// The extension factory.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueryShape;
-
-impl ExtensionFactory for QueryShape {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryShapeExtension)
-    }
-}
-
-struct QueryShapeExtension;
 
 /// Walks a selection set, expanding fragments, calling `visit` on every
 /// field; gives up (returns false) after `budget` steps.
@@ -161,30 +147,22 @@ pub fn check(doc: &ExecutableDocument, in_batch: bool) -> Result<(), ServerError
     Ok(())
 }
 
-#[async_trait::async_trait]
-impl Extension for QueryShapeExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        check(&doc, ctx.data_opt::<InBatch>().is_some())?;
-        if ctx.data_opt::<ViaGet>().is_some()
-            && doc
-                .operations
-                .iter()
-                .any(|(_, op)| op.node.ty != OperationType::Query)
-        {
-            return Err(refuse(
-                ErrorCode::BadUserInput,
-                "GET requests may only run queries: send mutations with POST".to_owned(),
-            ));
-        }
-        Ok(doc)
+/// Checks a parsed document against the limits, and against the method
+/// and batch the request came in.
+pub fn check_request(ctx: &ExtensionContext<'_>, doc: &ExecutableDocument) -> ServerResult<()> {
+    check(doc, ctx.data_opt::<InBatch>().is_some())?;
+    if ctx.data_opt::<ViaGet>().is_some()
+        && doc
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty != OperationType::Query)
+    {
+        return Err(refuse(
+            ErrorCode::BadUserInput,
+            "GET requests may only run queries: send mutations with POST".to_owned(),
+        ));
     }
+    Ok(())
 }
 
 #[cfg(test)]

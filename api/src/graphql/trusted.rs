@@ -16,9 +16,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
-};
 use async_graphql::{Request, ServerResult};
 use domain::ErrorCode;
 use sha2::{Digest, Sha256};
@@ -113,7 +110,8 @@ fn hash(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
-/// The extension factory (registered before the APQ extension).
+/// The manifests and how they are enforced (asked before the APQ store).
+#[derive(Clone)]
 pub struct TrustedDocuments {
     mode: TrustedMode,
     manifest: Arc<Manifest>,
@@ -124,20 +122,6 @@ impl TrustedDocuments {
     pub fn new(mode: TrustedMode, manifest: Arc<Manifest>) -> Self {
         Self { mode, manifest }
     }
-}
-
-impl ExtensionFactory for TrustedDocuments {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(TrustedDocumentsExtension {
-            mode: self.mode,
-            manifest: self.manifest.clone(),
-        })
-    }
-}
-
-struct TrustedDocumentsExtension {
-    mode: TrustedMode,
-    manifest: Arc<Manifest>,
 }
 
 /// The id a request names its document by: GraphQL over HTTP's
@@ -160,17 +144,14 @@ fn refused(message: &str) -> async_graphql::ServerError {
     coded_server_error(ErrorCode::TrustedDocumentRequired, message)
 }
 
-#[async_trait::async_trait]
-impl Extension for TrustedDocumentsExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+impl TrustedDocuments {
+    /// Puts the manifest document in place of a known id, or refuses the
+    /// request as the mode says; before parsing, so a refused document
+    /// costs nothing more.
+    pub fn prepare(&self, mut request: Request) -> ServerResult<Request> {
         if self.mode == TrustedMode::Off {
             request.extensions.remove("documentId");
-            return next.run(ctx, request).await;
+            return Ok(request);
         }
         match requested_id(&request) {
             Some(id) => match self.manifest.by_id(&id) {
@@ -201,7 +182,7 @@ impl Extension for TrustedDocumentsExtension {
             }
             None => {}
         }
-        next.run(ctx, request).await
+        Ok(request)
     }
 }
 
