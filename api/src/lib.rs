@@ -163,6 +163,12 @@ pub async fn serve(
         Duration::from_secs(state.settings.outbox_prune_interval_secs),
         cancel.clone(),
     ));
+    tasks.spawn(http::session_watch::run(
+        state.live.sessions.clone(),
+        state.db.clone(),
+        Duration::from_secs(state.settings.ws_keepalive_secs.max(1)),
+        cancel.clone(),
+    ));
     tasks.close();
     let notify = &state.settings.notify;
     let (channels, planner) = notification_channels(&state)?;

@@ -89,6 +89,8 @@ pub struct LiveState {
     pub relay: OnceLock<Arc<notifier::RelayStats>>,
     /// The delivery workers' counters, once they run.
     pub deliveries: OnceLock<Arc<notifier::DeliveryStats>>,
+    /// The sessions of the open WebSockets, swept for ended ones.
+    pub sessions: Arc<crate::http::session_watch::SessionWatch>,
 }
 
 impl AppState {
@@ -152,6 +154,7 @@ impl AppState {
                 ws_closed: tokio::sync::Notify::new(),
                 relay: OnceLock::new(),
                 deliveries: OnceLock::new(),
+                sessions: Arc::default(),
             }),
         })
     }

@@ -2,6 +2,7 @@
 
 pub mod graphiql;
 pub mod metrics;
+pub mod session_watch;
 pub mod webhooks;
 pub mod ws;
 

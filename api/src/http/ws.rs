@@ -342,7 +342,7 @@ impl Connection {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut unanswered = 0u8;
-        let session_id = user.session_id;
+        let mut session = self.state.app.live.sessions.register(user.session_id);
         let viewer = Viewer::User(user);
         loop {
             tokio::select! {
@@ -399,12 +399,6 @@ impl Connection {
                     if unanswered >= 2 {
                         return Ending::Close(4408, "Keep-alive timeout".into());
                     }
-                    // A session ended since the socket opened (logout, a
-                    // reused refresh token, a password change) stops its
-                    // streams within one keep-alive interval.
-                    if !socket_session_live(&self.state.app, session_id).await {
-                        return Ending::Close(4403, "Forbidden: the session ended; sign in again".into());
-                    }
                     unanswered += 1;
                     if !self.send(Message::Ping(Vec::new().into())).await {
                         return Ending::Gone;
@@ -412,6 +406,13 @@ impl Connection {
                     if self.protocol == Protocol::Legacy && !self.send_json(json!({ "type": "ka" })).await {
                         return Ending::Gone;
                     }
+                }
+                // A session ended since the socket opened (logout, a reused
+                // refresh token, a password change) stops its streams
+                // within one sweep of the session watch (a keep-alive
+                // interval).
+                () = session.ended() => {
+                    return Ending::Close(4403, "Forbidden: the session ended; sign in again".into());
                 }
                 _ = &mut expiry => {
                     return Ending::Close(4403, "Forbidden: the access token expired; reconnect with a fresh one".into());

@@ -125,3 +125,78 @@ async fn a_refresh_racing_a_logout_never_leaves_a_live_token() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_sweep_ends_exactly_the_watched_sessions_that_are_no_longer_live() {
+    use api::http::session_watch::{CHUNK, SessionWatch};
+    use std::sync::Arc;
+    use std::time::Duration;
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let app = TestApp::spawn(backend).await;
+        app.register("swept-alive@example.com").await;
+        let gone = app.register("swept-gone@example.com").await;
+        let session_of = |email: &'static str| {
+            let db = app.db.clone();
+            async move {
+                use sea_orm::{ConnectionTrait, Statement};
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        db.get_database_backend(),
+                        format!("SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = '{email}'"),
+                    ))
+                    .await
+                    .expect("query")
+                    .expect("a session");
+                row.try_get_by_index::<uuid::Uuid>(0).expect("id")
+            }
+        };
+        let (alive_id, gone_id) = (
+            session_of("swept-alive@example.com").await,
+            session_of("swept-gone@example.com").await,
+        );
+        let out = app
+            .gql(Some(&gone.token), "mutation { logout }", json!({}))
+            .await;
+        assert_eq!(data(&out, "logout"), true);
+
+        let watch = Arc::new(SessionWatch::default());
+        // More unknown sessions than one statement asks about, so the live
+        // one sits in a later chunk than some of the ended ones.
+        let mut unknown: Vec<_> = (0..CHUNK + 10)
+            .map(|_| watch.register(uuid::Uuid::now_v7()))
+            .collect();
+        let mut two_sockets = [watch.register(alive_id), watch.register(alive_id)];
+        let mut ended = watch.register(gone_id);
+        assert_eq!(watch.len(), CHUNK + 12, "{backend:?}");
+        let swept = watch.sweep(&app.db).await.expect("sweep");
+        assert_eq!(
+            swept,
+            CHUNK + 11,
+            "{backend:?}: the unknown and the logged-out"
+        );
+
+        let soon = Duration::from_millis(200);
+        assert!(tokio::time::timeout(soon, ended.ended()).await.is_ok());
+        assert!(
+            tokio::time::timeout(soon, unknown[CHUNK].ended())
+                .await
+                .is_ok()
+        );
+        for socket in &mut two_sockets {
+            assert!(
+                tokio::time::timeout(soon, socket.ended()).await.is_err(),
+                "{backend:?}"
+            );
+        }
+        // A closed socket leaves; its session stays while another is open.
+        drop(unknown);
+        drop(ended);
+        let [first, mut second] = two_sockets;
+        drop(first);
+        assert_eq!(watch.len(), 1);
+        assert_eq!(watch.sweep(&app.db).await.expect("sweep"), 0);
+        assert!(tokio::time::timeout(soon, second.ended()).await.is_err());
+        drop(second);
+        assert!(watch.is_empty());
+    }
+}

@@ -257,3 +257,22 @@ pub async fn started_at(
         .filter(|s| s.revoked_at.is_none())
         .map(|s| s.created_at))
 }
+
+/// Which of `ids` are live sessions (not revoked, known), in one statement.
+pub async fn live_among(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> StoreResult<std::collections::HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let live: Vec<Uuid> = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .filter(sessions::Column::Id.is_in(ids.iter().copied()))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(live.into_iter().collect())
+}
