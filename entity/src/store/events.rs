@@ -74,6 +74,12 @@ pub async fn append(
 /// sequence in the order given. On PostgreSQL in one statement that locks
 /// the users' rows in id order first (so concurrent writers cannot
 /// deadlock), takes every sequence and writes every event.
+///
+/// The lock is `FOR NO KEY UPDATE`, what the sequence's `UPDATE` takes
+/// anyway: `FOR UPDATE` would also conflict with the `FOR KEY SHARE` that
+/// every insert referencing a user takes (deliveries, notifications), and
+/// the relay, planning a batch's deliveries for many users in no
+/// particular order, then deadlocked with transfers.
 pub async fn append_all(
     db: &impl ConnectionTrait,
     events: Vec<(Uuid, EventBody)>,
@@ -147,7 +153,7 @@ pub async fn append_all(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH locked AS (SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR UPDATE), \
+        "WITH locked AS (SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE), \
          seq AS (UPDATE users u SET event_seq = u.event_seq + c.n FROM (VALUES {counts}) AS c(id, n) \
                  WHERE u.id = c.id AND u.id IN (SELECT id FROM locked) \
                  RETURNING u.id, u.event_seq - c.n AS base) \
