@@ -86,11 +86,13 @@ SELECT * FROM bench.user_transactions((SELECT user_id FROM bench.ids WHERE n = :
 ";
 
 /// Counts answers that are not a 200 without `errors`, per wrk thread,
-/// and prints their sum and the successes.
+/// and prints their sum and the successes, and the first failed answer
+/// (its status and up to 500 bytes of body).
 const LUA_COMMON: &str = r#"
 threads = {}
 errors = 0
 ok = 0
+first_error = ""
 function setup(thread)
   thread:set("tid", #threads)
   table.insert(threads, thread)
@@ -98,17 +100,21 @@ end
 function response(status, headers, body)
   if status ~= 200 or body:find('"errors"', 1, true) then
     errors = errors + 1
+    if first_error == "" then
+      first_error = status .. " " .. body:sub(1, 500):gsub("\n", " ")
+    end
   else
     ok = ok + 1
   end
 end
 function done(summary, latency, requests)
-  local e, o = 0, 0
+  local e, o, first = 0, 0, ""
   for _, t in ipairs(threads) do
     e = e + t:get("errors")
     o = o + t:get("ok")
+    if first == "" then first = t:get("first_error") end
   end
-  io.write(string.format("bench-errors %d\nbench-ok %d\n", e, o))
+  io.write(string.format("bench-errors %d\nbench-ok %d\nbench-first-error %s\n", e, o, first))
 end
 function lines(path)
   local out = {}
@@ -133,6 +139,8 @@ struct Load {
     p99_ms: f64,
     ok: u64,
     errors: u64,
+    /// The first failed answer, when there was one.
+    first_error: String,
 }
 
 fn wrk(script: &Path, url: &str, secs: u64) -> anyhow::Result<Load> {
@@ -166,6 +174,7 @@ fn wrk(script: &Path, url: &str, secs: u64) -> anyhow::Result<Load> {
         p99_ms: duration_ms(&field("99%")?)?,
         ok: field("bench-ok")?.parse()?,
         errors: field("bench-errors")?.parse()?,
+        first_error: field("bench-first-error").unwrap_or_default(),
     })
 }
 
@@ -504,7 +513,7 @@ async fn main() -> anyhow::Result<()> {
             ("transfer", &transfers),
         ] {
             if l.errors > 0 {
-                bail!("{name}: {} failed answers", l.errors);
+                bail!("{name}: {} failed answers, the first: {}", l.errors, l.first_error);
             }
         }
         answered += transfers.ok;
