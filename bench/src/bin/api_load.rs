@@ -513,7 +513,11 @@ async fn main() -> anyhow::Result<()> {
             ("transfer", &transfers),
         ] {
             if l.errors > 0 {
-                bail!("{name}: {} failed answers, the first: {}", l.errors, l.first_error);
+                bail!(
+                    "{name}: {} failed answers, the first: {}",
+                    l.errors,
+                    l.first_error
+                );
             }
         }
         answered += transfers.ok;
