@@ -297,3 +297,37 @@ pub fn start_redis(port: u16, dir: &Path) -> anyhow::Result<Killed> {
     }
     Ok(redis)
 }
+
+/// The `p`th percentile (0 to 1) of sorted `xs`: the value at the rounded
+/// rank; 0 for none.
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs[((xs.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Two instances of `binary` ([`load_server_command`]) on the same database
+/// and Redis, each with a data directory of its own under `dir`: the
+/// processes and their addresses.
+pub fn start_instances(
+    binary: &str,
+    database_url: &str,
+    redis_url: &str,
+    dir: &Path,
+) -> anyhow::Result<(Vec<Killed>, Vec<String>)> {
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..2 {
+        let (server, addr) = start_server(load_server_command(
+            binary,
+            database_url,
+            redis_url,
+            &dir.join(format!("instance-{i}")),
+        ))
+        .with_context(|| format!("starting instance {}", i + 1))?;
+        servers.push(server);
+        addrs.push(addr);
+    }
+    Ok((servers, addrs))
+}

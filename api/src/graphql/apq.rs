@@ -121,7 +121,6 @@ impl Store {
 }
 
 /// The persisted-query step of the request pipeline.
-#[derive(Clone)]
 pub struct PersistedQueries(Store);
 
 impl PersistedQueries {

@@ -90,7 +90,7 @@ pub fn build_schema(state: AppState) -> AppSchema {
         .data(state.clone())
         .data(deliveries)
         // The only extension: each one costs on every field (see `pipeline`).
-        .extension(pipeline::Pipeline {
+        .extension(pipeline::Pipeline::new(pipeline::Steps {
             metrics: state.metrics.clone(),
             trusted: trusted::TrustedDocuments::new(
                 state.settings.trusted_documents,
@@ -98,7 +98,7 @@ pub fn build_schema(state: AppState) -> AppSchema {
             ),
             persisted: apq::PersistedQueries::new(apq::Store::from_state(&state)),
             time_limit: std::time::Duration::from_secs(state.settings.request_timeout_secs),
-        });
+        }));
     if !state.settings.introspection_enabled {
         b = b.disable_introspection();
     }

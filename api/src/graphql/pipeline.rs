@@ -44,9 +44,8 @@ use crate::graphql::time_limit;
 use crate::graphql::trusted::TrustedDocuments;
 use crate::observe::RequestMetrics;
 
-/// The pipeline's settings, shared by every request.
-#[derive(Clone)]
-pub struct Pipeline {
+/// The pipeline's steps, shared by every request.
+pub struct Steps {
     /// Where operations are counted.
     pub metrics: Arc<RequestMetrics>,
     /// The apps' manifests and how they are enforced.
@@ -57,10 +56,21 @@ pub struct Pipeline {
     pub time_limit: Duration,
 }
 
+/// The extension factory: each request gets an [`Operation`] sharing the
+/// steps (one reference count, not a copy of each).
+pub struct Pipeline(Arc<Steps>);
+
+impl Pipeline {
+    /// The pipeline of `steps`.
+    pub fn new(steps: Steps) -> Self {
+        Self(Arc::new(steps))
+    }
+}
+
 impl ExtensionFactory for Pipeline {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(Operation {
-            pipeline: self.clone(),
+            pipeline: self.0.clone(),
             measured: Mutex::default(),
             pending: Mutex::default(),
         })
@@ -69,7 +79,7 @@ impl ExtensionFactory for Pipeline {
 
 /// One operation going through the pipeline.
 struct Operation {
-    pipeline: Pipeline,
+    pipeline: Arc<Steps>,
     measured: Mutex<Measured>,
     /// A document sent with its hash, kept once it passed validation.
     pending: Mutex<Option<Pending>>,

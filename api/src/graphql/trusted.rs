@@ -111,7 +111,6 @@ fn hash(text: &str) -> String {
 }
 
 /// The manifests and how they are enforced (asked before the APQ store).
-#[derive(Clone)]
 pub struct TrustedDocuments {
     mode: TrustedMode,
     manifest: Arc<Manifest>,

@@ -28,7 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, free_port, gql, graphql_ws, median, pg_url, psql, register, rss_kib};
+use bench::{
+    Killed, free_port, gql, graphql_ws, median, percentile, pg_url, psql, register, rss_kib,
+};
 use domain::events::{BalanceUpdated, EventBody};
 use futures_util::{StreamExt, stream};
 use sea_orm::{Database, DatabaseConnection, TransactionTrait};
@@ -213,14 +215,6 @@ async fn gather(
     (latencies, commits.len() - seen.len(), doubled)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let usage = "usage: fanout <path to wallet-bff> [subscribers] [events/s] [seconds]";
@@ -246,18 +240,7 @@ async fn main() -> anyhow::Result<()> {
     let redis_port = free_port()?;
     let _redis = bench::start_redis(redis_port, &dir)?;
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
-    let mut servers: Vec<Killed> = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 0..2 {
-        let (server, addr) = bench::start_server(bench::load_server_command(
-            &binary,
-            &database_url,
-            &redis_url,
-            &dir.join(format!("instance-{i}")),
-        ))?;
-        servers.push(server);
-        addrs.push(addr);
-    }
+    let (servers, addrs) = bench::start_instances(&binary, &database_url, &redis_url, &dir)?;
     let result = run(&servers, &addrs, &database_url, n, rate, seconds).await;
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
@@ -369,7 +352,7 @@ async fn run(
         .filter(|v| !v.is_empty())
         .map(|mut v| {
             v.sort_by(f64::total_cmp);
-            format!("{:.0}", percentile(&v, 99.0))
+            format!("{:.0}", percentile(&v, 0.99))
         })
         .collect();
     eprintln!("p99 (ms) by second of commit: {}", per_second.join(" "));
@@ -390,10 +373,10 @@ async fn run(
     );
     println!(
         "commit to client, ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (median {:.1})",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 90.0),
-        percentile(&latencies, 99.0),
-        percentile(&latencies, 99.9),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
         latencies.last().copied().unwrap_or(f64::NAN),
         median(latencies.clone()),
     );

@@ -61,7 +61,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, Socket, check_ledger, free_port, gql, register, scalar, start_redis};
+use bench::{
+    Killed, Socket, check_ledger, free_port, gql, percentile, register, scalar, start_redis,
+};
 use futures_util::{SinkExt, StreamExt};
 use rust_decimal::Decimal;
 use sea_orm::{
@@ -904,14 +906,6 @@ async fn outbox(
     Ok(by_topic)
 }
 
-/// The `p`th percentile of sorted `xs`.
-fn percentile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs[((xs.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Whether an attempt failed because the service was unavailable (as
 /// opposed to its key being held by an earlier attempt).
 fn unavailable(f: &Failure) -> bool {
@@ -1044,19 +1038,7 @@ async fn main() -> anyhow::Result<()> {
     let redis = start_redis(redis_port, &dir)?;
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     let database_url = cluster.url(DATABASE);
-    let mut servers = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 0..2 {
-        let (server, addr) = bench::start_server(bench::load_server_command(
-            &binary,
-            &database_url,
-            &redis_url,
-            &dir.join(format!("instance-{i}")),
-        ))
-        .with_context(|| format!("starting instance {}", i + 1))?;
-        servers.push(server);
-        addrs.push(addr);
-    }
+    let (servers, addrs) = bench::start_instances(&binary, &database_url, &redis_url, &dir)?;
     println!(
         "soak: {transfers} transfers + {} duplicate retries from {clients} clients over 2 instances ({} and {}); \
          {senders} funded users + 1 subscriber; private PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{redis_port}",
