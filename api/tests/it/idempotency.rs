@@ -221,3 +221,67 @@ async fn keys_are_kept_for_their_retention_and_purged_after() {
         true
     );
 }
+
+#[tokio::test]
+async fn work_that_outlived_its_lease_and_was_taken_over_commits_nothing() {
+    use entity::store::payments::{self, Checks, Claimed};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.register("outlived@example.com").await;
+    let w = app.open_wallet(&s, "USD").await;
+    let user = Uuid::parse_str(&s.user_id).expect("uuid");
+    let cmd = MoneyCommand::Deposit {
+        wallet_id: Uuid::parse_str(&w).expect("uuid"),
+        amount: Decimal::from(3),
+    };
+    let key = IdempotencyKey::parse("slow").expect("key");
+    let limits = domain::limits::TierLimits::uniform(domain::limits::Limit {
+        per_transaction: Decimal::from(100),
+        daily: Decimal::from(100),
+    });
+    let rules = domain::risk::RiskRules::default();
+    let checks = || Checks {
+        limits: &limits,
+        risk: entity::store::risk::RiskContext {
+            rules: &rules,
+            session_id: None,
+        },
+    };
+    let policy = |lease| KeyPolicy {
+        retention: Duration::hours(24),
+        lease,
+    };
+    // The first holder's lease has run out before its work commits...
+    let Claimed::Fresh(slow) =
+        payments::claim(&app.db, user, &key, &cmd, policy(Duration::seconds(-1)))
+            .await
+            .expect("claim")
+    else {
+        panic!("the key was new");
+    };
+    // ...and a retry took the key over.
+    let Claimed::Fresh(retry) =
+        payments::claim(&app.db, user, &key, &cmd, policy(Duration::seconds(30)))
+            .await
+            .expect("takeover")
+    else {
+        panic!("the expired claim is taken over, not replayed");
+    };
+    let late = payments::FreshClaim::run(slow, &app.db, user, &cmd, checks()).await;
+    let err = late.expect_err("the outlived work must not commit");
+    assert!(
+        matches!(&err, entity::StoreError::Domain(e) if e.code == domain::ErrorCode::IdempotencyKeyInUse),
+        "{err}"
+    );
+    assert_eq!(deposits(&app).await, 0, "the late work rolled back");
+    let done = retry
+        .run(&app.db, user, &cmd, checks())
+        .await
+        .expect("the new holder's work commits");
+    assert!(!done.replayed);
+    assert_eq!(deposits(&app).await, 1);
+    // The key now replays the new holder's result.
+    assert_eq!(
+        data(&app.deposit(&s, &w, "3", "slow").await, "deposit")["replayed"],
+        true
+    );
+}

@@ -102,7 +102,6 @@ pub async fn record(
     intent: &IntentRecord,
 ) -> StoreResult<()> {
     let txn = db.begin().await?;
-    idempotency::take(&txn, lease).await?;
     let at = now();
     payment_intents::Entity::insert(payment_intents::ActiveModel {
         id: Set(intent.id),

@@ -2,9 +2,9 @@
 //!
 //! A request first *claims* its key in a short transaction of its own: a row
 //! `IN_PROGRESS` with a lease (`locked_until`, which doubles as the claim
-//! token). The work transaction then [`take`]s the claimed row (locking it
-//! and checking the lease is still ours), moves the money and [`complete`]s
-//! the key with the result, so the result and the money commit together.
+//! token). The work transaction then moves the money and [`complete`]s the
+//! key with the result if the lease is still ours, so the result and the
+//! money commit together.
 //!
 //! - same key, same fingerprint, completed: the stored result is replayed;
 //! - same key, other fingerprint: `IDEMPOTENCY_KEY_REUSED`;
@@ -176,24 +176,13 @@ async fn take_over(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
-/// Inside the work transaction: locks the claimed row and checks the lease
-/// is still ours (not taken over after expiry).
-pub async fn take(db: &impl ConnectionTrait, lease: &Lease) -> StoreResult<()> {
-    let row = keys::Entity::find_by_id(lease.id)
-        .lock_exclusive()
-        .one(db)
-        .await?;
-    match row {
-        Some(r) if r.status == IN_PROGRESS && r.locked_until == lease.token => Ok(()),
-        _ => Err(DomainError::new(
-            ErrorCode::IdempotencyKeyInUse,
-            "the idempotencyKey's lease expired and another request took it over",
-        )
-        .into()),
-    }
-}
-
-/// Inside the work transaction: stores the result to replay.
+/// Inside the work transaction, last: stores the result to replay, if the
+/// lease is still ours. A lease that ran out and was taken over meanwhile
+/// (the work outlived it) fails the transaction, which rolls back, so only
+/// the new holder's work can commit; one that ran out untaken is kept.
+/// Checking here rather than locking the row first saves a round trip: a
+/// takeover of a live transaction's key then waits for this update, and
+/// finds the key completed.
 pub async fn complete(
     db: &impl ConnectionTrait,
     lease: &Lease,
@@ -205,13 +194,16 @@ pub async fn complete(
         .col_expr(keys::Column::LockedUntil, Expr::value(now()))
         .col_expr(keys::Column::Response, Expr::value(Some(response)))
         .filter(keys::Column::Id.eq(lease.id))
+        .filter(keys::Column::Status.eq(IN_PROGRESS))
         .filter(keys::Column::LockedUntil.eq(lease.token))
         .exec(db)
         .await?;
     if done.rows_affected != 1 {
-        return Err(inconsistent(
-            "idempotency lease lost inside its own transaction",
-        ));
+        return Err(DomainError::new(
+            ErrorCode::IdempotencyKeyInUse,
+            "the idempotencyKey's lease expired and another request took it over",
+        )
+        .into());
     }
     Ok(())
 }

@@ -230,7 +230,6 @@ impl FreshClaim {
         let mut blocked = None;
         let attempt = async {
             let txn = db.begin().await?;
-            idempotency::take(&txn, lease).await?;
             let outcome = apply(&txn, user_id, command, checks, &mut blocked).await?;
             let stored = serde_json::to_value(&outcome)
                 .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
