@@ -195,3 +195,45 @@ async fn concurrent_transfers_with_retries_conserve_money_and_move_each_key_once
     );
     assert_eq!(per_tx.len(), txs.len());
 }
+
+/// The relay plans deliveries for many users at once, and each delivery it
+/// inserts takes a `FOR KEY SHARE` lock on its user's row (the foreign key).
+/// A transfer's events lock both users' rows too: they must not conflict,
+/// or transfers wait for (and, in the wrong order, deadlock with) the relay.
+#[tokio::test]
+async fn a_transfer_does_not_wait_for_key_share_locks_on_its_users() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let alice = app.register("keyshare-alice@example.com").await;
+    let bob = app.register("keyshare-bob@example.com").await;
+    let aw = app.open_wallet(&alice, "USD").await;
+    let bw = app.open_wallet(&bob, "USD").await;
+    app.deposit(&alice, &aw, "10", "fund").await;
+    // What the relay's insert of a delivery does to both users' rows, held
+    // open in a transaction of its own.
+    let relay = app.db.begin().await.expect("begin");
+    for user in [&alice.user_id, &bob.user_id] {
+        relay
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT id FROM users WHERE id = $1::uuid FOR KEY SHARE",
+                [user.as_str().into()],
+            ))
+            .await
+            .expect("key share");
+    }
+    let input = json!({ "fromWalletId": aw, "toWalletId": bw, "amount": "1.00" });
+    // Seconds, not milliseconds: only a transfer blocked behind the lock
+    // (which is held until the end of this test) runs out of it.
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        app.transfer(&alice, input, "while-relay-plans"),
+    )
+    .await
+    .expect("the transfer waited for the relay's KEY SHARE locks");
+    assert!(
+        sent["data"]["transfer"]["transaction"]["id"].is_string(),
+        "{sent}"
+    );
+    relay.rollback().await.expect("rollback");
+}
