@@ -3,12 +3,14 @@
 //! so concurrent movements of the same wallet are counted one after another
 //! and cannot pass a limit together).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use domain::limits::{Allowance, KINDS, TierLimits, WINDOW_HOURS};
 use domain::{DomainError, ErrorCode, KycStatus, TransactionKind, TransactionStatus, WalletRecord};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Condition;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
+};
 use uuid::Uuid;
 
 use crate::entities::{transactions, users};
@@ -92,7 +94,9 @@ pub async fn allowances(
 }
 
 /// Sums per (wallet, kind) over the window: deposits count for the wallet
-/// credited, withdrawals and transfers for the wallet debited. One query.
+/// credited, withdrawals and transfers for the wallet debited. One query;
+/// PostgreSQL sums (exactly, in `NUMERIC`), SQLite's `SUM` would go through
+/// floating point, so there the rows are summed here.
 async fn used(
     db: &impl ConnectionTrait,
     wallet_ids: &[Uuid],
@@ -101,6 +105,9 @@ async fn used(
         return Ok(Vec::new());
     }
     let since = now() - Duration::hours(WINDOW_HOURS);
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        return summed(db, wallet_ids, since).await;
+    }
     type Row = (String, Option<Uuid>, Option<Uuid>, Money);
     let rows: Vec<Row> = transactions::Entity::find()
         .select_only()
@@ -144,4 +151,57 @@ async fn used(
         }
     }
     Ok(sums)
+}
+
+/// [`used`] on PostgreSQL: one row per (wallet, kind).
+async fn summed(
+    db: &impl ConnectionTrait,
+    wallet_ids: &[Uuid],
+    since: DateTime<Utc>,
+) -> StoreResult<Vec<(Uuid, TransactionKind, Decimal)>> {
+    let mut values: Vec<sea_orm::Value> = vec![
+        TransactionKind::Deposit.as_str().into(),
+        TransactionKind::Withdrawal.as_str().into(),
+        TransactionKind::Transfer.as_str().into(),
+        since.into(),
+    ];
+    values.extend(COUNTED.map(|s| sea_orm::Value::from(s.as_str())));
+    let statuses = (5..5 + COUNTED.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ids = wallet_ids
+        .iter()
+        .map(|id| {
+            values.push((*id).into());
+            format!("${}::uuid", values.len())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT kind, CASE WHEN kind = $1 THEN to_wallet_id ELSE from_wallet_id END AS wallet_id, \
+                SUM(amount) AS total \
+         FROM transactions \
+         WHERE ((kind = $1 AND to_wallet_id IN ({ids})) \
+                OR (kind IN ($2, $3) AND from_wallet_id IN ({ids}))) \
+           AND status IN ({statuses}) AND created_at >= $4 \
+         GROUP BY 1, 2"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let kind: String = row.try_get("", "kind")?;
+            let kind = TransactionKind::parse(&kind)
+                .map_err(|_| inconsistent(format!("transaction kind {kind}")))?;
+            let wallet: Uuid = row.try_get("", "wallet_id")?;
+            let total: Money = row.try_get("", "total")?;
+            Ok((wallet, kind, total.0))
+        })
+        .collect()
 }
