@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::channels::{Channel, Delivered, SendError};
+use crate::channels::{Batched, Channel, Delivered, SendError};
 use crate::templates::{self, Context};
 
 /// How the workers run.
@@ -61,6 +61,10 @@ pub struct DeliveryStats {
     /// Deliveries that became dead letters.
     pub dead: AtomicU64,
 }
+
+/// Deliveries a worker of a batched channel (in-app) takes at once: they
+/// are written in one transaction, with no outside call to wait for.
+const BATCHED: u64 = 64;
 
 /// The running worker pool.
 pub struct Deliverer {
@@ -96,7 +100,7 @@ impl Deliverer {
         let stats = Arc::new(DeliveryStats::default());
         let tracker = TaskTracker::new();
         for channel in channels {
-            // In-app deliveries are one quick transaction each.
+            // In-app deliveries are one quick transaction per batch.
             let count = match channel.kind() {
                 domain::notify::Channel::InApp => (config.workers / 4).max(1),
                 _ => config.workers.max(1),
@@ -138,28 +142,36 @@ impl Worker {
             }
             let lease = self.lease();
             let channels = [self.channel.kind()];
-            let batch =
-                match deliveries::claim_due(&self.db, self.config.batch, lease, &channels).await {
-                    Ok(batch) => {
-                        backoff = Duration::from_millis(200);
-                        batch
+            let size = if self.channel.batched() {
+                self.config.batch.max(BATCHED)
+            } else {
+                self.config.batch
+            };
+            let batch = match deliveries::claim_due(&self.db, size, lease, &channels).await {
+                Ok(batch) => {
+                    backoff = Duration::from_millis(200);
+                    batch
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "taking due deliveries failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.cancel.cancelled() => return,
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "taking due deliveries failed");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = self.cancel.cancelled() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                };
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = self.cancel.cancelled() => return,
                 }
+                continue;
+            }
+            if self.channel.batched() {
+                self.process_batch(batch).await;
                 continue;
             }
             let mut batch = batch.into_iter();
@@ -191,22 +203,51 @@ impl Worker {
     /// One delivery, traced as part of the trace of the change its event
     /// announces.
     async fn process(&self, claimed: Claimed) {
+        let span = span(&claimed);
         let Claimed {
-            delivery,
-            event,
-            trace_parent,
+            delivery, event, ..
         } = claimed;
-        let channel = delivery.channel.as_str();
-        let span = tracing::info_span!(
-            "notify.deliver",
-            otel.name = %format_args!("deliver {}", channel.to_ascii_lowercase()),
-            otel.kind = "producer",
-            notification.channel = channel,
-            notification.topic = event.topic().as_str(),
-            notification.attempt = delivery.attempts,
-        );
-        entity::trace::continue_from(&span, trace_parent.as_deref());
         self.deliver(delivery, event).instrument(span).await;
+    }
+
+    /// A batch of a [batched](Channel::batched) channel: the other parties'
+    /// names read once, each message rendered in its delivery's span, the
+    /// whole batch handed over at once, each outcome recorded in its span.
+    async fn process_batch(&self, batch: Vec<Claimed>) {
+        let ids: Vec<uuid::Uuid> = batch
+            .iter()
+            .filter_map(|c| counterparty(c.event.user_id, &c.event.body))
+            .collect();
+        let names = match users::display_names(&self.db, &ids).await {
+            Ok(names) => names,
+            Err(err) => {
+                tracing::warn!(error = %err, "loading the counterparties' names failed");
+                Default::default()
+            }
+        };
+        let spans: Vec<tracing::Span> = batch.iter().map(span).collect();
+        let items = batch
+            .iter()
+            .zip(&spans)
+            .map(|(c, span)| {
+                let ctx = Context {
+                    counterparty: counterparty(c.event.user_id, &c.event.body)
+                        .and_then(|id| names.get(&id).cloned()),
+                    recipient: Some(c.event.user_id),
+                };
+                span.in_scope(|| Batched {
+                    delivery: &c.delivery,
+                    message: templates::render(&c.event.body, c.event.occurred_at, &ctx),
+                    trace_parent: entity::trace::current(),
+                })
+            })
+            .collect();
+        let outcomes = self.channel.deliver_batch(items).await;
+        for ((claimed, span), outcome) in batch.iter().zip(spans).zip(outcomes) {
+            self.record(&claimed.delivery, outcome)
+                .instrument(span)
+                .await;
+        }
     }
 
     async fn deliver(&self, delivery: DeliveryRecord, event: Envelope) {
@@ -229,10 +270,16 @@ impl Worker {
             // Nothing to tell: done.
             None => Ok(Delivered::Accepted),
         };
+        self.record(&delivery, outcome).await;
+    }
+
+    /// Records what became of a delivery: sent, retried later with backoff,
+    /// or a dead letter.
+    async fn record(&self, delivery: &DeliveryRecord, outcome: Result<Delivered, SendError>) {
         let recorded = match outcome {
             Ok(Delivered::Accepted) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                deliveries::mark_sent(&self.db, &delivery).await
+                deliveries::mark_sent(&self.db, delivery).await
             }
             Ok(Delivered::Recorded) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +288,7 @@ impl Worker {
             Ok(Delivered::ClaimLost) => Ok(false),
             Err(SendError::TargetGone(reason)) => {
                 tracing::info!(delivery.id = %delivery.id, channel = delivery.channel.as_str(), reason = %reason, "delivery cancelled: its target is gone");
-                deliveries::mark_cancelled(&self.db, &delivery, &reason).await
+                deliveries::mark_cancelled(&self.db, delivery, &reason).await
             }
             Err(err) => {
                 let (reason, after, permanent) = match &err {
@@ -264,12 +311,12 @@ impl Worker {
                         tracing::info!(delivery.id = %delivery.id, channel = delivery.channel.as_str(), attempt, retry_in_ms = delay.as_millis() as u64, error = reason, "delivery failed; will retry");
                         let due = entity::store::now()
                             + chrono::Duration::from_std(delay).unwrap_or_default();
-                        deliveries::mark_failed(&self.db, &delivery, reason, Some(due)).await
+                        deliveries::mark_failed(&self.db, delivery, reason, Some(due)).await
                     }
                     AfterFailure::GiveUp => {
                         self.stats.dead.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(delivery.id = %delivery.id, channel = delivery.channel.as_str(), attempt, error = reason, "delivery is a dead letter");
-                        deliveries::mark_failed(&self.db, &delivery, reason, None).await
+                        deliveries::mark_failed(&self.db, delivery, reason, None).await
                     }
                 }
             }
@@ -289,24 +336,16 @@ impl Worker {
     /// Who the event is for, and the other party's display name (for
     /// transfers and payment requests).
     async fn context(&self, recipient: uuid::Uuid, body: &EventBody) -> Context {
-        let counterparty = match body {
-            EventBody::TransactionReceived(m) | EventBody::TransactionSent(m) => m.counterparty_id,
-            EventBody::PaymentRequest(c) if c.request.payer_id == recipient => {
-                Some(c.request.requester_id)
-            }
-            EventBody::PaymentRequest(c) => Some(c.request.payer_id),
-            _ => None,
-        };
         let base = Context {
             counterparty: None,
             recipient: Some(recipient),
         };
-        let Some(id) = counterparty else {
+        let Some(id) = counterparty(recipient, body) else {
             return base;
         };
-        match users::load(&self.db, id).await {
-            Ok(user) => Context {
-                counterparty: user.map(|u| u.display_name),
+        match users::display_names(&self.db, &[id]).await {
+            Ok(mut names) => Context {
+                counterparty: names.remove(&id),
                 ..base
             },
             Err(err) => {
@@ -315,4 +354,32 @@ impl Worker {
             }
         }
     }
+}
+
+/// The other party of an event for `recipient` (transfers and payment
+/// requests), whose display name the message shows.
+fn counterparty(recipient: uuid::Uuid, body: &EventBody) -> Option<uuid::Uuid> {
+    match body {
+        EventBody::TransactionReceived(m) | EventBody::TransactionSent(m) => m.counterparty_id,
+        EventBody::PaymentRequest(c) if c.request.payer_id == recipient => {
+            Some(c.request.requester_id)
+        }
+        EventBody::PaymentRequest(c) => Some(c.request.payer_id),
+        _ => None,
+    }
+}
+
+/// The span of one delivery, in the trace of the change its event announces.
+fn span(claimed: &Claimed) -> tracing::Span {
+    let channel = claimed.delivery.channel.as_str();
+    let span = tracing::info_span!(
+        "notify.deliver",
+        otel.name = %format_args!("deliver {}", channel.to_ascii_lowercase()),
+        otel.kind = "producer",
+        notification.channel = channel,
+        notification.topic = claimed.event.topic().as_str(),
+        notification.attempt = claimed.delivery.attempts,
+    );
+    entity::trace::continue_from(&span, claimed.trace_parent.as_deref());
+    span
 }

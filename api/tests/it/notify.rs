@@ -545,3 +545,64 @@ async fn instances_without_delivery_workers_leave_the_work_to_those_with_them() 
         "{statuses:?}"
     );
 }
+
+/// In-app deliveries are written a batch at a time: many notices for the
+/// same users in one transaction. Each gets its own sequence, shared with
+/// its `notification.created` event, and no event of the user shares it.
+#[tokio::test]
+async fn in_app_notices_written_in_batches_each_get_their_own_sequence() {
+    use entity::entities::{notifications, outbox_events};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    crate::support::on_both(|app| async move {
+        let (alice, aw, bob, bw) = pair(&app, "batched").await;
+        const SENT: usize = 12;
+        // Sent together, so the in-app worker finds several of them due at once.
+        let sends = (0..SENT).map(|i| {
+            let (app, alice, aw, bw) = (app.clone(), alice.clone(), aw.clone(), bw.clone());
+            async move { transfer(&app, &alice, &aw, &bw, "1", &format!("batch-{i}")).await }
+        });
+        futures_util::future::join_all(sends).await;
+        for who in [&alice, &bob] {
+            let user = uuid::Uuid::parse_str(&who.user_id).expect("uuid");
+            let mut notes = Vec::new();
+            for _ in 0..100 {
+                notes = notifications::Entity::find()
+                    .filter(notifications::Column::UserId.eq(user))
+                    .all(&app.db)
+                    .await
+                    .expect("notifications");
+                if notes.len() >= SENT {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(notes.len(), SENT, "one notice per transfer");
+            let events = outbox_events::Entity::find()
+                .filter(outbox_events::Column::UserId.eq(user))
+                .all(&app.db)
+                .await
+                .expect("events");
+            let mut sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+            sequences.sort_unstable();
+            let expected: Vec<i64> = (1..=events.len() as i64).collect();
+            assert_eq!(
+                sequences, expected,
+                "the user's events number 1, 2, 3... once each"
+            );
+            for note in &notes {
+                let created = events
+                    .iter()
+                    .find(|e| {
+                        e.topic == "notification.created"
+                            && e.payload.to_string().contains(&note.id.to_string())
+                    })
+                    .unwrap_or_else(|| panic!("no notification.created event for {}", note.id));
+                assert_eq!(
+                    created.sequence, note.sequence,
+                    "the notice and its event share a sequence"
+                );
+            }
+        }
+    })
+    .await;
+}

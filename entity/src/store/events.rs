@@ -186,6 +186,114 @@ pub async fn append_all(
     Ok(envelopes)
 }
 
+/// Takes `n` sequences for each user at once, the users' rows locked in id
+/// order (as [`append_all`] does, so batches of several users cannot
+/// deadlock with it); returns each user's first.
+pub(crate) async fn reserve(
+    db: &impl ConnectionTrait,
+    counts: &[(Uuid, i64)],
+) -> StoreResult<Vec<(Uuid, i64)>> {
+    let mut counts = counts.to_vec();
+    counts.sort_by_key(|(u, _)| *u);
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        let mut firsts = Vec::with_capacity(counts.len());
+        for (user_id, n) in counts {
+            let rows = users::Entity::update_many()
+                .col_expr(
+                    users::Column::EventSeq,
+                    Expr::col(users::Column::EventSeq).add(n),
+                )
+                .filter(users::Column::Id.eq(user_id))
+                .exec_with_returning(db)
+                .await?;
+            let last = rows
+                .first()
+                .map(|u| u.event_seq)
+                .ok_or_else(|| inconsistent(format!("no user {user_id} for event sequence")))?;
+            firsts.push((user_id, last - n + 1));
+        }
+        return Ok(firsts);
+    }
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(counts.len() * 2);
+    let rows = counts
+        .iter()
+        .map(|(u, n)| {
+            values.push((*u).into());
+            values.push((*n).into());
+            format!("(${}::uuid, ${}::bigint)", values.len() - 1, values.len())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH c(id, n) AS (VALUES {rows}), \
+         locked AS (SELECT u.id FROM users u JOIN c ON c.id = u.id ORDER BY u.id FOR NO KEY UPDATE) \
+         UPDATE users u SET event_seq = u.event_seq + c.n FROM c \
+         WHERE u.id = c.id AND u.id IN (SELECT id FROM locked) \
+         RETURNING u.id, u.event_seq - c.n + 1 AS first"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    if rows.len() != counts.len() {
+        return Err(inconsistent(format!(
+            "sequences of {} of {} users taken: a user is missing",
+            rows.len(),
+            counts.len()
+        )));
+    }
+    rows.iter()
+        .map(|r| Ok((r.try_get("", "id")?, r.try_get("", "first")?)))
+        .collect()
+}
+
+/// An event whose sequence [`reserve`] took.
+pub(crate) struct Sequenced {
+    pub user_id: Uuid,
+    pub sequence: i64,
+    pub body: EventBody,
+    /// The trace it joins.
+    pub trace_parent: Option<String>,
+}
+
+/// Writes events with sequences already taken by [`reserve`] in this
+/// transaction, in one statement.
+pub(crate) async fn insert_sequenced(
+    db: &impl ConnectionTrait,
+    events: Vec<Sequenced>,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let at = now();
+    let rows = events.into_iter().map(|e| {
+        let envelope = Envelope {
+            id: Uuid::now_v7(),
+            user_id: e.user_id,
+            sequence: e.sequence,
+            occurred_at: at,
+            body: e.body,
+        };
+        outbox_events::ActiveModel {
+            id: Set(envelope.id),
+            user_id: Set(envelope.user_id),
+            sequence: Set(envelope.sequence),
+            topic: Set(envelope.topic().as_str().to_owned()),
+            payload: Set(envelope.payload()),
+            created_at: Set(at),
+            published_at: Set(None),
+            trace_parent: Set(e.trace_parent),
+        }
+    });
+    outbox_events::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
 /// Writes one event with a sequence already taken by [`next_sequence`] in
 /// this transaction.
 pub async fn append_with_sequence(

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::entities::notifications;
 use crate::store::history::{Position, before, split_page};
-use crate::store::{StoreResult, events, now};
+use crate::store::{StoreResult, events, inconsistent, now};
 
 pub use domain::NotificationRecord;
 
@@ -44,41 +44,68 @@ pub struct NewNotification<'a> {
     pub data: serde_json::Value,
     /// The event it announces.
     pub source_event_id: Option<Uuid>,
+    /// The trace its `notification.created` event joins (the delivery's).
+    pub trace_parent: Option<String>,
 }
 
-/// Stores a notification and its `notification.created` event.
-pub async fn create(
+/// Stores notifications, each with its `notification.created` event (the
+/// two share the user's next sequence): the users' sequences taken in one
+/// statement, then the notifications and the events in one each.
+pub async fn create_all(
     db: &impl ConnectionTrait,
-    new: NewNotification<'_>,
-) -> StoreResult<NotificationRecord> {
-    let sequence = events::next_sequence(db, new.user_id).await?;
-    let row = notifications::Model {
-        id: Uuid::now_v7(),
-        user_id: new.user_id,
-        sequence,
-        kind: new.kind.to_owned(),
-        title: new.title,
-        body: new.body,
-        data: new.data,
-        read_at: None,
-        created_at: now(),
-        source_event_id: new.source_event_id,
-    };
-    notifications::Entity::insert(notifications::ActiveModel::from(row.clone()))
-        .exec_without_returning(db)
-        .await?;
-    let record = NotificationRecord::from(row);
-    let body = NotificationCreated {
-        notification: record.clone(),
-    };
-    events::append_with_sequence(
-        db,
-        new.user_id,
-        sequence,
-        EventBody::NotificationCreated(body),
+    news: Vec<NewNotification<'_>>,
+) -> StoreResult<Vec<NotificationRecord>> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut counts: Vec<(Uuid, i64)> = Vec::new();
+    for new in &news {
+        match counts.iter_mut().find(|(u, _)| *u == new.user_id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((new.user_id, 1)),
+        }
+    }
+    let mut next = events::reserve(db, &counts).await?;
+    let at = now();
+    let mut rows = Vec::with_capacity(news.len());
+    let mut sequenced = Vec::with_capacity(news.len());
+    for new in news {
+        let (_, sequence) = next
+            .iter_mut()
+            .find(|(u, _)| *u == new.user_id)
+            .ok_or_else(|| inconsistent("a notification's user has no sequence"))?;
+        let row = notifications::Model {
+            id: Uuid::now_v7(),
+            user_id: new.user_id,
+            sequence: *sequence,
+            kind: new.kind.to_owned(),
+            title: new.title,
+            body: new.body,
+            data: new.data,
+            read_at: None,
+            created_at: at,
+            source_event_id: new.source_event_id,
+        };
+        *sequence += 1;
+        let record = NotificationRecord::from(row.clone());
+        sequenced.push(events::Sequenced {
+            user_id: row.user_id,
+            sequence: row.sequence,
+            body: EventBody::NotificationCreated(NotificationCreated {
+                notification: record.clone(),
+            }),
+            trace_parent: new.trace_parent,
+        });
+        rows.push((row, record));
+    }
+    notifications::Entity::insert_many(
+        rows.iter()
+            .map(|(row, _)| notifications::ActiveModel::from(row.clone())),
     )
+    .exec_without_returning(db)
     .await?;
-    Ok(record)
+    events::insert_sequenced(db, sequenced).await?;
+    Ok(rows.into_iter().map(|(_, record)| record).collect())
 }
 
 /// A page of the user's notifications, newest first.

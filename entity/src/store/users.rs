@@ -87,7 +87,6 @@ pub async fn find_row_by_email(
         .await?)
 }
 
-/// A user with roles, if it exists.
 /// The display names of these users, in one query (absent: no such user).
 pub async fn display_names(
     db: &impl ConnectionTrait,

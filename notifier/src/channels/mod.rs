@@ -63,6 +63,17 @@ pub(crate) fn database(e: &entity::StoreError) -> SendError {
     SendError::retry("database unavailable")
 }
 
+/// One delivery of a batch: its message (`None`: nothing to tell) and the
+/// trace it is delivered in.
+pub struct Batched<'a> {
+    /// The claimed delivery.
+    pub delivery: &'a DeliveryRecord,
+    /// What to deliver.
+    pub message: Option<Rendered>,
+    /// The `traceparent` of its delivery span.
+    pub trace_parent: Option<String>,
+}
+
 /// One way of reaching people.
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync {
@@ -75,4 +86,25 @@ pub trait Channel: Send + Sync {
         delivery: &DeliveryRecord,
         message: &Rendered,
     ) -> Result<Delivered, SendError>;
+
+    /// Whether the workers hand this channel whole batches
+    /// ([`Channel::deliver_batch`]) instead of one delivery at a time with
+    /// its claim renewed before each send: for a channel that only writes
+    /// to the database (in-app).
+    fn batched(&self) -> bool {
+        false
+    }
+
+    /// Delivers a batch; each delivery's outcome, in order. By default one
+    /// after another.
+    async fn deliver_batch(&self, batch: Vec<Batched<'_>>) -> Vec<Result<Delivered, SendError>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for item in batch {
+            out.push(match &item.message {
+                Some(message) => self.deliver(item.delivery, message).await,
+                None => Ok(Delivered::Accepted),
+            });
+        }
+        out
+    }
 }
