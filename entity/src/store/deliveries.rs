@@ -362,12 +362,17 @@ pub async fn mark_cancelled(
     Ok(res.rows_affected == 1)
 }
 
-/// Delivers in-app notifications for a batch of claimed deliveries (`None`
+/// Delivers in-app notifications for claimed deliveries of one user (`None`
 /// for one with nothing to tell): the marks, the notification rows and their
 /// `notification.created` events commit together, so each exists exactly
-/// once, in one transaction of four statements whatever the batch's size.
+/// once, in one transaction of four statements however many there are.
 /// Answers, in order, whether each claim was still ours (a lost one wrote
 /// nothing).
+///
+/// One user's: the transaction locks the users' rows to take their event
+/// sequences, and money movements lock the same rows. Over many users it
+/// would hold the rows it has while it waits for the rest: measured with
+/// 64-delivery batches over 40 busy users, transfers ran at half the rate.
 pub async fn deliver_in_app(
     db: &DatabaseConnection,
     batch: Vec<(&DeliveryRecord, Option<NewNotification<'_>>)>,
