@@ -13,6 +13,9 @@
 //!   closing and erasure times of users.
 //! - [`m20261202_000002_exchange`]: exchange quotes.
 //! - [`m20261202_000003_payments`]: card deposits' payment intents and the payment log.
+//! - [`m20261203_000001_money_control`]: risk scores and alerts, debts, refunds, payment requests.
+//! - [`m20261203_000002_outbox_trace`]: the outbox's trace context and the relays' wake-up trigger.
+//! - [`m20261204_000001_outbox_waiting`]: unpublished events by age, for the relay.
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -27,6 +30,7 @@ pub mod m20261202_000002_exchange;
 pub mod m20261202_000003_payments;
 pub mod m20261203_000001_money_control;
 pub mod m20261203_000002_outbox_trace;
+pub mod m20261204_000001_outbox_waiting;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -43,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_payments::Migration),
             Box::new(m20261203_000001_money_control::Migration),
             Box::new(m20261203_000002_outbox_trace::Migration),
+            Box::new(m20261204_000001_outbox_waiting::Migration),
         ]
     }
 }

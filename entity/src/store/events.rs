@@ -448,11 +448,17 @@ pub async fn current_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> Store
 /// is by sequence, not by time: commit times come from the clocks of
 /// different instances, but a user's sequences always commit in order, so
 /// when one is visible every earlier one is too.
+///
+/// The users are found among the `limit` oldest waiting events (an index
+/// range), not by grouping the whole backlog: a user the batch reaches has
+/// its oldest event among them, since every older event belongs to a user
+/// ahead of it in the batch.
 pub async fn unpublished(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<OutboxRow>> {
     let backend = db.get_database_backend();
-    let sql = "WITH waiting AS (\
-                 SELECT user_id, MIN(created_at) AS since FROM outbox_events \
-                 WHERE published_at IS NULL GROUP BY user_id ORDER BY since, user_id LIMIT ?) \
+    let sql = "WITH oldest AS (\
+                 SELECT user_id, created_at FROM outbox_events \
+                 WHERE published_at IS NULL ORDER BY created_at LIMIT ?), \
+               waiting AS (SELECT user_id, MIN(created_at) AS since FROM oldest GROUP BY user_id) \
                SELECT e.* FROM outbox_events e JOIN waiting w ON w.user_id = e.user_id \
                WHERE e.published_at IS NULL \
                ORDER BY w.since, e.user_id, e.sequence LIMIT ?";
