@@ -451,5 +451,8 @@ async fn purge_expired(db: DatabaseConnection, stop: CancellationToken) {
         if let Err(err) = entity::store::security::purge_expired_flows(&db, 10_000).await {
             tracing::warn!(error = %err, "purging expired authentication flows failed");
         }
+        if let Err(err) = entity::store::limits::prune_usage(&db).await {
+            tracing::warn!(error = %err, "pruning tier-limit usage buckets failed");
+        }
     }
 }

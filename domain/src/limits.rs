@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{DomainError, ErrorCode};
 use crate::money::{Currency, parse_exact, to_canonical};
-use crate::transaction::TransactionKind;
+use crate::transaction::{TransactionKind, TransactionStatus};
 
 /// Length of the rolling window, in hours.
 pub const WINDOW_HOURS: i64 = 24;
@@ -53,11 +53,21 @@ pub struct TierLimits {
     table: BTreeMap<(i32, TransactionKind, Currency), Limit>,
 }
 
-/// The movements limits apply to.
+/// The movements limits apply to: a deposit counts for the wallet
+/// credited, a withdrawal or a transfer for the wallet debited.
 pub const KINDS: [TransactionKind; 3] = [
     TransactionKind::Deposit,
     TransactionKind::Withdrawal,
     TransactionKind::Transfer,
+];
+
+/// The statuses in which a movement counts against a limit: it went
+/// through or still holds money, risk holds included (failed and reversed
+/// ones gave it back).
+pub const COUNTED: [TransactionStatus; 3] = [
+    TransactionStatus::Pending,
+    TransactionStatus::Held,
+    TransactionStatus::Completed,
 ];
 
 impl Default for TierLimits {

@@ -16,6 +16,7 @@
 //! - [`m20261203_000001_money_control`]: risk scores and alerts, debts, refunds, payment requests.
 //! - [`m20261203_000002_outbox_trace`]: the outbox's trace context and the relays' wake-up trigger.
 //! - [`m20261204_000001_outbox_waiting`]: unpublished events by age, for the relay.
+//! - [`m20261204_000002_limit_usage`]: what each wallet moved per kind and hour (PostgreSQL).
 //!
 //! Amount columns are `NUMERIC(28,18)` on PostgreSQL and `TEXT` holding the
 //! canonical decimal on SQLite, where SeaORM would otherwise go through `f64`.
@@ -31,6 +32,7 @@ pub mod m20261202_000003_payments;
 pub mod m20261203_000001_money_control;
 pub mod m20261203_000002_outbox_trace;
 pub mod m20261204_000001_outbox_waiting;
+pub mod m20261204_000002_limit_usage;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -48,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_money_control::Migration),
             Box::new(m20261203_000002_outbox_trace::Migration),
             Box::new(m20261204_000001_outbox_waiting::Migration),
+            Box::new(m20261204_000002_limit_usage::Migration),
         ]
     }
 }

@@ -145,3 +145,76 @@ async fn concurrent_transfers_cannot_pass_the_daily_limit_together() {
     let wallet = app.wallet(&sender, &w).await;
     assert_eq!(data(&wallet, "wallet")["balance"], "260.00");
 }
+
+/// The rolling day counts exactly what was moved since this time yesterday:
+/// on PostgreSQL the whole hours come from the hourly buckets and the hour
+/// the window starts in from the movements themselves, so movements just
+/// inside and just outside that edge, and ones that stopped counting, are
+/// told apart; SQLite sums the movements.
+#[tokio::test]
+async fn the_rolling_day_counts_exactly_the_movements_inside_it() {
+    use chrono::{Duration, Utc};
+    use domain::limits::{Limit, TierLimits};
+    use domain::{TransactionKind, TransactionStatus};
+    use entity::entities::transactions;
+    use rust_decimal::Decimal;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    crate::support::on_both(|app| async move {
+        let s = app.register("rolling@example.com").await;
+        let w = app.open_wallet(&s, "USD").await;
+        let user = uuid::Uuid::parse_str(&s.user_id).expect("uuid");
+        let wallet = uuid::Uuid::parse_str(&w).expect("uuid");
+        let since = Utc::now() - Duration::hours(24);
+        // (age relative to the window's start, amount, status)
+        let moved = [
+            (Duration::minutes(-1), 1, TransactionStatus::Completed), // just outside
+            (Duration::minutes(1), 2, TransactionStatus::Completed),  // the edge hour
+            (Duration::minutes(59), 4, TransactionStatus::Pending),
+            (Duration::hours(23), 8, TransactionStatus::Held),
+            (Duration::hours(22), 16, TransactionStatus::Failed), // gave it back
+        ];
+        for (offset, amount, status) in moved {
+            let at = since + offset;
+            transactions::Entity::insert(transactions::ActiveModel {
+                id: Set(uuid::Uuid::now_v7()),
+                kind: Set(TransactionKind::Transfer.as_str().to_owned()),
+                status: Set(status.as_str().to_owned()),
+                amount: Set(entity::Money(Decimal::from(amount))),
+                currency: Set("USD".to_owned()),
+                from_wallet_id: Set(Some(wallet)),
+                to_wallet_id: Set(None),
+                memo: Set(None),
+                destination: Set(None),
+                initiated_by: Set(user),
+                created_at: Set(at),
+                updated_at: Set(at),
+                original_id: Set(None),
+                risk_score: Set(None),
+                risk_rules: Set(None),
+            })
+            .exec_without_returning(&app.db)
+            .await
+            .expect("movement");
+        }
+        let limits = TierLimits::uniform(Limit {
+            per_transaction: Decimal::from(1_000),
+            daily: Decimal::from(1_000),
+        });
+        let wallets = entity::store::wallets::list_for_user(&app.db, user)
+            .await
+            .expect("wallets");
+        let allowances = entity::store::limits::allowances(&app.db, &limits, user, &wallets)
+            .await
+            .expect("allowances");
+        let transfer = allowances
+            .iter()
+            .find(|a| a.kind == TransactionKind::Transfer)
+            .expect("the transfer allowance");
+        assert_eq!(
+            transfer.daily_remaining,
+            Decimal::from(1_000 - 2 - 4 - 8),
+            "the window holds the 2, 4 and 8, not the 1 from before it nor the failed 16"
+        );
+    })
+    .await;
+}

@@ -4,7 +4,7 @@
 //! and cannot pass a limit together).
 
 use chrono::{DateTime, Duration, Utc};
-use domain::limits::{Allowance, KINDS, TierLimits, WINDOW_HOURS};
+use domain::limits::{Allowance, COUNTED, KINDS, TierLimits, WINDOW_HOURS};
 use domain::{DomainError, ErrorCode, KycStatus, TransactionKind, TransactionStatus, WalletRecord};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Condition;
@@ -16,14 +16,6 @@ use uuid::Uuid;
 use crate::entities::{transactions, users};
 use crate::money::Money;
 use crate::store::{StoreResult, inconsistent, now};
-
-/// What counts against a limit: movements that went through or still hold
-/// money, risk holds included (failed and reversed ones gave it back).
-const COUNTED: [TransactionStatus; 3] = [
-    TransactionStatus::Pending,
-    TransactionStatus::Held,
-    TransactionStatus::Completed,
-];
 
 /// The user's KYC level, and whether verification was refused (then no
 /// money moves until it is accepted).
@@ -153,7 +145,10 @@ async fn used(
     Ok(sums)
 }
 
-/// [`used`] on PostgreSQL: one row per (wallet, kind).
+/// [`used`] on PostgreSQL: one row per (wallet, kind). The whole hours of
+/// the window come from the hourly buckets of `limit_usage` (kept by a
+/// trigger, see the migration `m20261204_000002_limit_usage`), the part of
+/// the hour the window starts in from the movements themselves.
 async fn summed(
     db: &impl ConnectionTrait,
     wallet_ids: &[Uuid],
@@ -179,13 +174,18 @@ async fn summed(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT kind, CASE WHEN kind = $1 THEN to_wallet_id ELSE from_wallet_id END AS wallet_id, \
-                SUM(amount) AS total \
-         FROM transactions \
-         WHERE ((kind = $1 AND to_wallet_id IN ({ids})) \
-                OR (kind IN ($2, $3) AND from_wallet_id IN ({ids}))) \
-           AND status IN ({statuses}) AND created_at >= $4 \
-         GROUP BY 1, 2"
+        "WITH edge AS (SELECT date_trunc('hour', $4::timestamptz AT TIME ZONE 'UTC') + interval '1 hour' AS hour) \
+         SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
+           SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u, edge \
+           WHERE u.wallet_id IN ({ids}) AND u.hour >= edge.hour \
+           UNION ALL \
+           SELECT t.kind, CASE WHEN t.kind = $1 THEN t.to_wallet_id ELSE t.from_wallet_id END, t.amount \
+           FROM transactions t, edge \
+           WHERE ((t.kind = $1 AND t.to_wallet_id IN ({ids})) \
+                  OR (t.kind IN ($2, $3) AND t.from_wallet_id IN ({ids}))) \
+             AND t.status IN ({statuses}) \
+             AND t.created_at >= $4 AND t.created_at < edge.hour AT TIME ZONE 'UTC' \
+         ) used GROUP BY 1, 2"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -204,4 +204,20 @@ async fn summed(
             Ok((wallet, kind, total.0))
         })
         .collect()
+}
+
+/// Forgets usage buckets older than the window (PostgreSQL); returns how
+/// many went.
+pub async fn prune_usage(db: &impl ConnectionTrait) -> StoreResult<u64> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(0);
+    }
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "DELETE FROM limit_usage WHERE hour < $1::timestamptz AT TIME ZONE 'UTC'",
+            [(now() - Duration::hours(WINDOW_HOURS + 1)).into()],
+        ))
+        .await?;
+    Ok(res.rows_affected())
 }

@@ -2,14 +2,16 @@
 
 use std::collections::HashMap;
 
+use chrono::Timelike;
 use entity::entities::{ledger_entries, transactions, wallets};
 use rust_decimal::Decimal;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, Statement};
 
 /// Every posting sums to zero in its currency, every transaction has one,
 /// every wallet equals its ledger (available and held) with no negative
-/// available balance, and the debt account is minus the wallets' debts in
-/// each currency.
+/// available balance, the debt account is minus the wallets' debts in
+/// each currency, and (PostgreSQL) the tier limits' hourly usage buckets
+/// equal what the movements add up to.
 pub async fn assert_balanced(db: &DatabaseConnection) {
     let lines = ledger_entries::Entity::find()
         .all(db)
@@ -71,4 +73,64 @@ pub async fn assert_balanced(db: &DatabaseConnection) {
             "the {currency} debt account against the wallets' debts"
         );
     }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        assert_usage_matches(db, &txs).await;
+    }
+}
+
+/// The buckets the trigger keeps against the movements, summed here by the
+/// domain's rules (`KINDS`, `COUNTED`) per wallet, kind and UTC hour.
+async fn assert_usage_matches(db: &DatabaseConnection, txs: &[transactions::Model]) {
+    use domain::limits::{COUNTED, KINDS};
+    use domain::{TransactionKind, TransactionStatus};
+    type Bucket = (uuid::Uuid, String, chrono::NaiveDateTime);
+    let mut expected: HashMap<Bucket, Decimal> = HashMap::new();
+    for t in txs {
+        let kind = TransactionKind::parse(&t.kind).expect("kind");
+        let status = TransactionStatus::parse(&t.status).expect("status");
+        if !KINDS.contains(&kind) || !COUNTED.contains(&status) {
+            continue;
+        }
+        let wallet = match kind {
+            TransactionKind::Deposit => t.to_wallet_id,
+            _ => t.from_wallet_id,
+        }
+        .expect("a counted movement has its wallet");
+        let hour = t
+            .created_at
+            .naive_utc()
+            .with_minute(0)
+            .and_then(|h| h.with_second(0))
+            .and_then(|h| h.with_nanosecond(0))
+            .expect("hour");
+        *expected.entry((wallet, t.kind.clone(), hour)).or_default() += t.amount.0;
+    }
+    expected.retain(|_, v| !v.is_zero());
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT wallet_id, kind, hour, amount FROM limit_usage WHERE amount <> 0",
+        ))
+        .await
+        .expect("usage buckets");
+    let kept: HashMap<Bucket, Decimal> = rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r.try_get("", "wallet_id").expect("wallet"),
+                    r.try_get("", "kind").expect("kind"),
+                    r.try_get("", "hour").expect("hour"),
+                ),
+                r.try_get::<Decimal>("", "amount")
+                    .expect("amount")
+                    .normalize(),
+            )
+        })
+        .collect();
+    let expected: HashMap<Bucket, Decimal> = expected
+        .into_iter()
+        .map(|(k, v)| (k, v.normalize()))
+        .collect();
+    assert_eq!(kept, expected, "limit_usage against the movements");
 }
