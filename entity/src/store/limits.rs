@@ -3,7 +3,7 @@
 //! so concurrent movements of the same wallet are counted one after another
 //! and cannot pass a limit together).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use domain::limits::{Allowance, COUNTED, KINDS, TierLimits, WINDOW_HOURS};
 use domain::{DomainError, ErrorCode, KycStatus, TransactionKind, TransactionStatus, WalletRecord};
 use rust_decimal::Decimal;
@@ -154,14 +154,22 @@ async fn summed(
     wallet_ids: &[Uuid],
     since: DateTime<Utc>,
 ) -> StoreResult<Vec<(Uuid, TransactionKind, Decimal)>> {
+    // The first whole hour of the window, bound as a value (the planner
+    // then bounds the movements' index range by it).
+    let edge = since
+        .duration_trunc(Duration::hours(1))
+        .map_err(|e| inconsistent(format!("the window's first hour: {e}")))?
+        + Duration::hours(1);
     let mut values: Vec<sea_orm::Value> = vec![
         TransactionKind::Deposit.as_str().into(),
         TransactionKind::Withdrawal.as_str().into(),
         TransactionKind::Transfer.as_str().into(),
         since.into(),
+        edge.into(),
+        edge.naive_utc().into(),
     ];
     values.extend(COUNTED.map(|s| sea_orm::Value::from(s.as_str())));
-    let statuses = (5..5 + COUNTED.len())
+    let statuses = (7..7 + COUNTED.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -174,17 +182,16 @@ async fn summed(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH edge AS (SELECT date_trunc('hour', $4::timestamptz AT TIME ZONE 'UTC') + interval '1 hour' AS hour) \
-         SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
-           SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u, edge \
-           WHERE u.wallet_id IN ({ids}) AND u.hour >= edge.hour \
+        "SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
+           SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u \
+           WHERE u.wallet_id IN ({ids}) AND u.hour >= $6 \
            UNION ALL \
            SELECT t.kind, CASE WHEN t.kind = $1 THEN t.to_wallet_id ELSE t.from_wallet_id END, t.amount \
-           FROM transactions t, edge \
+           FROM transactions t \
            WHERE ((t.kind = $1 AND t.to_wallet_id IN ({ids})) \
                   OR (t.kind IN ($2, $3) AND t.from_wallet_id IN ({ids}))) \
              AND t.status IN ({statuses}) \
-             AND t.created_at >= $4 AND t.created_at < edge.hour AT TIME ZONE 'UTC' \
+             AND t.created_at >= $4 AND t.created_at < $5 \
          ) used GROUP BY 1, 2"
     );
     let rows = db
