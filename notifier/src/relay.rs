@@ -20,11 +20,10 @@ use std::time::Duration;
 use anyhow::Context;
 use entity::store::events::{self, OUTBOX_CHANNEL};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
-use subscriptions::Bus;
+use subscriptions::{Bus, Outgoing, Payload};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::plan::Planner;
 
@@ -177,45 +176,54 @@ async fn round(
     let batch = events::unpublished(&txn, config.batch_size)
         .await
         .context("reading unpublished events")?;
-    // Publish the whole batch first: the live path never waits for planning.
+    // Publish the whole batch first, in one round trip: the live path never
+    // waits for planning.
     let mut ids = Vec::with_capacity(batch.len());
     let mut published = Vec::with_capacity(batch.len());
+    let mut outgoing = Vec::with_capacity(batch.len());
     for row in batch {
+        // Joins the trace of the transaction that wrote the event.
+        let span = tracing::info_span!(
+            "outbox.publish",
+            otel.name = %format_args!("publish {}", row.topic),
+            otel.kind = "producer",
+            messaging.destination.name = %row.topic,
+        );
+        entity::trace::continue_from(&span, row.trace_parent.as_deref());
+        ids.push(row.id);
         match row.envelope {
             Ok(envelope) => {
                 let envelope = Arc::new(envelope);
-                // Joins the trace of the transaction that wrote the event.
-                let span = tracing::info_span!(
-                    "outbox.publish",
-                    otel.name = %format_args!("publish {}", row.topic),
-                    otel.kind = "producer",
-                    messaging.destination.name = %row.topic,
-                );
-                entity::trace::continue_from(&span, row.trace_parent.as_deref());
-                bus.publish(envelope.clone())
-                    .instrument(span)
-                    .await
-                    .with_context(|| format!("publishing event {}", row.id))?;
                 // Version-0 rows come from the release that wrote its
                 // in-app notifications with the change: planning them would
                 // notify twice.
                 if row.version >= 1 {
-                    published.push(envelope);
+                    published.push(envelope.clone());
                 }
+                outgoing.push(Outgoing {
+                    payload: Payload::Event(envelope),
+                    span,
+                });
             }
             // A newer release wrote it (rolling deploy): pass it on as is.
-            Err(err) if err.is_from_newer_release() => bus
-                .forward(&row.topic, &row.wire)
-                .await
-                .with_context(|| format!("forwarding event {}", row.id))?,
+            Err(err) if err.is_from_newer_release() => outgoing.push(Outgoing {
+                payload: Payload::Wire {
+                    topic: row.topic,
+                    wire: row.wire,
+                },
+                span,
+            }),
             // No release can read it; holding it back would hold back every
             // later event. Logged with its id for investigation.
             Err(err) => {
                 tracing::error!(event.id = %row.id, topic = %row.topic, error = %err, "unreadable outbox event skipped");
             }
         }
-        ids.push(row.id);
     }
+    bus.publish_all(&outgoing)
+        .await
+        .with_context(|| format!("publishing a batch of {} events", outgoing.len()))?;
+    drop(outgoing);
     let refs: Vec<&domain::Envelope> = published.iter().map(|e| e.as_ref()).collect();
     let planned = config
         .planner

@@ -20,6 +20,29 @@ use std::sync::Arc;
 pub use domain::{Envelope, Topic};
 pub use hub::{Audience, Filter, Hub, HubStats, Interrupted, Subscription};
 
+/// One message of a batch for [`Bus::publish_all`].
+pub struct Outgoing {
+    /// What goes out.
+    pub payload: Payload,
+    /// The span it is published in (the relay's, in the trace of the
+    /// change it announces).
+    pub span: tracing::Span,
+}
+
+/// What a message carries.
+pub enum Payload {
+    /// An event this release reads.
+    Event(Arc<Envelope>),
+    /// A message a newer release wrote (rolling deploy), passed on as it is
+    /// to the instances that can read it; in process it is dropped.
+    Wire {
+        /// Its topic's channel.
+        topic: String,
+        /// Its wire form.
+        wire: String,
+    },
+}
+
 /// Publishes events and hands out subscriptions.
 #[derive(Clone)]
 pub enum Bus {
@@ -43,25 +66,20 @@ impl Bus {
         }
     }
 
-    /// Publishes one event to every instance (at most once per call; the
-    /// outbox relay retries what fails).
-    pub async fn publish(&self, event: Arc<Envelope>) -> anyhow::Result<()> {
+    /// Publishes a batch in its order, to Redis in one round trip (a
+    /// pipeline), at most once per call. Each message's `PUBLISH` span is a
+    /// child of the span it comes with and covers the round trip it went in.
+    pub async fn publish_all(&self, batch: &[Outgoing]) -> anyhow::Result<()> {
         match self {
             Bus::InProcess(hub) => {
-                hub.dispatch(event);
+                for out in batch {
+                    if let Payload::Event(event) = &out.payload {
+                        hub.dispatch(event.clone());
+                    }
+                }
                 Ok(())
             }
-            Bus::Redis(bus) => bus.publish(&event).await,
-        }
-    }
-
-    /// Passes on a message this release cannot read (a newer release wrote
-    /// it during a rolling deploy) to the instances that can. In process
-    /// there are none: it is dropped.
-    pub async fn forward(&self, topic: &str, wire: &str) -> anyhow::Result<()> {
-        match self {
-            Bus::InProcess(_) => Ok(()),
-            Bus::Redis(bus) => bus.publish_wire(topic, wire).await,
+            Bus::Redis(bus) => bus.publish_all(batch).await,
         }
     }
 

@@ -111,6 +111,44 @@ impl RedisBus {
         Ok(())
     }
 
+    /// Publishes a batch in one pipeline: one round trip, in order.
+    pub async fn publish_all(&self, batch: &[crate::Outgoing]) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let mut spans = Vec::with_capacity(batch.len());
+        for out in batch {
+            match &out.payload {
+                crate::Payload::Event(event) => {
+                    pipe.cmd("PUBLISH")
+                        .arg(event.topic().as_str())
+                        .arg(event.to_wire())
+                        .ignore();
+                }
+                crate::Payload::Wire { topic, wire } => {
+                    pipe.cmd("PUBLISH").arg(topic).arg(wire).ignore();
+                }
+            }
+            spans.push(tracing::info_span!(
+                parent: &out.span,
+                "redis.publish",
+                otel.name = "PUBLISH",
+                otel.kind = "client",
+                db.system.name = "redis",
+                db.operation.name = "PUBLISH",
+                db.operation.batch.size = batch.len(),
+            ));
+        }
+        let mut conn = self.inner.publisher.clone();
+        let () = pipe
+            .query_async(&mut conn)
+            .await
+            .context("publishing to Redis")?;
+        drop(spans);
+        Ok(())
+    }
+
     /// Stops the subscriber task.
     pub fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
