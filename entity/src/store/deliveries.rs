@@ -286,23 +286,7 @@ pub async fn extend_lease(
 /// Records that the channel accepted a claimed delivery. False when the
 /// claim was lost (its lease ran out and another worker took it).
 pub async fn mark_sent(db: &impl ConnectionTrait, d: &DeliveryRecord) -> StoreResult<bool> {
-    let at = now();
-    let res = deliveries::Entity::update_many()
-        .col_expr(
-            deliveries::Column::Status,
-            Expr::value(DeliveryStatus::Sent.as_str()),
-        )
-        .col_expr(deliveries::Column::SentAt, Expr::value(Some(at)))
-        .col_expr(
-            deliveries::Column::LeaseUntil,
-            Expr::value(None::<DateTime<Utc>>),
-        )
-        .col_expr(deliveries::Column::LastError, Expr::value(None::<String>))
-        .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
-        .filter(mine(d))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
+    Ok(mark_all_sent(db, std::iter::once(d)).await?.contains(&d.id))
 }
 
 /// Records a failed attempt: due again at `retry_at`, or a dead letter when
