@@ -1313,7 +1313,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let distinct = scalar(&db, "SELECT count(DISTINCT response->'transaction'->>'id') FROM idempotency_keys WHERE key LIKE 's-%' AND status = 'COMPLETED'").await?;
-    let joined = scalar(&db, "SELECT count(*) FROM idempotency_keys k JOIN transactions t ON t.id::text = k.response->'transaction'->>'id' AND t.kind = 'TRANSFER' WHERE k.key LIKE 's-%' AND k.status = 'COMPLETED'").await?;
+    let joined = scalar(&db, "SELECT count(*) FROM idempotency_keys k JOIN transactions t ON t.id = (k.response->'transaction'->>'id')::uuid AND t.kind = 'TRANSFER' WHERE k.key LIKE 's-%' AND k.status = 'COMPLETED'").await?;
     let unfinished = scalar(
         &db,
         "SELECT count(*) FROM idempotency_keys WHERE key LIKE 's-%' AND status <> 'COMPLETED'",
