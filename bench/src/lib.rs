@@ -45,6 +45,17 @@ pub type Socket =
 /// Connects to `ws://{addr}/graphql/ws` with `token`, waits for the
 /// `connection_ack` and starts `query` as operation `id`.
 pub async fn graphql_ws(addr: &str, token: &str, id: &str, query: &str) -> anyhow::Result<Socket> {
+    let mut ws = graphql_ws_acked(addr, token).await?;
+    ws.send(Message::text(
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query } }).to_string(),
+    ))
+    .await?;
+    Ok(ws)
+}
+
+/// A `graphql-transport-ws` connection signed in with `token` and
+/// acknowledged, running nothing yet.
+pub async fn graphql_ws_acked(addr: &str, token: &str) -> anyhow::Result<Socket> {
     let mut req = format!("ws://{addr}/graphql/ws").into_client_request()?;
     req.headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
@@ -58,10 +69,6 @@ pub async fn graphql_ws(addr: &str, token: &str, id: &str, query: &str) -> anyho
         Some(Ok(Message::Text(t))) if t.as_str().contains("connection_ack") => {}
         other => bail!("no connection_ack: {other:?}"),
     }
-    ws.send(Message::text(
-        json!({ "id": id, "type": "subscribe", "payload": { "query": query } }).to_string(),
-    ))
-    .await?;
     Ok(ws)
 }
 

@@ -1,10 +1,16 @@
 //! Memory per idle WebSocket subscriber.
 //!
 //! Starts the server binary (embedded SQLite, in a temporary directory) once
-//! per buffer configuration, opens N authenticated `graphql-transport-ws`
+//! per measurement, opens N authenticated `graphql-transport-ws`
 //! connections that each run one `balanceUpdated` subscription, and reads the
-//! server's resident memory (VmRSS) before and after. Both configurations run
-//! in the same invocation, so their ratio is what to compare.
+//! server's resident memory (VmRSS) before and after. Both buffer
+//! configurations run in the same invocation, so their ratio is what to
+//! compare. With our buffers it also measures the stages on the way, so
+//! the difference between two is what that stage holds per connection: a
+//! TCP connection that sent nothing (the socket and the HTTP connection's
+//! task), a WebSocket that was acknowledged (the upgrade, the protocol's
+//! buffers, our connection's task and its session registration), and the
+//! subscription (the operation's stream and the hub's channel).
 //!
 //! Usage: `cargo run -p bench --bin ws_idle -- <path to wallet-bff> [connections]`
 
@@ -13,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use bench::{Socket, graphql_ws, rss_kib};
+use bench::{graphql_ws, graphql_ws_acked, rss_kib};
 use serde_json::{Value, json};
 
 struct Server {
@@ -79,23 +85,50 @@ async fn token(addr: &str) -> anyhow::Result<String> {
         .with_context(|| format!("register failed: {body}"))
 }
 
-async fn subscriber(addr: &str, token: &str) -> anyhow::Result<Socket> {
-    graphql_ws(
-        addr,
-        token,
-        "1",
-        "subscription { balanceUpdated { sequence } }",
-    )
-    .await
+/// How far each measured connection goes.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Connected over TCP, nothing sent.
+    Tcp,
+    /// A WebSocket with its `connection_ack`, running nothing.
+    Acked,
+    /// Running one `balanceUpdated` subscription.
+    Subscribed,
 }
 
-async fn measure(binary: &str, read: usize, write: usize, n: usize) -> anyhow::Result<f64> {
+/// An open connection, kept until it is dropped.
+type Held = Box<dyn std::any::Any + Send>;
+
+async fn open(addr: &str, token: &str, stage: Stage) -> anyhow::Result<Held> {
+    Ok(match stage {
+        Stage::Tcp => Box::new(tokio::net::TcpStream::connect(addr).await?),
+        Stage::Acked => Box::new(graphql_ws_acked(addr, token).await?),
+        Stage::Subscribed => Box::new(
+            graphql_ws(
+                addr,
+                token,
+                "1",
+                "subscription { balanceUpdated { sequence } }",
+            )
+            .await?,
+        ),
+    })
+}
+
+async fn measure(
+    binary: &str,
+    read: usize,
+    write: usize,
+    n: usize,
+    stage: Stage,
+) -> anyhow::Result<f64> {
     let server = start(binary, read, write)?;
     let token = token(&server.addr).await?;
     // Warm up the allocator and the lazily built parts of the server.
-    let warm: Vec<Socket> =
-        futures_util::future::try_join_all((0..20).map(|_| subscriber(&server.addr, &token)))
-            .await?;
+    let warm: Vec<Held> = futures_util::future::try_join_all(
+        (0..20).map(|_| open(&server.addr, &token, Stage::Subscribed)),
+    )
+    .await?;
     drop(warm);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(server.child.id())?;
@@ -103,7 +136,7 @@ async fn measure(binary: &str, read: usize, write: usize, n: usize) -> anyhow::R
     for chunk in 0..n.div_ceil(100) {
         let count = 100.min(n - chunk * 100);
         let batch = futures_util::future::try_join_all(
-            (0..count).map(|_| subscriber(&server.addr, &token)),
+            (0..count).map(|_| open(&server.addr, &token, stage)),
         )
         .await?;
         sockets.extend(batch);
@@ -121,8 +154,10 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .context("usage: ws_idle <path to wallet-bff> [connections]")?;
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let ours = measure(&binary, 4096, 4096, n).await?;
-    let default = measure(&binary, 128 * 1024, 128 * 1024, n).await?;
+    let ours = measure(&binary, 4096, 4096, n, Stage::Subscribed).await?;
+    let default = measure(&binary, 128 * 1024, 128 * 1024, n, Stage::Subscribed).await?;
+    let tcp = measure(&binary, 4096, 4096, n, Stage::Tcp).await?;
+    let acked = measure(&binary, 4096, 4096, n, Stage::Acked).await?;
     println!("idle subscribed WebSocket connections: {n}");
     println!("ours (4 KiB read / 4 KiB write buffers):          {ours:8.1} KiB RSS per connection");
     println!(
@@ -131,5 +166,15 @@ async fn main() -> anyhow::Result<()> {
     if ours > 0.0 {
         println!("ratio default / ours: {:.1}x", default / ours);
     }
+    println!("with our buffers, by stage (KiB RSS per connection):");
+    println!("  a TCP connection that sent nothing:   {tcp:8.1}");
+    println!(
+        "  + upgrade and connection_ack:         {:8.1}",
+        acked - tcp
+    );
+    println!(
+        "  + one balanceUpdated subscription:    {:8.1}",
+        ours - acked
+    );
     Ok(())
 }
