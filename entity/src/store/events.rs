@@ -18,16 +18,10 @@ use crate::store::{StoreResult, inconsistent, now};
 /// Takes the user's next event sequence. The row lock this update takes is
 /// held until commit, so a user's sequences commit in order.
 pub async fn next_sequence(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<i64> {
-    let rows = users::Entity::update_many()
-        .col_expr(
-            users::Column::EventSeq,
-            Expr::col(users::Column::EventSeq).add(1),
-        )
-        .filter(users::Column::Id.eq(user_id))
-        .exec_with_returning(db)
-        .await?;
-    rows.first()
-        .map(|u| u.event_seq)
+    reserve(db, &[(user_id, 1)])
+        .await?
+        .first()
+        .map(|(_, sequence)| *sequence)
         .ok_or_else(|| inconsistent(format!("no user {user_id} for event sequence")))
 }
 

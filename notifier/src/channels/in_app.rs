@@ -50,44 +50,37 @@ impl Channel for InApp {
     /// One transaction per user of the batch (see
     /// [`deliveries::deliver_in_app`]).
     async fn deliver_batch(&self, batch: Vec<Batched<'_>>) -> Vec<Result<Delivered, SendError>> {
-        let mut outcomes: Vec<Option<Result<Delivered, SendError>>> =
-            (0..batch.len()).map(|_| None).collect();
-        let mut users: Vec<uuid::Uuid> = batch.iter().map(|b| b.delivery.user_id).collect();
-        users.sort_unstable();
-        users.dedup();
-        let mut items: Vec<Option<Batched<'_>>> = batch.into_iter().map(Some).collect();
-        for user in users {
-            let mut at = Vec::new();
-            let mut group = Vec::new();
-            for (i, slot) in items.iter_mut().enumerate() {
-                if slot.as_ref().is_some_and(|b| b.delivery.user_id == user)
-                    && let Some(item) = slot.take()
-                {
-                    at.push(i);
-                    group.push(notification(item));
-                }
+        let mut outcomes = vec![Ok(Delivered::ClaimLost); batch.len()];
+        // Each user's deliveries together, in their order (a stable sort).
+        let mut items: Vec<(usize, Batched<'_>)> = batch.into_iter().enumerate().collect();
+        items.sort_by_key(|(_, b)| b.delivery.user_id);
+        let mut items = items.into_iter().peekable();
+        while let Some((i, first)) = items.next() {
+            let user = first.delivery.user_id;
+            let (mut at, mut group) = (vec![i], vec![notification(first)]);
+            while let Some((i, item)) = items.next_if(|(_, b)| b.delivery.user_id == user) {
+                at.push(i);
+                group.push(notification(item));
             }
-            let written = match deliveries::deliver_in_app(&self.db, group).await {
-                Ok(ours) => ours
-                    .into_iter()
-                    .map(|ours| {
-                        Ok(if ours {
+            match deliveries::deliver_in_app(&self.db, group).await {
+                Ok(ours) => {
+                    for (i, ours) in at.into_iter().zip(ours) {
+                        outcomes[i] = Ok(if ours {
                             Delivered::Recorded
                         } else {
                             Delivered::ClaimLost
-                        })
-                    })
-                    .collect(),
-                Err(err) => vec![Err(super::database(&err)); at.len()],
-            };
-            for (i, outcome) in at.into_iter().zip(written) {
-                outcomes[i] = Some(outcome);
+                        });
+                    }
+                }
+                Err(err) => {
+                    let failed = super::database(&err);
+                    for i in at {
+                        outcomes[i] = Err(failed.clone());
+                    }
+                }
             }
         }
         outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Ok(Delivered::ClaimLost)))
-            .collect()
     }
 }
 
