@@ -1,9 +1,10 @@
 //! The audit trail: who did what, written in the transaction of the action.
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryTrait};
 use uuid::Uuid;
 
 use crate::entities::audit_log;
+use crate::store::writes::{Write, Writes};
 use crate::store::{StoreResult, now};
 
 /// One audit record to write.
@@ -23,7 +24,14 @@ pub struct AuditRecord<'a> {
 
 /// Writes an audit record.
 pub async fn record(db: &impl ConnectionTrait, rec: AuditRecord<'_>) -> StoreResult<()> {
-    audit_log::Entity::insert(audit_log::ActiveModel {
+    let mut writes = Writes::new(db);
+    stage(&mut writes, rec);
+    writes.flush(db).await
+}
+
+/// Stages an audit record with the other writes of its transaction.
+pub(crate) fn stage(writes: &mut Writes, rec: AuditRecord<'_>) {
+    let insert = audit_log::Entity::insert(audit_log::ActiveModel {
         id: Set(Uuid::now_v7()),
         actor_id: Set(rec.actor_id),
         action: Set(rec.action.to_owned()),
@@ -31,10 +39,8 @@ pub async fn record(db: &impl ConnectionTrait, rec: AuditRecord<'_>) -> StoreRes
         subject_id: Set(rec.subject_id),
         details: Set(rec.details),
         created_at: Set(now()),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    });
+    writes.push(Write::new(insert.build(writes.backend())));
 }
 
 /// A page of the audit trail, newest first, optionally by actor and action.

@@ -7,13 +7,14 @@ use domain::{Envelope, EventBody, Topic};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use uuid::Uuid;
 
 use crate::entities::{outbox_events, outbox_pruned, users};
 use crate::store::records::WalletRecord;
-use crate::store::{StoreResult, inconsistent, now};
+use crate::store::writes::{Write, Writes};
+use crate::store::{StoreError, StoreResult, inconsistent, now};
 
 /// Takes the user's next event sequence. The row lock this update takes is
 /// held until commit, so a user's sequences commit in order.
@@ -85,6 +86,84 @@ pub async fn append_all(
         }
         return Ok(out);
     }
+    let SequencedInsert {
+        with,
+        insert,
+        values,
+        mut envelopes,
+    } = sequenced_insert(events);
+    let sql = format!(
+        "WITH {} {insert} RETURNING id, sequence",
+        with.iter()
+            .map(|(name, sql)| format!("{name} AS ({sql})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let written = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    if written.len() != envelopes.len() {
+        return Err(missing_user(written.len(), envelopes.len()));
+    }
+    for row in written {
+        let id: Uuid = row.try_get("", "id")?;
+        let sequence: i64 = row.try_get("", "sequence")?;
+        if let Some(e) = envelopes.iter_mut().find(|e| e.id == id) {
+            e.sequence = sequence;
+        }
+    }
+    Ok(envelopes)
+}
+
+/// [`append_all`] staged with the other writes of its transaction (on
+/// PostgreSQL; elsewhere, and for a single event, the events are written at
+/// once, as they need their sequences read first).
+pub(crate) async fn stage_all(
+    db: &impl ConnectionTrait,
+    writes: &mut Writes,
+    events: Vec<(Uuid, EventBody)>,
+) -> StoreResult<()> {
+    if writes.backend() != DatabaseBackend::Postgres || events.len() < 2 {
+        append_all(db, events).await?;
+        return Ok(());
+    }
+    let SequencedInsert {
+        with,
+        insert,
+        values,
+        envelopes,
+    } = sequenced_insert(events);
+    let n = envelopes.len();
+    writes.push(
+        Write::with_queries(with, insert, values)
+            .expecting(n as u64, move |written| missing_user(written as usize, n)),
+    );
+    Ok(())
+}
+
+fn missing_user(written: usize, asked: usize) -> StoreError {
+    inconsistent(format!(
+        "{written} of {asked} events written: a user is missing"
+    ))
+}
+
+/// The statement of [`append_all`] on PostgreSQL, in parts.
+struct SequencedInsert {
+    /// The users locked in id order, their sequences advanced by their
+    /// number of events.
+    with: Vec<(&'static str, String)>,
+    /// The events, numbered from there in the order given.
+    insert: String,
+    values: Vec<sea_orm::Value>,
+    /// The events with their sequences still to be learnt.
+    envelopes: Vec<Envelope>,
+}
+
+fn sequenced_insert(events: Vec<(Uuid, EventBody)>) -> SequencedInsert {
     let at = now();
     let mut users: Vec<(Uuid, i64)> = Vec::new();
     let mut envelopes = Vec::with_capacity(events.len());
@@ -146,38 +225,31 @@ pub async fn append_all(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "WITH locked AS (SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE), \
-         seq AS (UPDATE users u SET event_seq = u.event_seq + c.n FROM (VALUES {counts}) AS c(id, n) \
-                 WHERE u.id = c.id AND u.id IN (SELECT id FROM locked) \
-                 RETURNING u.id, u.event_seq - c.n AS base) \
-         INSERT INTO outbox_events (id, user_id, sequence, topic, payload, created_at, trace_parent) \
-         SELECT e.id, e.user_id, seq.base + e.ord, e.topic, e.payload, $1, $2 \
-         FROM (VALUES {rows}) AS e(id, user_id, ord, topic, payload) JOIN seq ON seq.id = e.user_id \
-         RETURNING id, sequence"
+    let with = vec![
+        (
+            "event_users",
+            format!("SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE"),
+        ),
+        (
+            "event_seq",
+            format!(
+                "UPDATE users u SET event_seq = u.event_seq + c.n FROM (VALUES {counts}) AS c(id, n) \
+                 WHERE u.id = c.id AND u.id IN (SELECT id FROM event_users) \
+                 RETURNING u.id, u.event_seq - c.n AS base"
+            ),
+        ),
+    ];
+    let insert = format!(
+        "INSERT INTO outbox_events (id, user_id, sequence, topic, payload, created_at, trace_parent) \
+         SELECT e.id, e.user_id, event_seq.base + e.ord, e.topic, e.payload, $1, $2 \
+         FROM (VALUES {rows}) AS e(id, user_id, ord, topic, payload) JOIN event_seq ON event_seq.id = e.user_id"
     );
-    let written = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-    if written.len() != envelopes.len() {
-        return Err(inconsistent(format!(
-            "{} of {} events written: a user is missing",
-            written.len(),
-            envelopes.len()
-        )));
+    SequencedInsert {
+        with,
+        insert,
+        values,
+        envelopes,
     }
-    for row in written {
-        let id: Uuid = row.try_get("", "id")?;
-        let sequence: i64 = row.try_get("", "sequence")?;
-        if let Some(e) = envelopes.iter_mut().find(|e| e.id == id) {
-            e.sequence = sequence;
-        }
-    }
-    Ok(envelopes)
 }
 
 /// Takes `n` sequences for each user at once, the users' rows locked in id
@@ -253,14 +325,11 @@ pub(crate) struct Sequenced {
     pub trace_parent: Option<String>,
 }
 
-/// Writes events with sequences already taken by [`reserve`] in this
-/// transaction, in one statement.
-pub(crate) async fn insert_sequenced(
-    db: &impl ConnectionTrait,
-    events: Vec<Sequenced>,
-) -> StoreResult<()> {
+/// Stages events with sequences already taken by [`reserve`] in this
+/// transaction (one insert).
+pub(crate) fn stage_sequenced(writes: &mut Writes, events: Vec<Sequenced>) {
     if events.is_empty() {
-        return Ok(());
+        return;
     }
     let at = now();
     let rows = events.into_iter().map(|e| {
@@ -282,10 +351,9 @@ pub(crate) async fn insert_sequenced(
             trace_parent: Set(e.trace_parent),
         }
     });
-    outbox_events::Entity::insert_many(rows)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    writes.push(Write::new(
+        outbox_events::Entity::insert_many(rows).build(writes.backend()),
+    ));
 }
 
 /// Writes one event with a sequence already taken by [`next_sequence`] in

@@ -17,9 +17,11 @@ use uuid::Uuid;
 use crate::entities::transactions;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::payments::{
-    announce_transfer, store_credited, transaction_updated, write_posting,
+    announce_transfer, stage_credited, stage_posting, store_credited, transaction_updated,
+    write_posting,
 };
 use crate::store::records::{MoneyOutcome, TransactionRecord};
+use crate::store::writes::Writes;
 use crate::store::{StoreResult, events, inconsistent, now, requests, risk, wallets};
 
 /// Releases or rejects a held movement (compliance, never their own).
@@ -106,17 +108,20 @@ pub async fn decide(
             let to_next = to
                 .balances()
                 .apply(to.id, to.currency, to.status, &posting)?;
-            write_posting(&txn, tx.id, &posting).await?;
-            let from_after = wallets::store_balances(&txn, &from, from_next).await?;
-            let to_after = store_credited(&txn, tx.id, &to, to_next).await?;
+            let mut writes = Writes::new(&txn);
+            stage_posting(&mut writes, tx.id, &posting);
+            let from_after = wallets::stage(&mut writes, &from, from_next, from.debt);
+            let to_after = stage_credited(&mut writes, tx.id, &to, to_next);
             announce_transfer(
                 &txn,
+                &mut writes,
                 &from_after,
                 &to_after,
                 &tx,
                 to_after.balance() - to.balance(),
             )
             .await?;
+            writes.flush(&txn).await?;
             from_after
         }
         (HoldDecision::Release, _) => from.clone(),

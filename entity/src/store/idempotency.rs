@@ -18,10 +18,12 @@ use domain::{DomainError, ErrorCode, Fingerprint, IdempotencyKey};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait,
 };
 use uuid::Uuid;
 
 use crate::entities::idempotency_keys as keys;
+use crate::store::writes::{Write, Writes};
 use crate::store::{StoreResult, inconsistent, now};
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
@@ -188,6 +190,13 @@ pub async fn complete(
     lease: &Lease,
     response: serde_json::Value,
 ) -> StoreResult<()> {
+    let mut writes = Writes::new(db);
+    stage_complete(&mut writes, lease, response);
+    writes.flush(db).await
+}
+
+/// [`complete`] staged with the other writes of the work's transaction.
+pub(crate) fn stage_complete(writes: &mut Writes, lease: &Lease, response: serde_json::Value) {
     let done = keys::Entity::update_many()
         .col_expr(keys::Column::Status, Expr::value(COMPLETED))
         // The lease ends with the request, so retention alone governs the purge.
@@ -195,17 +204,14 @@ pub async fn complete(
         .col_expr(keys::Column::Response, Expr::value(Some(response)))
         .filter(keys::Column::Id.eq(lease.id))
         .filter(keys::Column::Status.eq(IN_PROGRESS))
-        .filter(keys::Column::LockedUntil.eq(lease.token))
-        .exec(db)
-        .await?;
-    if done.rows_affected != 1 {
-        return Err(DomainError::new(
+        .filter(keys::Column::LockedUntil.eq(lease.token));
+    writes.push(Write::new(done.build(writes.backend())).expecting(1, |_| {
+        DomainError::new(
             ErrorCode::IdempotencyKeyInUse,
             "the idempotencyKey's lease expired and another request took it over",
         )
-        .into());
-    }
-    Ok(())
+        .into()
+    }));
 }
 
 /// Forgets a claim whose request moved no money, so the key can be retried.

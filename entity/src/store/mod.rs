@@ -30,6 +30,7 @@ pub mod security;
 pub mod sessions;
 pub mod users;
 pub mod wallets;
+pub(crate) mod writes;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,11 +4,14 @@
 use domain::EventBody;
 use domain::events::NotificationCreated;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 use uuid::Uuid;
 
 use crate::entities::notifications;
 use crate::store::history::{Position, before, split_page};
+use crate::store::writes::{Write, Writes};
 use crate::store::{StoreResult, events, inconsistent, now};
 
 pub use domain::NotificationRecord;
@@ -98,13 +101,16 @@ pub async fn create_all(
         });
         rows.push((row, record));
     }
-    notifications::Entity::insert_many(
-        rows.iter()
-            .map(|(row, _)| notifications::ActiveModel::from(row.clone())),
-    )
-    .exec_without_returning(db)
-    .await?;
-    events::insert_sequenced(db, sequenced).await?;
+    let mut writes = Writes::new(db);
+    writes.push(Write::new(
+        notifications::Entity::insert_many(
+            rows.iter()
+                .map(|(row, _)| notifications::ActiveModel::from(row.clone())),
+        )
+        .build(writes.backend()),
+    ));
+    events::stage_sequenced(&mut writes, sequenced);
+    writes.flush(db).await?;
     Ok(rows.into_iter().map(|(_, record)| record).collect())
 }
 

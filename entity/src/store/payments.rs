@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait,
+    QuerySelect, QueryTrait, TransactionTrait,
 };
 use serde_json::json;
 use tracing::Instrument;
@@ -29,6 +29,7 @@ use crate::store::audit::{self, AuditRecord};
 use crate::store::idempotency::{self, Claim, KeyPolicy};
 use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
 use crate::store::risk::{self, NewAlert, RiskContext};
+use crate::store::writes::{Write, Writes};
 use crate::store::{StoreError, StoreResult, events, inconsistent, limits, now, users, wallets};
 
 /// Who receives a transfer.
@@ -230,10 +231,12 @@ impl FreshClaim {
         let mut blocked = None;
         let attempt = async {
             let txn = db.begin().await?;
-            let outcome = apply(&txn, user_id, command, checks, &mut blocked).await?;
+            let mut writes = Writes::new(&txn);
+            let outcome = apply(&txn, &mut writes, user_id, command, checks, &mut blocked).await?;
             let stored = serde_json::to_value(&outcome)
                 .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
-            idempotency::complete(&txn, lease, stored).await?;
+            idempotency::stage_complete(&mut writes, lease, stored);
+            writes.flush(&txn).await?;
             txn.commit().await?;
             Ok::<_, StoreError>(outcome)
         }
@@ -281,8 +284,11 @@ pub async fn execute(
     }
 }
 
+/// Moves the money of `command`. Writes that depend on nothing read after
+/// them go to `writes`, sent with the key's completion.
 async fn apply(
     txn: &impl ConnectionTrait,
+    writes: &mut Writes,
     user_id: Uuid,
     command: &MoneyCommand,
     checks: Checks<'_>,
@@ -319,15 +325,22 @@ async fn apply(
             amount,
             memo,
         } => {
-            let from = wallets::get_owned(txn, user_id, *from_wallet_id).await?;
-            let to_id = resolve_recipient(txn, &from, to).await?;
+            let to = match to {
+                // Both wallets are read by the lock; a missing one is
+                // NOT_FOUND there.
+                Recipient::Wallet(id) => *id,
+                Recipient::Email(email) => {
+                    let from = wallets::get_owned(txn, user_id, *from_wallet_id).await?;
+                    email_recipient(txn, &from, email).await?
+                }
+            };
             let order = TransferOrder {
-                from: from.id,
-                to: to_id,
+                from: *from_wallet_id,
+                to,
                 amount: *amount,
                 memo: memo.clone(),
             };
-            transfer(txn, user_id, order, checks, blocked).await
+            transfer(txn, writes, user_id, order, checks, blocked).await
         }
         MoneyCommand::Exchange { quote_id } => exchange(txn, user_id, *quote_id).await,
         MoneyCommand::PayRequest { request_id } => {
@@ -349,7 +362,7 @@ async fn apply(
                 amount: request.amount,
                 memo: request.memo.clone(),
             };
-            let outcome = transfer(txn, user_id, order, checks, blocked).await?;
+            let outcome = transfer(txn, writes, user_id, order, checks, blocked).await?;
             super::requests::mark_paid(txn, &request, &outcome.transaction).await?;
             Ok(outcome)
         }
@@ -377,6 +390,7 @@ struct TransferOrder {
 /// and the risk rules: a held transfer only freezes the sender's funds.
 async fn transfer(
     txn: &impl ConnectionTrait,
+    writes: &mut Writes,
     user_id: Uuid,
     order: TransferOrder,
     checks: Checks<'_>,
@@ -385,7 +399,18 @@ async fn transfer(
     if order.to == order.from {
         return Err(DomainError::bad_input("cannot transfer to the same wallet").into());
     }
-    let [from, to] = lock_exact::<2>(txn, [order.from, order.to]).await?;
+    let [from, to] = match lock_exact::<2>(txn, [order.from, order.to]).await {
+        Err(StoreError::Domain(e)) if e.code == ErrorCode::NotFound => {
+            // Say which: the sender's own wallet, or the recipient's.
+            wallets::get_owned(txn, user_id, order.from).await?;
+            return Err(DomainError::not_found("recipient wallet").into());
+        }
+        locked => locked?,
+    };
+    if from.user_id != user_id {
+        // Other users' wallet ids reveal nothing.
+        return Err(DomainError::not_found("wallet").into());
+    }
     let amount = Amount::new(order.amount, from.currency)?;
     let posting = Posting::transfer(from.id, to.id, amount);
     let from_next = from
@@ -433,8 +458,8 @@ async fn transfer(
         amount,
         blocked,
     )?;
-    let tx = insert_transaction(
-        txn,
+    let tx = stage_transaction(
+        writes,
         NewTransaction {
             kind: TransactionKind::Transfer,
             status: if held {
@@ -451,8 +476,7 @@ async fn transfer(
             original_id: None,
             risk: Some(&assessment),
         },
-    )
-    .await?;
+    )?;
     if held {
         // Only the sender's funds move, into the frozen bucket; the
         // recipient hears of it once compliance releases it.
@@ -460,24 +484,24 @@ async fn transfer(
         let from_next = from
             .balances()
             .apply(from.id, from.currency, from.status, &hold)?;
-        write_posting(txn, tx.id, &hold).await?;
-        let from = wallets::store_balances(txn, &from, from_next).await?;
+        stage_posting(writes, tx.id, &hold);
+        let from = wallets::stage(writes, &from, from_next, from.debt);
         events::balance_updated(txn, &from, Decimal::ZERO, tx.id).await?;
         transaction_updated(txn, from.user_id, &tx, TransactionChange::Held, None, None).await?;
         hold_alert(txn, user_id, &tx, assessment).await?;
-        audit_money(txn, user_id, "wallet.transfer_held", &tx).await?;
+        stage_audit_money(writes, user_id, "wallet.transfer_held", &tx);
         return Ok(MoneyOutcome {
             transaction: tx,
             wallet: from,
             counterpart: None,
         });
     }
-    write_posting(txn, tx.id, &posting).await?;
-    let from = wallets::store_balances(txn, &from, from_next).await?;
-    let received = store_credited(txn, tx.id, &to, to_next).await?;
+    stage_posting(writes, tx.id, &posting);
+    let from = wallets::stage(writes, &from, from_next, from.debt);
+    let received = stage_credited(writes, tx.id, &to, to_next);
     let to_delta = received.balance() - to.balance();
-    announce_transfer(txn, &from, &received, &tx, to_delta).await?;
-    audit_money(txn, user_id, "wallet.transfer", &tx).await?;
+    announce_transfer(txn, writes, &from, &received, &tx, to_delta).await?;
+    stage_audit_money(writes, user_id, "wallet.transfer", &tx);
     Ok(MoneyOutcome {
         transaction: tx,
         wallet: from,
@@ -487,9 +511,10 @@ async fn transfer(
 
 /// The events of a completed transfer: both balances, and the sent and
 /// received notices when two users are involved, written in one go (see
-/// [`events::append_all`] for the lock order).
+/// [`events::append_all`] for the lock order) with the other `writes`.
 pub(crate) async fn announce_transfer(
     txn: &impl ConnectionTrait,
+    writes: &mut Writes,
     from: &WalletRecord,
     to: &WalletRecord,
     tx: &TransactionRecord,
@@ -521,8 +546,7 @@ pub(crate) async fn announce_transfer(
             }),
         ));
     }
-    events::append_all(txn, all).await?;
-    Ok(())
+    events::stage_all(txn, writes, all).await
 }
 
 /// Applies the risk decision: `Ok(true)` to hold, `Ok(false)` to go
@@ -604,18 +628,31 @@ pub(crate) async fn store_credited(
     wallet: &WalletRecord,
     next: Balances,
 ) -> StoreResult<WalletRecord> {
+    let mut writes = Writes::new(txn);
+    let stored = stage_credited(&mut writes, transaction_id, wallet, next);
+    writes.flush(txn).await?;
+    Ok(stored)
+}
+
+/// [`store_credited`] staged with the other writes of its transaction.
+pub(crate) fn stage_credited(
+    writes: &mut Writes,
+    transaction_id: Uuid,
+    wallet: &WalletRecord,
+    next: Balances,
+) -> WalletRecord {
     let repaid = wallet.debt.min(next.available);
     if repaid <= Decimal::ZERO {
-        return wallets::store_balances(txn, wallet, next).await;
+        return wallets::stage(writes, wallet, next, wallet.debt);
     }
     let posting = Posting::repay_debt(wallet.id, wallet.currency, repaid);
-    write_posting(txn, transaction_id, &posting).await?;
+    stage_posting(writes, transaction_id, &posting);
     let next = Balances {
         available: next.available - repaid,
         ..next
     };
     tracing::info!(wallet.id = %wallet.id, "incoming money repaid a debt");
-    wallets::store(txn, wallet, next, wallet.debt - repaid).await
+    wallets::stage(writes, wallet, next, wallet.debt - repaid)
 }
 
 /// Exchanges at a quote: two balanced postings through the house FX
@@ -819,31 +856,24 @@ async fn move_single(
     })
 }
 
-async fn resolve_recipient(
+/// The wallet in the sender's currency of the user with this e-mail.
+async fn email_recipient(
     txn: &impl ConnectionTrait,
     from: &WalletRecord,
-    to: &Recipient,
+    email: &Email,
 ) -> StoreResult<Uuid> {
-    match to {
-        Recipient::Wallet(id) => Ok(wallets::get(txn, *id)
-            .await?
-            .ok_or_else(|| DomainError::not_found("recipient wallet"))?
-            .id),
-        Recipient::Email(email) => {
-            let user = users::find_row_by_email(txn, email)
-                .await?
-                .ok_or_else(|| DomainError::not_found("recipient"))?;
-            let wallet = wallets::find_by_currency(txn, user.id, from.currency)
-                .await?
-                .ok_or_else(|| {
-                    DomainError::new(
-                        ErrorCode::NotFound,
-                        format!("the recipient has no {} wallet", from.currency),
-                    )
-                })?;
-            Ok(wallet.id)
-        }
-    }
+    let user = users::find_row_by_email(txn, email)
+        .await?
+        .ok_or_else(|| DomainError::not_found("recipient"))?;
+    let wallet = wallets::find_by_currency(txn, user.id, from.currency)
+        .await?
+        .ok_or_else(|| {
+            DomainError::new(
+                ErrorCode::NotFound,
+                format!("the recipient has no {} wallet", from.currency),
+            )
+        })?;
+    Ok(wallet.id)
 }
 
 pub(crate) async fn lock_exact<const N: usize>(
@@ -873,6 +903,17 @@ pub(crate) async fn insert_transaction(
     txn: &impl ConnectionTrait,
     new: NewTransaction<'_>,
 ) -> StoreResult<TransactionRecord> {
+    let mut writes = Writes::new(txn);
+    let tx = stage_transaction(&mut writes, new)?;
+    writes.flush(txn).await?;
+    Ok(tx)
+}
+
+/// Stages the transaction row; returns it as it will be written.
+pub(crate) fn stage_transaction(
+    writes: &mut Writes,
+    new: NewTransaction<'_>,
+) -> StoreResult<TransactionRecord> {
     let at = now();
     let row = transactions::Model {
         id: Uuid::now_v7(),
@@ -891,9 +932,10 @@ pub(crate) async fn insert_transaction(
         risk_score: new.risk.map(|a| i32::try_from(a.score).unwrap_or(100)),
         risk_rules: new.risk.and_then(risk::rule_names),
     };
-    transactions::Entity::insert(transactions::ActiveModel::from(row.clone()))
-        .exec_without_returning(txn)
-        .await?;
+    writes.push(Write::new(
+        transactions::Entity::insert(transactions::ActiveModel::from(row.clone()))
+            .build(writes.backend()),
+    ));
     TransactionRecord::try_from(row)
 }
 
@@ -902,6 +944,13 @@ pub(crate) async fn write_posting(
     transaction_id: Uuid,
     posting: &Posting,
 ) -> StoreResult<()> {
+    let mut writes = Writes::new(txn);
+    stage_posting(&mut writes, transaction_id, posting);
+    writes.flush(txn).await
+}
+
+/// Stages the ledger lines of a posting.
+pub(crate) fn stage_posting(writes: &mut Writes, transaction_id: Uuid, posting: &Posting) {
     let at = now();
     let rows = posting.lines().iter().map(|line| {
         let (wallet_id, account) = match &line.account {
@@ -920,10 +969,9 @@ pub(crate) async fn write_posting(
             created_at: Set(at),
         }
     });
-    ledger_entries::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    writes.push(Write::new(
+        ledger_entries::Entity::insert_many(rows).build(writes.backend()),
+    ));
 }
 
 pub(crate) async fn audit_money(
@@ -932,8 +980,20 @@ pub(crate) async fn audit_money(
     action: &str,
     tx: &TransactionRecord,
 ) -> StoreResult<()> {
-    audit::record(
-        txn,
+    let mut writes = Writes::new(txn);
+    stage_audit_money(&mut writes, actor, action, tx);
+    writes.flush(txn).await
+}
+
+/// Stages the audit record of a movement.
+pub(crate) fn stage_audit_money(
+    writes: &mut Writes,
+    actor: Uuid,
+    action: &str,
+    tx: &TransactionRecord,
+) {
+    audit::stage(
+        writes,
         AuditRecord {
             actor_id: Some(actor),
             action,
@@ -948,8 +1008,7 @@ pub(crate) async fn audit_money(
                 "toWalletId": tx.to_wallet_id,
             }),
         },
-    )
-    .await
+    );
 }
 
 /// Completes or fails a pending withdrawal (admin or payment rail), releasing

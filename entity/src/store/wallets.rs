@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    QueryOrder, QuerySelect, QueryTrait, SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use crate::entities::wallets;
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::records::WalletRecord;
+use crate::store::writes::{Write, Writes};
 use crate::store::{StoreError, StoreResult, inconsistent, now};
 
 /// Opens the user's wallet in a currency, or returns the one already open.
@@ -141,25 +142,23 @@ pub async fn lock_in_order(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> StoreResult<Vec<WalletRecord>> {
-    let mut sorted: Vec<Uuid> = ids.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let mut locked = Vec::with_capacity(sorted.len());
-    for id in &sorted {
-        let row = wallets::Entity::find_by_id(*id)
-            .lock_exclusive()
-            .one(db)
-            .await?
-            .ok_or_else(|| StoreError::from(DomainError::not_found("wallet")))?;
-        locked.push(WalletRecord::try_from(row)?);
-    }
+    // One statement: the lock is taken row by row in the sort's order.
+    let locked: Vec<WalletRecord> = wallets::Entity::find()
+        .filter(wallets::Column::Id.is_in(ids.to_vec()))
+        .order_by_asc(wallets::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(WalletRecord::try_from)
+        .collect::<StoreResult<_>>()?;
     ids.iter()
         .map(|id| {
             locked
                 .iter()
                 .find(|w| w.id == *id)
                 .cloned()
-                .ok_or_else(|| inconsistent("locked wallet missing"))
+                .ok_or_else(|| StoreError::from(DomainError::not_found("wallet")))
         })
         .collect()
 }
@@ -181,8 +180,22 @@ pub async fn store(
     next: Balances,
     debt: Decimal,
 ) -> StoreResult<WalletRecord> {
+    let mut writes = Writes::new(db);
+    let stored = stage(&mut writes, wallet, next, debt);
+    writes.flush(db).await?;
+    Ok(stored)
+}
+
+/// Stages [`store`] with the other writes of its transaction; returns the
+/// wallet as it will be written.
+pub(crate) fn stage(
+    writes: &mut Writes,
+    wallet: &WalletRecord,
+    next: Balances,
+    debt: Decimal,
+) -> WalletRecord {
     let at = now();
-    let result = wallets::Entity::update_many()
+    let update = wallets::Entity::update_many()
         .col_expr(wallets::Column::Debt, Expr::value(Money(debt)))
         .col_expr(
             wallets::Column::Available,
@@ -193,23 +206,23 @@ pub async fn store(
         .col_expr(wallets::Column::Version, Expr::value(wallet.version + 1))
         .col_expr(wallets::Column::UpdatedAt, Expr::value(at))
         .filter(wallets::Column::Id.eq(wallet.id))
-        .filter(wallets::Column::Version.eq(wallet.version))
-        .exec(db)
-        .await?;
-    if result.rows_affected != 1 {
-        return Err(inconsistent(format!(
-            "wallet {} changed under its lock (version {})",
-            wallet.id, wallet.version
-        )));
-    }
-    Ok(WalletRecord {
+        .filter(wallets::Column::Version.eq(wallet.version));
+    let (id, version) = (wallet.id, wallet.version);
+    writes.push(
+        Write::new(update.build(writes.backend())).expecting(1, move |_| {
+            inconsistent(format!(
+                "wallet {id} changed under its lock (version {version})"
+            ))
+        }),
+    );
+    WalletRecord {
         available: next.available.normalize(),
         frozen: next.frozen.normalize(),
         debt: debt.normalize(),
         version: wallet.version + 1,
         updated_at: at,
         ..wallet.clone()
-    })
+    }
 }
 
 /// Freezes or unfreezes a wallet (staff), with an audit record. A frozen
