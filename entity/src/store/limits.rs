@@ -17,9 +17,26 @@ use crate::entities::{transactions, users};
 use crate::money::Money;
 use crate::store::{StoreResult, inconsistent, now};
 
-/// The user's KYC level, and whether verification was refused (then no
-/// money moves until it is accepted).
-pub async fn standing(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<(i32, bool)> {
+/// What the limits are checked against: the user's KYC level, whether
+/// verification was refused (then no money moves until it is accepted),
+/// and what each wallet moved per kind in the rolling window.
+struct Usage {
+    level: i32,
+    refused: bool,
+    used: Vec<(Uuid, TransactionKind, Decimal)>,
+}
+
+impl Usage {
+    fn of(&self, wallet_id: Uuid, kind: TransactionKind) -> Decimal {
+        self.used
+            .iter()
+            .find(|(w, k, _)| *w == wallet_id && *k == kind)
+            .map_or(Decimal::ZERO, |(_, _, sum)| *sum)
+    }
+}
+
+/// The user's KYC level, and whether verification was refused.
+async fn standing(db: &impl ConnectionTrait, user_id: Uuid) -> StoreResult<(i32, bool)> {
     let (level, status): (i32, String) = users::Entity::find_by_id(user_id)
         .select_only()
         .column(users::Column::KycLevel)
@@ -41,20 +58,21 @@ pub async fn check(
     kind: TransactionKind,
     amount: Decimal,
 ) -> StoreResult<()> {
-    let (level, refused) = standing(txn, wallet.user_id).await?;
-    if refused {
+    let usage = usage(txn, wallet.user_id, &[wallet.id]).await?;
+    if usage.refused {
         return Err(DomainError::new(
             ErrorCode::KycRequired,
             "your identity verification was not accepted: money cannot move until it is",
         )
         .into());
     }
-    let used = used(txn, &[wallet.id]).await?;
-    let used = used
-        .iter()
-        .find(|(w, k, _)| *w == wallet.id && *k == kind)
-        .map_or(Decimal::ZERO, |(_, _, sum)| *sum);
-    limits.check(level, kind, wallet.currency, amount, used)?;
+    limits.check(
+        usage.level,
+        kind,
+        wallet.currency,
+        amount,
+        usage.of(wallet.id, kind),
+    )?;
     Ok(())
 }
 
@@ -65,18 +83,18 @@ pub async fn allowances(
     user_id: Uuid,
     wallets: &[WalletRecord],
 ) -> StoreResult<Vec<Allowance>> {
-    let (level, refused) = standing(db, user_id).await?;
     let ids: Vec<Uuid> = wallets.iter().map(|w| w.id).collect();
-    let used = used(db, &ids).await?;
+    let usage = usage(db, user_id, &ids).await?;
     let mut out = Vec::with_capacity(wallets.len() * KINDS.len());
     for wallet in wallets {
         for kind in KINDS {
-            let sum = used
-                .iter()
-                .find(|(w, k, _)| *w == wallet.id && *k == kind)
-                .map_or(Decimal::ZERO, |(_, _, sum)| *sum);
-            let mut allowance = limits.allowance(level, kind, wallet.currency, sum);
-            if refused {
+            let mut allowance = limits.allowance(
+                usage.level,
+                kind,
+                wallet.currency,
+                usage.of(wallet.id, kind),
+            );
+            if usage.refused {
                 allowance.daily_remaining = Decimal::ZERO;
             }
             out.push(allowance);
@@ -85,20 +103,36 @@ pub async fn allowances(
     Ok(out)
 }
 
-/// Sums per (wallet, kind) over the window: deposits count for the wallet
-/// credited, withdrawals and transfers for the wallet debited. One query;
-/// PostgreSQL sums (exactly, in `NUMERIC`), SQLite's `SUM` would go through
-/// floating point, so there the rows are summed here.
+/// The user's standing and the wallets' sums per (wallet, kind) over the
+/// window: deposits count for the wallet credited, withdrawals and
+/// transfers for the wallet debited. One query on PostgreSQL, which sums
+/// exactly (in `NUMERIC`); SQLite's `SUM` would go through floating point,
+/// so there the rows are summed here.
+async fn usage(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    wallet_ids: &[Uuid],
+) -> StoreResult<Usage> {
+    let since = now() - Duration::hours(WINDOW_HOURS);
+    if db.get_database_backend() == DatabaseBackend::Postgres && !wallet_ids.is_empty() {
+        return summed(db, user_id, wallet_ids, since).await;
+    }
+    let (level, refused) = standing(db, user_id).await?;
+    Ok(Usage {
+        level,
+        refused,
+        used: used(db, wallet_ids, since).await?,
+    })
+}
+
+/// [`usage`]'s sums on SQLite.
 async fn used(
     db: &impl ConnectionTrait,
     wallet_ids: &[Uuid],
+    since: DateTime<Utc>,
 ) -> StoreResult<Vec<(Uuid, TransactionKind, Decimal)>> {
     if wallet_ids.is_empty() {
         return Ok(Vec::new());
-    }
-    let since = now() - Duration::hours(WINDOW_HOURS);
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        return summed(db, wallet_ids, since).await;
     }
     type Row = (String, Option<Uuid>, Option<Uuid>, Money);
     let rows: Vec<Row> = transactions::Entity::find()
@@ -145,15 +179,17 @@ async fn used(
     Ok(sums)
 }
 
-/// [`used`] on PostgreSQL: one row per (wallet, kind). The whole hours of
-/// the window come from the hourly buckets of `limit_usage` (kept by a
-/// trigger, see the migration `m20261204_000002_limit_usage`), the part of
-/// the hour the window starts in from the movements themselves.
+/// [`usage`] on PostgreSQL: the user's row joined to one row per (wallet,
+/// kind) moved. The whole hours of the window come from the hourly buckets
+/// of `limit_usage` (kept by a trigger, see the migration
+/// `m20261204_000002_limit_usage`), the part of the hour the window starts
+/// in from the movements themselves.
 async fn summed(
     db: &impl ConnectionTrait,
+    user_id: Uuid,
     wallet_ids: &[Uuid],
     since: DateTime<Utc>,
-) -> StoreResult<Vec<(Uuid, TransactionKind, Decimal)>> {
+) -> StoreResult<Usage> {
     // The first whole hour of the window, bound as a value (the planner
     // then bounds the movements' index range by it).
     let edge = since
@@ -169,6 +205,8 @@ async fn summed(
         edge.naive_utc().into(),
     ];
     values.extend(COUNTED.map(|s| sea_orm::Value::from(s.as_str())));
+    values.push(user_id.into());
+    let user = format!("${}::uuid", values.len());
     let statuses = (7..7 + COUNTED.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -182,7 +220,8 @@ async fn summed(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
+        "SELECT u.kyc_level, u.kyc_status, s.kind, s.wallet_id, s.total FROM users u \
+         LEFT JOIN (SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
            SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u \
            WHERE u.wallet_id IN ({ids}) AND u.hour >= $6 \
            UNION ALL \
@@ -192,7 +231,8 @@ async fn summed(
                   OR (t.kind IN ($2, $3) AND t.from_wallet_id IN ({ids}))) \
              AND t.status IN ({statuses}) \
              AND t.created_at >= $4 AND t.created_at < $5 \
-         ) used GROUP BY 1, 2"
+         ) used GROUP BY 1, 2) s ON true \
+         WHERE u.id = {user}"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -201,16 +241,26 @@ async fn summed(
             values,
         ))
         .await?;
-    rows.iter()
-        .map(|row| {
-            let kind: String = row.try_get("", "kind")?;
-            let kind = TransactionKind::parse(&kind)
-                .map_err(|_| inconsistent(format!("transaction kind {kind}")))?;
-            let wallet: Uuid = row.try_get("", "wallet_id")?;
-            let total: Money = row.try_get("", "total")?;
-            Ok((wallet, kind, total.0))
-        })
-        .collect()
+    let first = rows
+        .first()
+        .ok_or_else(|| inconsistent(format!("user {user_id} vanished")))?;
+    let status: String = first.try_get("", "kyc_status")?;
+    let mut usage = Usage {
+        level: first.try_get("", "kyc_level")?,
+        refused: status == KycStatus::Rejected.as_str(),
+        used: Vec::with_capacity(rows.len()),
+    };
+    for row in &rows {
+        let Some(kind) = row.try_get::<Option<String>>("", "kind")? else {
+            continue; // nothing moved
+        };
+        let kind = TransactionKind::parse(&kind)
+            .map_err(|_| inconsistent(format!("transaction kind {kind}")))?;
+        let wallet: Uuid = row.try_get("", "wallet_id")?;
+        let total: Money = row.try_get("", "total")?;
+        usage.used.push((wallet, kind, total.0));
+    }
+    Ok(usage)
 }
 
 /// Forgets usage buckets older than the window (PostgreSQL); returns how
