@@ -4,7 +4,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryTrait};
 use uuid::Uuid;
 
 use crate::entities::audit_log;
-use crate::store::writes::{Write, Writes};
+use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreResult, now};
 
 /// One audit record to write.
@@ -24,9 +24,7 @@ pub struct AuditRecord<'a> {
 
 /// Writes an audit record.
 pub async fn record(db: &impl ConnectionTrait, rec: AuditRecord<'_>) -> StoreResult<()> {
-    let mut writes = Writes::new(db);
-    stage(&mut writes, rec);
-    writes.flush(db).await
+    writes::at_once(db, |w| stage(w, rec)).await
 }
 
 /// Stages an audit record with the other writes of its transaction.

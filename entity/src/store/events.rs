@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::entities::{outbox_events, outbox_pruned, users};
 use crate::store::records::WalletRecord;
-use crate::store::writes::{Write, Writes};
+use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreError, StoreResult, inconsistent, now};
 
 /// Takes the user's next event sequence. The row lock this update takes is
@@ -92,13 +92,7 @@ pub async fn append_all(
         values,
         mut envelopes,
     } = sequenced_insert(events);
-    let sql = format!(
-        "WITH {} {insert} RETURNING id, sequence",
-        with.iter()
-            .map(|(name, sql)| format!("{name} AS ({sql})"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let sql = writes::with_queries(&with, &format!("{insert} RETURNING id, sequence"));
     let written = db
         .query_all_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,

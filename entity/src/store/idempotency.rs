@@ -23,7 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::idempotency_keys as keys;
-use crate::store::writes::{Write, Writes};
+use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreResult, inconsistent, now};
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
@@ -190,9 +190,7 @@ pub async fn complete(
     lease: &Lease,
     response: serde_json::Value,
 ) -> StoreResult<()> {
-    let mut writes = Writes::new(db);
-    stage_complete(&mut writes, lease, response);
-    writes.flush(db).await
+    writes::at_once(db, |w| stage_complete(w, lease, response)).await
 }
 
 /// [`complete`] staged with the other writes of the work's transaction.

@@ -220,7 +220,7 @@ async fn summed(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT u.kyc_level, u.kyc_status, s.kind, s.wallet_id, s.total FROM users u \
+        "SELECT owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total FROM users owner \
          LEFT JOIN (SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
            SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u \
            WHERE u.wallet_id IN ({ids}) AND u.hour >= $6 \
@@ -232,7 +232,7 @@ async fn summed(
              AND t.status IN ({statuses}) \
              AND t.created_at >= $4 AND t.created_at < $5 \
          ) used GROUP BY 1, 2) s ON true \
-         WHERE u.id = {user}"
+         WHERE owner.id = {user}"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(

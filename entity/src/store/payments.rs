@@ -29,7 +29,7 @@ use crate::store::audit::{self, AuditRecord};
 use crate::store::idempotency::{self, Claim, KeyPolicy};
 use crate::store::records::{MoneyOutcome, TransactionRecord, WalletRecord};
 use crate::store::risk::{self, NewAlert, RiskContext};
-use crate::store::writes::{Write, Writes};
+use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreError, StoreResult, events, inconsistent, limits, now, users, wallets};
 
 /// Who receives a transfer.
@@ -628,10 +628,7 @@ pub(crate) async fn store_credited(
     wallet: &WalletRecord,
     next: Balances,
 ) -> StoreResult<WalletRecord> {
-    let mut writes = Writes::new(txn);
-    let stored = stage_credited(&mut writes, transaction_id, wallet, next);
-    writes.flush(txn).await?;
-    Ok(stored)
+    writes::at_once(txn, |w| stage_credited(w, transaction_id, wallet, next)).await
 }
 
 /// [`store_credited`] staged with the other writes of its transaction.
@@ -903,10 +900,7 @@ pub(crate) async fn insert_transaction(
     txn: &impl ConnectionTrait,
     new: NewTransaction<'_>,
 ) -> StoreResult<TransactionRecord> {
-    let mut writes = Writes::new(txn);
-    let tx = stage_transaction(&mut writes, new)?;
-    writes.flush(txn).await?;
-    Ok(tx)
+    writes::at_once(txn, |w| stage_transaction(w, new)).await?
 }
 
 /// Stages the transaction row; returns it as it will be written.
@@ -944,9 +938,7 @@ pub(crate) async fn write_posting(
     transaction_id: Uuid,
     posting: &Posting,
 ) -> StoreResult<()> {
-    let mut writes = Writes::new(txn);
-    stage_posting(&mut writes, transaction_id, posting);
-    writes.flush(txn).await
+    writes::at_once(txn, |w| stage_posting(w, transaction_id, posting)).await
 }
 
 /// Stages the ledger lines of a posting.
@@ -980,9 +972,7 @@ pub(crate) async fn audit_money(
     action: &str,
     tx: &TransactionRecord,
 ) -> StoreResult<()> {
-    let mut writes = Writes::new(txn);
-    stage_audit_money(&mut writes, actor, action, tx);
-    writes.flush(txn).await
+    writes::at_once(txn, |w| stage_audit_money(w, actor, action, tx)).await
 }
 
 /// Stages the audit record of a movement.

@@ -15,7 +15,7 @@ use crate::entities::wallets;
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::records::WalletRecord;
-use crate::store::writes::{Write, Writes};
+use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreError, StoreResult, inconsistent, now};
 
 /// Opens the user's wallet in a currency, or returns the one already open.
@@ -180,10 +180,7 @@ pub async fn store(
     next: Balances,
     debt: Decimal,
 ) -> StoreResult<WalletRecord> {
-    let mut writes = Writes::new(db);
-    let stored = stage(&mut writes, wallet, next, debt);
-    writes.flush(db).await?;
-    Ok(stored)
+    writes::at_once(db, |w| stage(w, wallet, next, debt)).await
 }
 
 /// Stages [`store`] with the other writes of its transaction; returns the

@@ -73,21 +73,37 @@ impl Write {
         let statement = if self.with.is_empty() {
             self.statement
         } else {
-            let with = self
-                .with
-                .iter()
-                .map(|(name, sql)| format!("{name} AS ({sql})"))
-                .collect::<Vec<_>>()
-                .join(", ");
             Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
-                format!("WITH {with} {}", self.statement.sql),
+                with_queries(&self.with, &self.statement.sql),
                 self.statement.values.map(|v| v.0).unwrap_or_default(),
             )
         };
         let touched = db.execute_raw(statement).await?.rows_affected();
         check(self.expect, touched)
     }
+}
+
+/// `sql` preceded by its `WITH` queries.
+pub(crate) fn with_queries(with: &[(&'static str, String)], sql: &str) -> String {
+    let with = with
+        .iter()
+        .map(|(name, query)| format!("{name} AS ({query})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("WITH {with} {sql}")
+}
+
+/// Stages writes with `stage` and sends them at once: the form of a staged
+/// write for callers with nothing else to send.
+pub(crate) async fn at_once<T>(
+    db: &impl ConnectionTrait,
+    stage: impl FnOnce(&mut Writes) -> T,
+) -> StoreResult<T> {
+    let mut writes = Writes::new(db);
+    let staged = stage(&mut writes);
+    writes.flush(db).await?;
+    Ok(staged)
 }
 
 fn check(expect: Option<(u64, Otherwise)>, touched: u64) -> StoreResult<()> {
