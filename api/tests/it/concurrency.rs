@@ -237,3 +237,91 @@ async fn a_transfer_does_not_wait_for_key_share_locks_on_its_users() {
     );
     relay.rollback().await.expect("rollback");
 }
+
+/// A transfer the database picks to break a deadlock is rolled back whole;
+/// it runs again under its key instead of failing a valid request. Here
+/// another transaction holds the recipient's user row (as the notifier does
+/// to number a notice) and then asks for the sender's wallet, which the
+/// transfer holds while it waits for that user row.
+#[tokio::test]
+async fn a_transfer_that_loses_a_deadlock_runs_again_and_moves_the_money_once() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let alice = app.register("deadlock-alice@example.com").await;
+    let bob = app.register("deadlock-bob@example.com").await;
+    let aw = app.open_wallet(&alice, "USD").await;
+    let bw = app.open_wallet(&bob, "USD").await;
+    app.deposit(&alice, &aw, "10", "fund").await;
+    let other = app.db.begin().await.expect("begin");
+    let run = |sql: &'static str, id: &str| {
+        Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, [id.into()])
+    };
+    // This side checks for deadlocks late, so the transfer (waiting first,
+    // at the server's one second) is the one rolled back.
+    other
+        .execute_unprepared("SET LOCAL deadlock_timeout = '20s'")
+        .await
+        .expect("deadlock_timeout");
+    other
+        .execute_raw(run(
+            "SELECT id FROM users WHERE id = $1::uuid FOR NO KEY UPDATE",
+            &bob.user_id,
+        ))
+        .await
+        .expect("lock bob");
+    let input = json!({ "fromWalletId": aw, "toWalletId": bw, "amount": "1.00" });
+    let transfer = app.transfer(&alice, input, "loses-a-deadlock");
+    let cross = async {
+        // Once the transfer waits for bob's row, it holds both wallets.
+        let waiting = Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        for _ in 0..500 {
+            let n: i64 = app
+                .db
+                .query_one_raw(waiting.clone())
+                .await
+                .expect("pg_stat_activity")
+                .expect("a row")
+                .try_get("", "n")
+                .expect("n");
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        other
+            .execute_raw(run(
+                "SELECT id FROM wallets WHERE id = $1::uuid FOR UPDATE",
+                &aw,
+            ))
+            .await
+            .expect("the other side got the sender's wallet once the transfer rolled back");
+        other.rollback().await.expect("rollback");
+    };
+    let (sent, ()) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        tokio::join!(transfer, cross)
+    })
+    .await
+    .expect("the deadlock was not resolved");
+    assert!(
+        sent["data"]["transfer"]["transaction"]["id"].is_string(),
+        "{sent}"
+    );
+    let alice_wallet = app.wallet(&alice, &aw).await;
+    assert_eq!(
+        alice_wallet["data"]["wallet"]["balance"], "9.00",
+        "{alice_wallet}"
+    );
+    let moved = transactions::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("transactions")
+        .into_iter()
+        .filter(|t| t.kind == TransactionKind::Transfer.as_str())
+        .count();
+    assert_eq!(moved, 1, "the transfer was booked once");
+    crate::support::books::assert_balanced(&app.db).await;
+}

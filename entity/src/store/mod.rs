@@ -46,6 +46,24 @@ pub enum StoreError {
     Inconsistent(String),
 }
 
+impl StoreError {
+    /// Whether the database rolled the transaction back to break a deadlock
+    /// or a serialization conflict (SQLSTATE `40P01`, `40001`): nothing of
+    /// it happened, and running it again may succeed.
+    pub fn lost_a_deadlock(&self) -> bool {
+        use sea_orm::RuntimeErr;
+        let StoreError::Db(
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
+        ) = self
+        else {
+            return false;
+        };
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
+    }
+}
+
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -32,6 +32,10 @@ use crate::store::risk::{self, NewAlert, RiskContext};
 use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreError, StoreResult, events, inconsistent, limits, now, users, wallets};
 
+/// How many times a money transaction runs when the database keeps
+/// breaking deadlocks with it.
+const TRIES: u32 = 3;
+
 /// Who receives a transfer.
 #[derive(Debug, Clone)]
 pub enum Recipient {
@@ -228,20 +232,35 @@ impl FreshClaim {
         checks: Checks<'_>,
     ) -> StoreResult<Executed> {
         let lease = &self.lease;
-        let mut blocked = None;
-        let attempt = async {
-            let txn = db.begin().await?;
-            let mut writes = Writes::new(&txn);
-            let outcome = apply(&txn, &mut writes, user_id, command, checks, &mut blocked).await?;
-            let stored = serde_json::to_value(&outcome)
-                .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
-            idempotency::stage_complete(&mut writes, lease, stored);
-            writes.flush(&txn).await?;
-            txn.commit().await?;
-            Ok::<_, StoreError>(outcome)
-        }
-        .instrument(super::transaction_span(db, command.operation()))
-        .await;
+        let mut blocked: Option<NewAlert>;
+        let mut tries = 1;
+        let attempt = loop {
+            blocked = None;
+            let attempt = async {
+                let txn = db.begin().await?;
+                let mut writes = Writes::new(&txn);
+                let outcome =
+                    apply(&txn, &mut writes, user_id, command, checks, &mut blocked).await?;
+                let stored = serde_json::to_value(&outcome)
+                    .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
+                idempotency::stage_complete(&mut writes, lease, stored);
+                writes.flush(&txn).await?;
+                txn.commit().await?;
+                Ok::<_, StoreError>(outcome)
+            }
+            .instrument(super::transaction_span(db, command.operation()))
+            .await;
+            match attempt {
+                // The database chose this transaction to break a deadlock
+                // and rolled it back whole: the key is still ours, so the
+                // work runs again rather than failing a valid request.
+                Err(err) if err.lost_a_deadlock() && tries < TRIES => {
+                    tracing::warn!(error = %err, attempt = tries, "money transaction lost a deadlock; running it again");
+                    tries += 1;
+                }
+                attempt => break attempt,
+            }
+        };
         match attempt {
             Ok(outcome) => Ok(Executed {
                 outcome,
