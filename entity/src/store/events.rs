@@ -65,16 +65,45 @@ pub async fn append(
     Ok(envelope)
 }
 
-/// Writes several events, for one or more users, each with its user's next
-/// sequence in the order given. On PostgreSQL in one statement that locks
-/// the users' rows in id order first (so concurrent writers cannot
-/// deadlock), takes every sequence and writes every event.
+/// Locks several users' rows in id order, so that writers of several users'
+/// sequences cannot deadlock with each other; one user's row is locked by
+/// the update of its sequence alone.
 ///
 /// The lock is `FOR NO KEY UPDATE`, what the sequence's `UPDATE` takes
 /// anyway: `FOR UPDATE` would also conflict with the `FOR KEY SHARE` that
 /// every insert referencing a user takes (deliveries, notifications), and
 /// the relay, planning a batch's deliveries for many users in no
 /// particular order, then deadlocked with transfers.
+///
+/// It is a statement of its own, never a `WITH` query of the update: in one
+/// statement, a row that another transaction had updated since the
+/// statement began is locked at its new version, the update then asks for
+/// that row again and queues behind whoever waits for it, which waits for
+/// this transaction. PostgreSQL broke such deadlocks between two
+/// single-user reservations of the notifier, and between a transfer's
+/// events and one, under `api_load`.
+async fn lock_users(db: &impl ConnectionTrait, mut ids: Vec<Uuid>) -> StoreResult<()> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() < 2 || db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .filter(users::Column::Id.is_in(ids))
+        .order_by_asc(users::Column::Id)
+        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?;
+    Ok(())
+}
+
+/// Writes several events, for one or more users, each with its user's next
+/// sequence in the order given: on PostgreSQL, once the users are locked
+/// ([`lock_users`]), in one statement that takes every sequence and writes
+/// every event.
 pub async fn append_all(
     db: &impl ConnectionTrait,
     events: Vec<(Uuid, EventBody)>,
@@ -86,6 +115,7 @@ pub async fn append_all(
         }
         return Ok(out);
     }
+    lock_users(db, events.iter().map(|(u, _)| *u).collect()).await?;
     let SequencedInsert {
         with,
         insert,
@@ -114,8 +144,9 @@ pub async fn append_all(
 }
 
 /// [`append_all`] staged with the other writes of its transaction (on
-/// PostgreSQL; elsewhere, and for a single event, the events are written at
-/// once, as they need their sequences read first).
+/// PostgreSQL, the users locked at once; elsewhere, and for a single event,
+/// the events are written at once, as they need their sequences read
+/// first).
 pub(crate) async fn stage_all(
     db: &impl ConnectionTrait,
     writes: &mut Writes,
@@ -125,6 +156,7 @@ pub(crate) async fn stage_all(
         append_all(db, events).await?;
         return Ok(());
     }
+    lock_users(db, events.iter().map(|(u, _)| *u).collect()).await?;
     let SequencedInsert {
         with,
         insert,
@@ -147,8 +179,7 @@ fn missing_user(written: usize, asked: usize) -> StoreError {
 
 /// The statement of [`append_all`] on PostgreSQL, in parts.
 struct SequencedInsert {
-    /// The users locked in id order, their sequences advanced by their
-    /// number of events.
+    /// The users' sequences advanced by their number of events.
     with: Vec<(&'static str, String)>,
     /// The events, numbered from there in the order given.
     insert: String,
@@ -188,11 +219,6 @@ fn sequenced_insert(events: Vec<(Uuid, EventBody)>) -> SequencedInsert {
         values.push(v);
         format!("${}", values.len())
     };
-    let ids = users
-        .iter()
-        .map(|(u, _)| format!("{}::uuid", param((*u).into())))
-        .collect::<Vec<_>>()
-        .join(", ");
     let counts = users
         .iter()
         .map(|(u, n)| {
@@ -219,20 +245,13 @@ fn sequenced_insert(events: Vec<(Uuid, EventBody)>) -> SequencedInsert {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let with = vec![
-        (
-            "event_users",
-            format!("SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE"),
+    let with = vec![(
+        "event_seq",
+        format!(
+            "UPDATE users u SET event_seq = u.event_seq + c.n FROM (VALUES {counts}) AS c(id, n) \
+             WHERE u.id = c.id RETURNING u.id, u.event_seq - c.n AS base"
         ),
-        (
-            "event_seq",
-            format!(
-                "UPDATE users u SET event_seq = u.event_seq + c.n FROM (VALUES {counts}) AS c(id, n) \
-                 WHERE u.id = c.id AND u.id IN (SELECT id FROM event_users) \
-                 RETURNING u.id, u.event_seq - c.n AS base"
-            ),
-        ),
-    ];
+    )];
     let insert = format!(
         "INSERT INTO outbox_events (id, user_id, sequence, topic, payload, created_at, trace_parent) \
          SELECT e.id, e.user_id, event_seq.base + e.ord, e.topic, e.payload, $1, $2 \
@@ -247,8 +266,8 @@ fn sequenced_insert(events: Vec<(Uuid, EventBody)>) -> SequencedInsert {
 }
 
 /// Takes `n` sequences for each user at once, the users' rows locked in id
-/// order (as [`append_all`] does, so batches of several users cannot
-/// deadlock with it); returns each user's first.
+/// order first ([`lock_users`], as [`append_all`] does); returns each
+/// user's first.
 pub(crate) async fn reserve(
     db: &impl ConnectionTrait,
     counts: &[(Uuid, i64)],
@@ -274,6 +293,7 @@ pub(crate) async fn reserve(
         }
         return Ok(firsts);
     }
+    lock_users(db, counts.iter().map(|(u, _)| *u).collect()).await?;
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(counts.len() * 2);
     let rows = counts
         .iter()
@@ -285,10 +305,9 @@ pub(crate) async fn reserve(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH c(id, n) AS (VALUES {rows}), \
-         locked AS (SELECT u.id FROM users u JOIN c ON c.id = u.id ORDER BY u.id FOR NO KEY UPDATE) \
+        "WITH c(id, n) AS (VALUES {rows}) \
          UPDATE users u SET event_seq = u.event_seq + c.n FROM c \
-         WHERE u.id = c.id AND u.id IN (SELECT id FROM locked) \
+         WHERE u.id = c.id \
          RETURNING u.id, u.event_seq - c.n + 1 AS first"
     );
     let rows = db
