@@ -31,7 +31,7 @@
 //! | `WS_KEEPALIVE_SECS` | `15` | server ping interval; two missed pongs close the socket |
 //! | `WS_MAX_SUBSCRIPTIONS` | `25` | subscriptions per WebSocket connection |
 //! | `WS_MAX_MESSAGE_BYTES` | `65536` | largest WebSocket message accepted |
-//! | `WS_READ_BUFFER_BYTES` | `4096` | per-socket read buffer (tungstenite's default is 131072) |
+//! | `WS_READ_BUFFER_BYTES` | `1024` | per-socket read buffer; longer messages take several reads (tungstenite's default is 131072) |
 //! | `WS_WRITE_BUFFER_BYTES` | `4096` | per-socket write buffer (tungstenite's default is 131072) |
 //! | `WEBAUTHN_RP_ID` | `localhost` | WebAuthn relying party id: the site's registrable domain |
 //! | `WEBAUTHN_RP_ORIGIN` | `http://localhost:8080` | origin of the web app that runs the ceremonies (on `WEBAUTHN_RP_ID`) |
@@ -515,7 +515,7 @@ impl Settings {
             ws_keepalive_secs: env.parsed("WS_KEEPALIVE_SECS", 15u64)?,
             ws_max_subscriptions: env.parsed("WS_MAX_SUBSCRIPTIONS", 25usize)?,
             ws_max_message_bytes: env.parsed("WS_MAX_MESSAGE_BYTES", 65_536usize)?,
-            ws_read_buffer_bytes: env.parsed("WS_READ_BUFFER_BYTES", 4_096usize)?,
+            ws_read_buffer_bytes: env.parsed("WS_READ_BUFFER_BYTES", 1_024usize)?,
             ws_write_buffer_bytes: env.parsed("WS_WRITE_BUFFER_BYTES", 4_096usize)?,
             webauthn_rp_id: env
                 .var("WEBAUTHN_RP_ID")

@@ -248,6 +248,11 @@ fn notification(e: &Envelope) -> Result<super::notifications::Notification> {
 }
 
 /// Replay-then-live stream of one user's events of one topic.
+///
+/// Every subscription holds its stream for as long as it runs, at the size
+/// of its largest await: the storage reads are boxed so that the idle wait
+/// for a live event is what stays (a few hundred bytes, not kilobytes of
+/// query futures per subscriber; BENCHMARKS.md).
 fn user_events(
     state: AppState,
     user_id: Uuid,
@@ -260,7 +265,7 @@ fn user_events(
         let mut live = state.bus.subscribe(filter);
         let mut last = match after {
             Some(a) => a,
-            None => match events::current_sequence(&state.db, user_id).await {
+            None => match Box::pin(events::current_sequence(&state.db, user_id)).await {
                 Ok(seq) => seq,
                 Err(e) => { yield Err(ApiError::from(e).into()); return; }
             },
@@ -270,14 +275,14 @@ fn user_events(
             if replay {
                 loop {
                     let from = last;
-                    let page = match events::after_sequence(&state.db, user_id, topic, from, REPLAY_PAGE).await {
+                    let page = match Box::pin(events::after_sequence(&state.db, user_id, topic, from, REPLAY_PAGE)).await {
                         Ok(p) => p,
                         Err(e) => { yield Err(ApiError::from(e).into()); return; }
                     };
                     // Checked after the read: events after `from` pruned
                     // before it (or while it ran) would be missing from the
                     // page. Say so rather than skip them.
-                    match events::pruned_through(&state.db, user_id).await {
+                    match Box::pin(events::pruned_through(&state.db, user_id)).await {
                         Ok(gone) if from < gone => {
                             yield Err(coded(ErrorCode::ReplayUnavailable, format!(
                                 "events up to sequence {gone} are no longer kept; refetch the state, then subscribe without afterSequence"
@@ -427,7 +432,7 @@ impl LiveSubscription {
                 let user = viewer.require_user().map_err(ApiError::from)?;
                 let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
                 Some(
-                    entity::store::wallets::get_owned(&state.db, user.id, id)
+                    Box::pin(entity::store::wallets::get_owned(&state.db, user.id, id))
                         .await
                         .map_err(ApiError::from)?
                         .id,

@@ -96,12 +96,19 @@ pub async fn graphql_ws(
         .max_write_buffer_size(usize::MAX)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| async move {
-            let live = state.app.live.clone();
-            live.ws_connections.fetch_add(1, Ordering::Relaxed);
-            Connection::new(socket, state, protocol, addr).run().await;
-            live.ws_connections.fetch_sub(1, Ordering::Relaxed);
-            live.ws_closed.notify_waiters();
+        .on_upgrade(move |socket| {
+            // Built before the task's future, which then holds it once: an
+            // async block that built it from `socket` and `state` would keep
+            // those too, and a future that owned it would hold it twice.
+            let mut connection = Connection::new(socket, state, protocol, addr);
+            async move {
+                let live = connection.state.app.live.clone();
+                live.ws_connections.fetch_add(1, Ordering::Relaxed);
+                connection.run().await;
+                drop(connection);
+                live.ws_connections.fetch_sub(1, Ordering::Relaxed);
+                live.ws_closed.notify_waiters();
+            }
         })
 }
 
@@ -121,6 +128,30 @@ async fn socket_session_live(state: &crate::state::AppState, session_id: uuid::U
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
+
+/// The operations a connection runs.
+struct Operations {
+    /// Each operation's results by the client's id; `None` ends one.
+    running: StreamMap<String, ResponseStream>,
+    /// Operations that sent their first result.
+    started: std::collections::HashSet<String>,
+    /// Keep-alive pings the client has not answered.
+    unanswered: u8,
+    /// Who runs them.
+    viewer: Viewer,
+}
+
+/// What woke an idle connection.
+enum Wake {
+    /// A frame from the client, an error, or `None` when it went away.
+    Incoming(Option<Result<Message, axum::Error>>),
+    /// An operation's next result; `None` when it completed.
+    Result(String, Option<async_graphql::Response>),
+    /// Time for a keep-alive ping.
+    Ping,
+    /// The server is shutting down.
+    Stopping,
+}
 
 struct Connection {
     socket: WebSocket,
@@ -246,11 +277,14 @@ impl Connection {
         }
     }
 
-    async fn run(mut self) {
+    async fn run(&mut self) {
         let settings = self.state.app.settings.clone();
+        // Boxed, like every await that touches the database or Redis: a
+        // connection's task is as large as its largest await, and it sits
+        // idle in `serve` for hours (see `Connection::serve`).
         let init = tokio::time::timeout(
             Duration::from_secs(settings.ws_init_timeout_secs),
-            self.wait_for_init(),
+            Box::pin(self.wait_for_init()),
         )
         .await;
         let user = match init {
@@ -324,120 +358,168 @@ impl Connection {
         }
     }
 
+    /// Runs the connection after `connection_ack` until it ends.
+    ///
+    /// Most sockets sit here for hours between events, holding this
+    /// future's state, so the wait is kept apart from the work: the wait
+    /// owns only the timers and the select, and what woke it is handled by a
+    /// boxed future that is gone again once done (BENCHMARKS.md: memory per
+    /// idle subscriber).
     async fn serve(&mut self, user: AuthUser) -> Ending {
-        let settings = self.state.app.settings.clone();
+        let keepalive = Duration::from_secs(self.state.app.settings.ws_keepalive_secs.max(1));
         let mut shutdown = self.state.app.live.shutdown.subscribe();
         let stopping = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
         tokio::pin!(stopping);
-        let mut ops: StreamMap<String, ResponseStream> = StreamMap::new();
-        let mut started: std::collections::HashSet<String> = std::collections::HashSet::new();
         let until_expiry = (user.expires_at - chrono::Utc::now())
             .to_std()
             .unwrap_or(Duration::ZERO);
         let expiry = tokio::time::sleep(until_expiry);
         tokio::pin!(expiry);
-        let keepalive = Duration::from_secs(settings.ws_keepalive_secs.max(1));
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut unanswered = 0u8;
         let mut session = self.state.app.live.sessions.register(user.session_id);
-        let viewer = Viewer::User(user);
+        let mut live = Operations {
+            running: StreamMap::new(),
+            started: std::collections::HashSet::new(),
+            unanswered: 0,
+            viewer: Viewer::User(user),
+        };
         loop {
-            tokio::select! {
-                incoming = self.socket.recv() => {
-                    let text = match incoming {
-                        None => return Ending::Gone,
-                        Some(Ok(Message::Close(_))) => return Ending::PeerClosed,
-                        Some(Err(err)) => return ending_for(err),
-                        Some(Ok(Message::Pong(_) | Message::Ping(_))) => { unanswered = 0; continue; }
-                        Some(Ok(Message::Binary(_))) => return Ending::Close(4400, "Binary messages are not supported".into()),
-                        Some(Ok(Message::Text(t))) => t,
-                    };
-                    unanswered = 0;
-                    let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else {
-                        return Ending::Close(4400, "Invalid message".into());
-                    };
-                    if let Some(ending) = self.on_message(msg, &viewer, &mut ops, &mut started).await {
-                        return ending;
-                    }
-                }
-                Some((id, item)) = ops.next(), if !ops.is_empty() => {
-                    let sent = match item {
-                        Some(mut response) => {
-                            enforce_codes(&mut response.errors);
-                            let first = started.insert(id.clone());
-                            let request_error = first
-                                && response.data == async_graphql::Value::Null
-                                && !response.errors.is_empty()
-                                && response.errors.iter().all(|e| e.path.is_empty());
-                            if request_error {
-                                // Refused before execution: one `error` message, nothing else.
-                                ops.remove(&id);
-                                started.remove(&id);
-                                let payload = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
-                                let payload = if self.protocol == Protocol::Transport { payload } else { payload.get(0).cloned().unwrap_or(Value::Null) };
-                                self.send_json(json!({ "id": id, "type": "error", "payload": payload })).await
-                            } else {
-                                let kind = if self.protocol == Protocol::Transport { "next" } else { "data" };
-                                let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-                                self.send_json(json!({ "id": id, "type": kind, "payload": payload })).await
-                            }
-                        }
-                        None => {
-                            ops.remove(&id);
-                            started.remove(&id);
-                            self.send_json(json!({ "id": id, "type": "complete" })).await
-                        }
-                    };
-                    if !sent {
-                        return Ending::Gone;
-                    }
-                }
-                _ = ping.tick() => {
-                    if unanswered >= 2 {
-                        return Ending::Close(4408, "Keep-alive timeout".into());
-                    }
-                    unanswered += 1;
-                    if !self.send(Message::Ping(Vec::new().into())).await {
-                        return Ending::Gone;
-                    }
-                    if self.protocol == Protocol::Legacy && !self.send_json(json!({ "type": "ka" })).await {
-                        return Ending::Gone;
-                    }
-                }
+            let wake = tokio::select! {
+                incoming = self.socket.recv() => Wake::Incoming(incoming),
+                Some((id, item)) = live.running.next(), if !live.running.is_empty() => Wake::Result(id, item),
+                _ = ping.tick() => Wake::Ping,
                 // A session ended since the socket opened (logout, a reused
                 // refresh token, a password change) stops its streams
                 // within one sweep of the session watch (a keep-alive
                 // interval).
-                () = session.ended() => {
-                    return Ending::Close(4403, "Forbidden: the session ended; sign in again".into());
-                }
-                _ = &mut expiry => {
-                    return Ending::Close(4403, "Forbidden: the access token expired; reconnect with a fresh one".into());
-                }
-                () = &mut stopping => {
-                    let ids: Vec<String> = ops.keys().cloned().collect();
-                    for id in ids {
-                        if !self.send_json(json!({ "id": id, "type": "complete" })).await {
-                            return Ending::Gone;
-                        }
-                    }
-                    return Ending::Close(1001, "Server shutting down".into());
-                }
+                () = session.ended() => return Ending::Close(4403, "Forbidden: the session ended; sign in again".into()),
+                _ = &mut expiry => return Ending::Close(4403, "Forbidden: the access token expired; reconnect with a fresh one".into()),
+                () = &mut stopping => Wake::Stopping,
+            };
+            if let Some(ending) = Box::pin(self.on_wake(wake, &mut live)).await {
+                return ending;
             }
         }
     }
 
-    /// Handles one client message after the handshake; `Some` ends the connection.
-    async fn on_message(
+    /// Handles what woke the connection; `Some` ends it.
+    async fn on_wake(&mut self, wake: Wake, live: &mut Operations) -> Option<Ending> {
+        match wake {
+            Wake::Incoming(incoming) => {
+                let text = match incoming {
+                    None => return Some(Ending::Gone),
+                    Some(Ok(Message::Close(_))) => return Some(Ending::PeerClosed),
+                    Some(Err(err)) => return Some(ending_for(err)),
+                    Some(Ok(Message::Pong(_) | Message::Ping(_))) => {
+                        live.unanswered = 0;
+                        return None;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        return Some(Ending::Close(
+                            4400,
+                            "Binary messages are not supported".into(),
+                        ));
+                    }
+                    Some(Ok(Message::Text(t))) => t,
+                };
+                live.unanswered = 0;
+                let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else {
+                    return Some(Ending::Close(4400, "Invalid message".into()));
+                };
+                self.on_message(msg, live).await
+            }
+            Wake::Result(id, item) => {
+                let sent = match item {
+                    Some(response) => self.send_result(id, response, live).await,
+                    None => {
+                        live.running.remove(&id);
+                        live.started.remove(&id);
+                        self.send_json(json!({ "id": id, "type": "complete" }))
+                            .await
+                    }
+                };
+                (!sent).then_some(Ending::Gone)
+            }
+            Wake::Ping => {
+                if live.unanswered >= 2 {
+                    return Some(Ending::Close(4408, "Keep-alive timeout".into()));
+                }
+                live.unanswered += 1;
+                if !self.send(Message::Ping(Vec::new().into())).await {
+                    return Some(Ending::Gone);
+                }
+                if self.protocol == Protocol::Legacy
+                    && !self.send_json(json!({ "type": "ka" })).await
+                {
+                    return Some(Ending::Gone);
+                }
+                None
+            }
+            Wake::Stopping => {
+                let ids: Vec<String> = live.running.keys().cloned().collect();
+                for id in ids {
+                    if !self
+                        .send_json(json!({ "id": id, "type": "complete" }))
+                        .await
+                    {
+                        return Some(Ending::Gone);
+                    }
+                }
+                Some(Ending::Close(1001, "Server shutting down".into()))
+            }
+        }
+    }
+
+    /// Sends an operation's result: `next` (`data`), or one `error` message
+    /// when it was refused before execution; false when the peer is gone.
+    async fn send_result(
         &mut self,
-        msg: Value,
-        viewer: &Viewer,
-        ops: &mut StreamMap<String, ResponseStream>,
-        started: &mut std::collections::HashSet<String>,
-    ) -> Option<Ending> {
+        id: String,
+        mut response: async_graphql::Response,
+        live: &mut Operations,
+    ) -> bool {
+        enforce_codes(&mut response.errors);
+        let first = live.started.insert(id.clone());
+        let request_error = first
+            && response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty());
+        if request_error {
+            // Refused before execution: one `error` message, nothing else.
+            live.running.remove(&id);
+            live.started.remove(&id);
+            let payload = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
+            let payload = if self.protocol == Protocol::Transport {
+                payload
+            } else {
+                payload.get(0).cloned().unwrap_or(Value::Null)
+            };
+            self.send_json(json!({ "id": id, "type": "error", "payload": payload }))
+                .await
+        } else {
+            let kind = if self.protocol == Protocol::Transport {
+                "next"
+            } else {
+                "data"
+            };
+            let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+            self.send_json(json!({ "id": id, "type": kind, "payload": payload }))
+                .await
+        }
+    }
+
+    /// Handles one client message after the handshake; `Some` ends the connection.
+    async fn on_message(&mut self, msg: Value, live: &mut Operations) -> Option<Ending> {
+        let Operations {
+            running: ops,
+            started,
+            viewer,
+            ..
+        } = live;
+        let viewer = &*viewer;
         let kind = msg
             .get("type")
             .and_then(Value::as_str)

@@ -661,6 +661,26 @@ async fn connection_limits_token_expiry_and_shutdown_close_sockets_cleanly() {
         big.next_message(Duration::from_secs(5)).await,
         Err(WsEnd::Closed(1009))
     );
+    // A message longer than the read buffer (1 KiB) but within the limit
+    // arrives in several reads and runs.
+    let mut long = WsClient::authed(app.addr, "graphql-transport-ws", &u.token).await;
+    long.subscribe(
+        "long",
+        &format!("{{ __typename }} # {}", "x".repeat(20_000)),
+        json!({}),
+    )
+    .await;
+    let answer = long
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("next");
+    assert_eq!(
+        (
+            answer["type"].clone(),
+            answer["payload"]["data"]["__typename"].clone()
+        ),
+        (json!("next"), json!("Query"))
+    );
     // A duplicate operation id is a protocol violation.
     ws.subscribe("1", BALANCES, json!({})).await;
     assert_eq!(

@@ -3,9 +3,10 @@
 //! Starts the server binary (embedded SQLite, in a temporary directory) once
 //! per measurement, opens N authenticated `graphql-transport-ws`
 //! connections that each run one `balanceUpdated` subscription, and reads the
-//! server's resident memory (VmRSS) before and after. Both buffer
-//! configurations run in the same invocation, so their ratio is what to
-//! compare. With our buffers it also measures the stages on the way, so
+//! server's resident memory (VmRSS) before and after. The server as shipped
+//! (its own WebSocket buffer sizes) and with tungstenite's 128 KiB buffers
+//! run in the same invocation, so their ratio is what to compare. As
+//! shipped it also measures the stages on the way, so
 //! the difference between two is what that stage holds per connection: a
 //! TCP connection that sent nothing (the socket and the HTTP connection's
 //! task), a WebSocket that was acknowledged (the upgrade, the protocol's
@@ -36,17 +37,36 @@ impl Drop for Server {
     }
 }
 
-fn start(binary: &str, read: usize, write: usize) -> anyhow::Result<Server> {
-    let dir = std::env::temp_dir().join(format!("wallet-bff-bench-{}-{read}", std::process::id()));
+/// The WebSocket buffer sizes a server runs with.
+#[derive(Clone, Copy)]
+enum Buffers {
+    /// The server's defaults (`WS_READ_BUFFER_BYTES` and
+    /// `WS_WRITE_BUFFER_BYTES` unset).
+    Shipped,
+    /// tungstenite's own defaults: 128 KiB each.
+    Tungstenite,
+}
+
+fn start(binary: &str, buffers: Buffers) -> anyhow::Result<Server> {
+    let dir = std::env::temp_dir().join(format!(
+        "wallet-bff-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&dir)?;
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command.env_clear();
+    if let Buffers::Tungstenite = buffers {
+        let size = (128 * 1024).to_string();
+        command
+            .env("WS_READ_BUFFER_BYTES", &size)
+            .env("WS_WRITE_BUFFER_BYTES", &size);
+    }
+    let mut child = command
         .arg("serve")
-        .env_clear()
         .env("DATA_DIR", &dir)
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
-        .env("WS_READ_BUFFER_BYTES", read.to_string())
-        .env("WS_WRITE_BUFFER_BYTES", write.to_string())
         .env("WS_KEEPALIVE_SECS", "3600")
         .env("WS_MAX_SUBSCRIPTIONS", "5")
         // Every connection comes from 127.0.0.1: the per-address limits would
@@ -115,14 +135,8 @@ async fn open(addr: &str, token: &str, stage: Stage) -> anyhow::Result<Held> {
     })
 }
 
-async fn measure(
-    binary: &str,
-    read: usize,
-    write: usize,
-    n: usize,
-    stage: Stage,
-) -> anyhow::Result<f64> {
-    let server = start(binary, read, write)?;
+async fn measure(binary: &str, buffers: Buffers, n: usize, stage: Stage) -> anyhow::Result<f64> {
+    let server = start(binary, buffers)?;
     let token = token(&server.addr).await?;
     // Warm up the allocator and the lazily built parts of the server.
     let warm: Vec<Held> = futures_util::future::try_join_all(
@@ -154,19 +168,21 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .context("usage: ws_idle <path to wallet-bff> [connections]")?;
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let ours = measure(&binary, 4096, 4096, n, Stage::Subscribed).await?;
-    let default = measure(&binary, 128 * 1024, 128 * 1024, n, Stage::Subscribed).await?;
-    let tcp = measure(&binary, 4096, 4096, n, Stage::Tcp).await?;
-    let acked = measure(&binary, 4096, 4096, n, Stage::Acked).await?;
+    let ours = measure(&binary, Buffers::Shipped, n, Stage::Subscribed).await?;
+    let default = measure(&binary, Buffers::Tungstenite, n, Stage::Subscribed).await?;
+    let tcp = measure(&binary, Buffers::Shipped, n, Stage::Tcp).await?;
+    let acked = measure(&binary, Buffers::Shipped, n, Stage::Acked).await?;
     println!("idle subscribed WebSocket connections: {n}");
-    println!("ours (4 KiB read / 4 KiB write buffers):          {ours:8.1} KiB RSS per connection");
+    println!(
+        "as shipped (the server's WS_* defaults):            {ours:8.1} KiB RSS per connection"
+    );
     println!(
         "tungstenite defaults (128 KiB read / 128 KiB write): {default:8.1} KiB RSS per connection"
     );
     if ours > 0.0 {
         println!("ratio default / ours: {:.1}x", default / ours);
     }
-    println!("with our buffers, by stage (KiB RSS per connection):");
+    println!("as shipped, by stage (KiB RSS per connection):");
     println!("  a TCP connection that sent nothing:   {tcp:8.1}");
     println!(
         "  + upgrade and connection_ack:         {:8.1}",

@@ -165,7 +165,7 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         ws_keepalive_secs: 15,
         ws_max_subscriptions: 25,
         ws_max_message_bytes: 65_536,
-        ws_read_buffer_bytes: 4_096,
+        ws_read_buffer_bytes: 1_024,
         ws_write_buffer_bytes: 4_096,
         webauthn_rp_id: "localhost".to_owned(),
         webauthn_rp_origin: WEBAUTHN_ORIGIN.to_owned(),
