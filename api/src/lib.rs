@@ -132,13 +132,18 @@ pub fn build_router(state: AppState) -> Router {
     // GraphQL error (`graphql::time_limit`); this layer is the backstop for
     // whatever else a request waits on.
     let timeout = Duration::from_secs(state.settings.request_timeout_secs + 2);
-    http::routes(http::HttpState { schema, app: state })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
-        .layer(TraceLayer::new_for_http())
+    let pipeline = std::sync::Arc::new(graphql::pipeline::Pipeline::new(&state));
+    http::routes(http::HttpState {
+        schema,
+        pipeline,
+        app: state,
+    })
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(TimeoutLayer::with_status_code(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        timeout,
+    ))
+    .layer(TraceLayer::new_for_http())
 }
 
 /// Serves on `listener` until `shutdown` resolves, then completes the

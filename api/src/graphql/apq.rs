@@ -20,7 +20,6 @@
 //! again next time. A hash the store does not know answers
 //! `PersistedQueryNotFound` (`PERSISTED_QUERY_NOT_FOUND`).
 
-use async_graphql::extensions::ExtensionContext;
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerError, ServerResult};
@@ -147,15 +146,12 @@ struct PersistedQuery {
 impl PersistedQueries {
     /// Whether the request's address, and everyone, may register one more
     /// document.
-    async fn may_register(&self, ctx: &ExtensionContext<'_>) -> bool {
-        let Some(state) = ctx.data_opt::<AppState>() else {
-            return true;
-        };
+    async fn may_register(&self, state: &AppState, addr: Option<ClientAddr>) -> bool {
         let hourly = |limit| RateSetting {
             limit,
             window_secs: 3_600,
         };
-        if let Some(addr) = ctx.data_opt::<ClientAddr>()
+        if let Some(addr) = addr
             && state
                 .limiter
                 .hit(
@@ -216,7 +212,7 @@ impl PersistedQueries {
 
     /// Keeps a document that passed validation, within the size limit and
     /// the registration budgets.
-    pub async fn keep(&self, ctx: &ExtensionContext<'_>, pending: Pending) {
+    pub async fn keep(&self, state: &AppState, addr: Option<ClientAddr>, pending: Pending) {
         if pending.text.len() > MAX_STORED_BYTES {
             tracing::debug!(
                 bytes = pending.text.len(),
@@ -224,7 +220,7 @@ impl PersistedQueries {
             );
         } else if self.0.contains(&pending.hash).await {
             // Known already (another client registered it): nothing to pay.
-        } else if self.may_register(ctx).await {
+        } else if self.may_register(state, addr).await {
             self.0.set(pending.hash, pending.text, pending.doc).await;
         } else {
             tracing::debug!("persisted query registrations used up for this hour");

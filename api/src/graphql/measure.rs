@@ -3,26 +3,27 @@
 //! duration and errors when executed (subscriptions are counted when they
 //! start; they run as long as their client wants). The same names go on the
 //! operation's server span (`crate::telemetry::operation_span`): the
-//! request's own over HTTP, one per operation inside a batch (the pipeline,
-//! `crate::graphql::pipeline`, opens those).
+//! request's own over HTTP, one per operation inside a batch (the HTTP
+//! layer opens those).
 
 use std::time::Instant;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType as Kind};
-use async_graphql::{Request, Response, ServerError, ServerResult};
+use async_graphql::{Response, ServerError};
 
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::observe::{OperationType, RequestMetrics, name_label};
 
-/// One operation's names, learnt as the pipeline runs.
-#[derive(Debug, Default)]
+/// An operation's type and the name it is counted under, known once its
+/// document is parsed.
+#[derive(Debug, Clone)]
 pub struct Measured {
-    /// The `operationName` the request asked for, then the name counted.
+    /// The `operationName` the request asked for, else the document's.
     operation: Option<String>,
-    /// The type of the operation this request runs, once parsed.
-    kind: Option<OperationType>,
+    /// The type of the operation this request runs.
+    kind: OperationType,
 }
 
 fn code_of(err: &ServerError) -> Option<String> {
@@ -71,39 +72,44 @@ fn name_span(kind: Option<OperationType>, name: Option<&str>) {
 }
 
 impl Measured {
-    /// Before the document is resolved: the name the request asked for.
-    pub fn asked(&mut self, request: &Request) {
-        self.operation.clone_from(&request.operation_name);
-    }
-
     /// After parsing: the operation's type and name, on the span and, for a
-    /// subscription (which never reaches `execute`), in the counts; a
-    /// document that did not parse counts its error.
-    pub fn parsed(&mut self, metrics: &RequestMetrics, parsed: &ServerResult<ExecutableDocument>) {
-        let doc = match parsed {
-            Ok(doc) => doc,
-            Err(err) => return metrics.error(code_of(err).as_deref()),
-        };
-        let asked = self.operation.take();
-        self.kind = kind_of(doc, asked.as_deref());
+    /// subscription (which is never executed as a whole), in the counts.
+    pub fn parsed(
+        metrics: &RequestMetrics,
+        asked: Option<String>,
+        doc: &ExecutableDocument,
+    ) -> Self {
+        let kind = kind_of(doc, asked.as_deref());
         // Counted under the document's name when the request named none.
-        let name = asked.or_else(|| {
+        let operation = asked.or_else(|| {
             doc.operations
                 .iter()
                 .next()
                 .and_then(|(n, _)| n.map(|n| n.to_string()))
         });
-        name_span(self.kind, name.as_deref());
-        if self.kind == Some(OperationType::Subscription) {
-            metrics.operation(OperationType::Subscription, name.as_deref(), None);
+        name_span(kind, operation.as_deref());
+        if kind == Some(OperationType::Subscription) {
+            metrics.operation(OperationType::Subscription, operation.as_deref(), None);
         }
-        self.operation = name;
+        Self {
+            operation,
+            kind: kind.unwrap_or(OperationType::Query),
+        }
+    }
+
+    /// The operation's type (a query when the document names no such
+    /// operation: async-graphql then refuses it).
+    pub fn kind(&self) -> OperationType {
+        self.kind
     }
 
     /// After execution: its duration and its errors by code.
     pub fn executed(&self, metrics: &RequestMetrics, started: Instant, response: &Response) {
-        let kind = self.kind.unwrap_or(OperationType::Query);
-        metrics.operation(kind, self.operation.as_deref(), Some(started.elapsed()));
+        metrics.operation(
+            self.kind,
+            self.operation.as_deref(),
+            Some(started.elapsed()),
+        );
         for err in &response.errors {
             metrics.error(code_of(err).as_deref());
         }
@@ -111,4 +117,9 @@ impl Measured {
             tracing::Span::current().record("otel.status_code", "error");
         }
     }
+}
+
+/// Counts the error of a request refused before it was parsed or executed.
+pub fn refused(metrics: &RequestMetrics, err: &ServerError) {
+    metrics.error(code_of(err).as_deref());
 }

@@ -80,25 +80,13 @@ fn builder() -> SchemaBuilder<Query, Mutation, live::LiveSubscription> {
 
 /// The schema with its state.
 pub fn build_schema(state: AppState) -> AppSchema {
-    // Automatic Persisted Queries (Apollo's protocol): in Redis when there
-    // is one, so a query registered through one instance is known to all.
     let deliveries = async_graphql::dataloader::DataLoader::new(
         notifications::DeliveryLoader(state.db.clone()),
         tokio::spawn,
     );
-    let mut b = builder()
-        .data(state.clone())
-        .data(deliveries)
-        // The only extension: each one costs on every field (see `pipeline`).
-        .extension(pipeline::Pipeline::new(pipeline::Steps {
-            metrics: state.metrics.clone(),
-            trusted: trusted::TrustedDocuments::new(
-                state.settings.trusted_documents,
-                state.trusted.clone(),
-            ),
-            persisted: apq::PersistedQueries::new(apq::Store::from_state(&state)),
-            time_limit: std::time::Duration::from_secs(state.settings.request_timeout_secs),
-        }));
+    // No extension: each one costs on every field; the request pipeline
+    // runs around the schema instead (see `pipeline`).
+    let mut b = builder().data(state.clone()).data(deliveries);
     if !state.settings.introspection_enabled {
         b = b.disable_introspection();
     }

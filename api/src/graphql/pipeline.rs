@@ -1,160 +1,227 @@
 //! The request pipeline: everything the server does around a GraphQL
-//! operation, as one async-graphql extension.
+//! operation, over HTTP and WebSocket alike.
 //!
-//! For each operation, in order:
-//! 1. its server span, when it is one of a batch ([`InBatch`]; a request of
-//!    its own has the HTTP layer's);
-//! 2. the name it asked for ([`measure`]);
-//! 3. trusted documents ([`trusted`]): a manifest id becomes its document,
+//! [`Pipeline::prepare`], before anything runs:
+//! 1. the name the request asked for ([`measure`]);
+//! 2. trusted documents ([`trusted`]): a manifest id becomes its document,
 //!    or the request is refused;
-//! 4. Automatic Persisted Queries ([`apq`]): a hash becomes its document;
-//! 5. after parsing: the shape limits ([`shape`]), then the operation's type
-//!    and name on the span and in the counts;
-//! 6. after validation: a document registered with its hash is kept;
-//! 7. execution under the time limit ([`time_limit`]), timed and its errors
-//!    counted.
+//! 3. Automatic Persisted Queries ([`apq`]): a hash becomes its document;
+//! 4. parsing, through a cache of the documents parsed lately (apps send
+//!    the same few dozen documents all day);
+//! 5. the shape limits ([`shape`]), then the operation's type and name on
+//!    the span and in the counts.
 //!
-//! One extension and not one per concern: async-graphql runs every field of
-//! every response through each extension's `resolve` hook (a boxed future
-//! per extension and field), so each extension costs on every field even
-//! when, like all of these, it only works at the request's edges.
+//! [`Pipeline::execute`], for a query or mutation: async-graphql validates
+//! and runs it under the time limit ([`time_limit`]); it is timed, its
+//! errors are counted, and a document registered with its hash is kept once
+//! it passed validation. A subscription runs as a stream instead
+//! ([`Pipeline::stream`]).
 //!
-//! [`InBatch`]: crate::graphql::shape::InBatch
+//! Plain code around async-graphql and not one of its extensions:
+//! async-graphql runs every field of every response through each
+//! extension's `resolve` hook (a boxed future and two registry lookups per
+//! field), so an extension costs on every field even when, like all of
+//! these steps, it only works at the request's edges.
+//!
 //! [`measure`]: crate::graphql::measure
 //! [`trusted`]: crate::graphql::trusted
 //! [`apq`]: crate::graphql::apq
 //! [`shape`]: crate::graphql::shape
 //! [`time_limit`]: crate::graphql::time_limit
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextValidation,
-};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
-use tracing::Instrument;
+use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
+use async_graphql::{Request, Response, ServerError};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
+use crate::graphql::AppSchema;
 use crate::graphql::apq::{Pending, PersistedQueries};
-use crate::graphql::measure::Measured;
-use crate::graphql::shape::{self, InBatch};
+use crate::graphql::measure::{self, Measured};
+use crate::graphql::shape::{self, Origin};
 use crate::graphql::time_limit;
 use crate::graphql::trusted::TrustedDocuments;
-use crate::observe::RequestMetrics;
+use crate::limits::ClientAddr;
+use crate::observe::{OperationType, RequestMetrics};
+use crate::state::AppState;
 
-/// The pipeline's steps, shared by every request.
-pub struct Steps {
+/// Parsed documents kept for reuse.
+const PARSED_DOCUMENTS: usize = 500;
+/// Longest document text kept parsed.
+const MAX_PARSED_BYTES: usize = 16 * 1024;
+
+/// The steps every operation goes through; one per server, shared.
+pub struct Pipeline {
     /// Where operations are counted.
-    pub metrics: Arc<RequestMetrics>,
+    metrics: Arc<RequestMetrics>,
     /// The apps' manifests and how they are enforced.
-    pub trusted: TrustedDocuments,
+    trusted: TrustedDocuments,
     /// The persisted-query store.
-    pub persisted: PersistedQueries,
+    persisted: PersistedQueries,
+    /// Documents parsed lately, by their text.
+    parsed: LruCacheStorage,
     /// How long a query or mutation may run.
-    pub time_limit: Duration,
+    time_limit: Duration,
 }
 
-/// The extension factory: each request gets an [`Operation`] sharing the
-/// steps (one reference count, not a copy of each).
-pub struct Pipeline(Arc<Steps>);
+/// An operation that passed [`Pipeline::prepare`]: its document parsed and
+/// within the limits, ready for async-graphql.
+pub struct Prepared {
+    request: Request,
+    measured: Measured,
+    /// A document sent with its hash, kept once it passed validation.
+    pending: Option<Pending>,
+}
+
+impl Prepared {
+    /// The type of the operation it runs.
+    pub fn kind(&self) -> OperationType {
+        self.measured.kind()
+    }
+
+    /// Attaches request data for the resolvers.
+    pub fn data<D: std::any::Any + Send + Sync>(mut self, data: D) -> Self {
+        self.request = self.request.data(data);
+        self
+    }
+}
 
 impl Pipeline {
-    /// The pipeline of `steps`.
-    pub fn new(steps: Steps) -> Self {
-        Self(Arc::new(steps))
-    }
-}
-
-impl ExtensionFactory for Pipeline {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Operation {
-            pipeline: self.0.clone(),
-            measured: Mutex::default(),
-            pending: Mutex::default(),
-        })
-    }
-}
-
-/// One operation going through the pipeline.
-struct Operation {
-    pipeline: Arc<Steps>,
-    measured: Mutex<Measured>,
-    /// A document sent with its hash, kept once it passed validation.
-    pending: Mutex<Option<Pending>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[async_trait::async_trait]
-impl Extension for Operation {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        if ctx.data_opt::<InBatch>().is_none() {
-            return next.run(ctx).await;
+    /// The pipeline of the server's settings.
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            metrics: state.metrics.clone(),
+            trusted: TrustedDocuments::new(state.settings.trusted_documents, state.trusted.clone()),
+            persisted: PersistedQueries::new(crate::graphql::apq::Store::from_state(state)),
+            parsed: LruCacheStorage::new(PARSED_DOCUMENTS),
+            time_limit: Duration::from_secs(state.settings.request_timeout_secs),
         }
-        next.run(ctx)
-            .instrument(crate::telemetry::operation_span("GraphQL Operation"))
-            .await
     }
 
-    async fn prepare_request(
+    /// Resolves the request's document and checks it; `Err` is the response
+    /// of a request refused before it ran (counted).
+    pub async fn prepare(&self, request: Request, origin: Origin) -> Result<Prepared, Response> {
+        let asked = request.operation_name.clone();
+        match self.resolve(request, origin).await {
+            Ok((mut request, pending)) => {
+                let doc = request.parsed_query().map_err(|err| self.refuse(err))?;
+                let measured = Measured::parsed(&self.metrics, asked, doc);
+                Ok(Prepared {
+                    request,
+                    measured,
+                    pending,
+                })
+            }
+            Err(err) => Err(self.refuse(err)),
+        }
+    }
+
+    /// Steps 2 to 5: the document in place, parsed, within the limits.
+    async fn resolve(
         &self,
-        ctx: &ExtensionContext<'_>,
         request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        lock(&self.measured).asked(&request);
-        let request = self.pipeline.trusted.prepare(request)?;
-        let (request, pending) = self.pipeline.persisted.prepare(request).await?;
-        *lock(&self.pending) = pending;
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let parsed = next
-            .run(ctx, query, variables)
-            .await
-            .and_then(|doc| shape::check_request(ctx, &doc).map(|()| doc));
-        lock(&self.measured).parsed(&self.pipeline.metrics, &parsed);
-        parsed
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
-        let pending = lock(&self.pending).take();
-        if let Some(pending) = pending.filter(|_| result.is_ok()) {
-            self.pipeline.persisted.keep(ctx, pending).await;
+        origin: Origin,
+    ) -> Result<(Request, Option<Pending>), ServerError> {
+        let request = self.trusted.prepare(request)?;
+        let (mut request, pending) = self.persisted.prepare(request).await?;
+        // A persisted query arrives parsed, with its text taken out.
+        let text = (!request.query.is_empty() && request.query.len() <= MAX_PARSED_BYTES)
+            .then(|| request.query.clone());
+        let cached = match &text {
+            Some(text) if pending.is_none() => self.parsed.get(text.clone()).await,
+            _ => None,
+        };
+        let hit = cached.is_some();
+        if let Some(doc) = cached {
+            request.set_parsed_query(doc);
         }
-        result
+        let doc = request.parsed_query()?;
+        shape::check_request(doc, origin)?;
+        if let Some(text) = text.filter(|_| !hit) {
+            self.parsed.set(text, doc.clone()).await;
+        }
+        Ok((request, pending))
     }
 
-    async fn execute(
+    fn refuse(&self, err: ServerError) -> Response {
+        measure::refused(&self.metrics, &err);
+        Response::from_errors(vec![err])
+    }
+
+    /// Runs a prepared query or mutation under the time limit (validation
+    /// included); counts it, and keeps a document registered with its hash
+    /// once it passed validation.
+    pub async fn execute(
         &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
+        schema: &AppSchema,
+        state: &AppState,
+        addr: Option<ClientAddr>,
+        prepared: Prepared,
     ) -> Response {
+        let Prepared {
+            request,
+            measured,
+            pending,
+        } = prepared;
         let started = Instant::now();
-        let response = time_limit::within(
-            self.pipeline.time_limit,
-            operation_name,
-            next.run(ctx, operation_name),
-        )
-        .await;
-        lock(&self.measured).executed(&self.pipeline.metrics, started, &response);
+        let name = request.operation_name.clone();
+        let response =
+            time_limit::within(self.time_limit, name.as_deref(), schema.execute(request)).await;
+        measured.executed(&self.metrics, started, &response);
+        if let Some(pending) = pending.filter(|_| !refused_before_execution(&response)) {
+            self.persisted.keep(state, addr, pending).await;
+        }
         response
     }
+
+    /// The responses of a prepared operation as a stream: a subscription's
+    /// events, or the one response of a query or mutation (sent over a
+    /// WebSocket).
+    pub fn stream(
+        self: &Arc<Self>,
+        schema: &AppSchema,
+        state: &AppState,
+        addr: Option<ClientAddr>,
+        prepared: Prepared,
+    ) -> BoxStream<'static, Response> {
+        if prepared.kind() == OperationType::Subscription {
+            let pending = prepared.pending;
+            let stream = schema.execute_stream(prepared.request);
+            let Some(pending) = pending else {
+                return stream;
+            };
+            // Kept once the first response shows the document validated.
+            let (pipeline, state) = (self.clone(), state.clone());
+            let mut pending = Some(pending);
+            return stream
+                .then(move |response| {
+                    let (pipeline, state, pending) =
+                        (pipeline.clone(), state.clone(), pending.take());
+                    async move {
+                        if let Some(pending) =
+                            pending.filter(|_| !refused_before_execution(&response))
+                        {
+                            pipeline.persisted.keep(&state, addr, pending).await;
+                        }
+                        response
+                    }
+                })
+                .boxed();
+        }
+        let (pipeline, schema, state) = (self.clone(), schema.clone(), state.clone());
+        futures_util::stream::once(async move {
+            pipeline.execute(&schema, &state, addr, prepared).await
+        })
+        .boxed()
+    }
+}
+
+/// Whether a response refused its request before executing it (it did not
+/// parse, validate or start): no data, and no error at a field's path.
+pub fn refused_before_execution(response: &Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
 }

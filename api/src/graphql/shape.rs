@@ -6,7 +6,6 @@
 //! Checked after parsing (and after Automatic Persisted Queries have
 //! supplied the text), so hash-only requests are checked too.
 
-use async_graphql::extensions::ExtensionContext;
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult};
 use domain::ErrorCode;
@@ -34,15 +33,16 @@ pub const SENSITIVE_MUTATIONS: [&str; 12] = [
     "transfer",
 ];
 
-/// Marks a request that arrived in a batch.
-#[derive(Debug, Clone, Copy)]
-pub struct InBatch;
-
-/// Marks a request that arrived over `GET`: it may run queries only. The
-/// HTTP layer refuses a mutation it can see; this catches the one it cannot,
-/// a hash-only persisted query whose stored document is a mutation.
-#[derive(Debug, Clone, Copy)]
-pub struct ViaGet;
+/// How an operation reached the server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    /// One of several operations of a batched HTTP request.
+    pub in_batch: bool,
+    /// An HTTP `GET`, which may run queries only. The HTTP layer refuses a
+    /// mutation it can see; this catches the one it cannot, a hash-only
+    /// persisted query whose stored document is a mutation.
+    pub via_get: bool,
+}
 
 /// Walks a selection set, expanding fragments, calling `visit` on every
 /// field; gives up (returns false) after `budget` steps.
@@ -149,9 +149,9 @@ pub fn check(doc: &ExecutableDocument, in_batch: bool) -> Result<(), ServerError
 
 /// Checks a parsed document against the limits, and against the method
 /// and batch the request came in.
-pub fn check_request(ctx: &ExtensionContext<'_>, doc: &ExecutableDocument) -> ServerResult<()> {
-    check(doc, ctx.data_opt::<InBatch>().is_some())?;
-    if ctx.data_opt::<ViaGet>().is_some()
+pub fn check_request(doc: &ExecutableDocument, origin: Origin) -> ServerResult<()> {
+    check(doc, origin.in_batch)?;
+    if origin.via_get
         && doc
             .operations
             .iter()

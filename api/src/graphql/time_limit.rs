@@ -1,9 +1,8 @@
 //! The execution time limit (`REQUEST_TIMEOUT_SECS`) of queries and
-//! mutations, whatever the transport: the pipeline's `execute` hook
-//! (`crate::graphql::pipeline`), which async-graphql calls for every query
-//! and mutation (over HTTP, batched or not, and over a WebSocket, hash-only
-//! persisted ones included) and never for a subscription, which runs as
-//! long as its client wants.
+//! mutations, whatever the transport: `Pipeline::execute`
+//! (`crate::graphql::pipeline`) runs every query and mutation under it (over
+//! HTTP, batched or not, and over a WebSocket, hash-only persisted ones
+//! included), never a subscription, which runs as long as its client wants.
 //!
 //! A cancelled operation answers `INTERNAL_SERVER_ERROR` with
 //! `extensions.timedOut: true`. Dropping its future rolls back its open

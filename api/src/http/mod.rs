@@ -24,6 +24,8 @@ use tracing::Instrument;
 use crate::auth::{SignedInAccount, Viewer};
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
+use crate::graphql::pipeline::refused_before_execution;
+use crate::graphql::shape::Origin;
 use crate::limits::ClientAddr;
 use crate::state::AppState;
 
@@ -41,6 +43,8 @@ pub const MAX_BATCH: usize = 10;
 pub struct HttpState {
     /// The executable schema.
     pub schema: AppSchema,
+    /// What runs around each operation.
+    pub pipeline: std::sync::Arc<crate::graphql::pipeline::Pipeline>,
     /// Shared application state.
     pub app: AppState,
 }
@@ -182,6 +186,7 @@ async fn execute(
     headers: &HeaderMap,
     peer: SocketAddr,
     batch: BatchRequest,
+    via_get: bool,
 ) -> Response {
     let span = crate::telemetry::operation_span(
         if matches!(&batch, BatchRequest::Batch(items) if items.len() > 1) {
@@ -192,7 +197,9 @@ async fn execute(
     );
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
     entity::trace::continue_from(&span, traceparent);
-    run(state, headers, peer, batch).instrument(span).await
+    run(state, headers, peer, batch, via_get)
+        .instrument(span)
+        .await
 }
 
 async fn run(
@@ -200,6 +207,7 @@ async fn run(
     headers: &HeaderMap,
     peer: SocketAddr,
     batch: BatchRequest,
+    via_get: bool,
 ) -> Response {
     let (viewer, account) = match viewer_from(headers, &state.app).await {
         Ok(found) => found,
@@ -223,30 +231,55 @@ async fn run(
     {
         return too_many_requests(limited.retry_after_secs);
     }
-    let batch = match batch {
-        BatchRequest::Batch(items) if items.len() > 1 => BatchRequest::Batch(
-            items
-                .into_iter()
-                .map(|r| r.data(crate::graphql::shape::InBatch))
-                .collect(),
-        ),
-        other => other,
+    let (requests, batched) = match batch {
+        BatchRequest::Single(request) => (vec![request], false),
+        BatchRequest::Batch(items) => (items, true),
     };
-    let mut batch = batch
-        .data(viewer)
-        .data(crate::graphql::types::ViewerWallets::default())
-        .data(ClientAddr(addr))
-        .data(crate::limits::ClientDevice::of(headers, addr));
-    if let Some(account) = account {
-        batch = batch.data(account);
-    }
-    let mut response = state.schema.execute_batch(batch).await;
+    let origin = Origin {
+        in_batch: requests.len() > 1,
+        via_get,
+    };
+    let device = crate::limits::ClientDevice::of(headers, addr);
+    let operations = requests.into_iter().map(|request| {
+        let mut request = request
+            .data(viewer.clone())
+            .data(crate::graphql::types::ViewerWallets::default())
+            .data(ClientAddr(addr))
+            .data(device.clone());
+        if let Some(account) = &account {
+            request = request.data(account.clone());
+        }
+        let operation = async move {
+            match state.pipeline.prepare(request, origin).await {
+                Ok(prepared) => {
+                    state
+                        .pipeline
+                        .execute(&state.schema, &state.app, Some(ClientAddr(addr)), prepared)
+                        .await
+                }
+                Err(refused) => refused,
+            }
+        };
+        // One server span per operation of a batch; a request of its own
+        // has the request's.
+        let span = origin
+            .in_batch
+            .then(|| crate::telemetry::operation_span("GraphQL Operation"))
+            .unwrap_or_else(tracing::Span::none);
+        operation.instrument(span)
+    });
+    let mut responses = futures_util::future::join_all(operations).await;
+    let mut response = match responses.pop() {
+        Some(only) if !batched => BatchResponse::Single(only),
+        last => {
+            responses.extend(last);
+            BatchResponse::Batch(responses)
+        }
+    };
     let single_request_error = match &mut response {
         BatchResponse::Single(r) => {
             enforce_codes(&mut r.errors);
-            r.data == async_graphql::Value::Null
-                && !r.errors.is_empty()
-                && r.errors.iter().all(|e| e.path.is_empty())
+            refused_before_execution(r)
         }
         BatchResponse::Batch(items) => {
             for r in items.iter_mut() {
@@ -351,7 +384,7 @@ async fn graphql_post(
             &format!("a batch may carry at most {MAX_BATCH} operations"),
         );
     }
-    execute(&state, &headers, peer, batch).await
+    execute(&state, &headers, peer, batch, false).await
 }
 
 /// Why a request body is not a GraphQL request (answered 400 whatever the
@@ -505,13 +538,7 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(
-        &state,
-        &headers,
-        peer,
-        BatchRequest::Single(request.data(crate::graphql::shape::ViaGet)),
-    )
-    .await
+    execute(&state, &headers, peer, BatchRequest::Single(request), true).await
 }
 
 async fn healthz() -> impl IntoResponse {

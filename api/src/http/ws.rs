@@ -30,6 +30,8 @@ use tokio_stream::StreamMap;
 use super::HttpState;
 use crate::auth::{AuthUser, Viewer};
 use crate::error::enforce_codes;
+use crate::graphql::pipeline::refused_before_execution;
+use crate::graphql::shape::Origin;
 use crate::limits::ClientAddr;
 
 /// The two subprotocols.
@@ -483,10 +485,7 @@ impl Connection {
     ) -> bool {
         enforce_codes(&mut response.errors);
         let first = live.started.insert(id.clone());
-        let request_error = first
-            && response.data == async_graphql::Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
+        let request_error = first && refused_before_execution(&response);
         if request_error {
             // Refused before execution: one `error` message, nothing else.
             live.running.remove(&id);
@@ -586,10 +585,18 @@ impl Connection {
                     Ok(r) => r,
                     Err(_) => return Some(Ending::Close(4400, "Invalid subscribe payload".into())),
                 };
+                let addr = ClientAddr(self.addr);
+                let request = request.data(viewer.clone()).data(addr);
+                let pipeline = &self.state.pipeline;
+                let responses = match pipeline.prepare(request, Origin::default()).await {
+                    Ok(prepared) => {
+                        pipeline.stream(&self.state.schema, &self.state.app, Some(addr), prepared)
+                    }
+                    // Refused before it ran: one `error` message.
+                    Err(refused) => futures_util::stream::once(async { refused }).boxed(),
+                };
                 let stream: ResponseStream = Box::pin(
-                    self.state
-                        .schema
-                        .execute_stream(request.data(viewer.clone()).data(ClientAddr(self.addr)))
+                    responses
                         .map(Some)
                         .chain(futures_util::stream::once(async { None })),
                 );
