@@ -262,10 +262,11 @@ async fn run(
         };
         // One server span per operation of a batch; a request of its own
         // has the request's.
-        let span = origin
-            .in_batch
-            .then(|| crate::telemetry::operation_span("GraphQL Operation"))
-            .unwrap_or_else(tracing::Span::none);
+        let span = if origin.in_batch {
+            crate::telemetry::operation_span("GraphQL Operation")
+        } else {
+            tracing::Span::none()
+        };
         operation.instrument(span)
     });
     let mut responses = futures_util::future::join_all(operations).await;
