@@ -61,7 +61,9 @@ pub async fn audit_refusal(
 /// ended by logout, by reuse of a refresh token, by a password change or by
 /// an OAuth2 takeover of the account stops its access tokens at once, not
 /// only at their expiry. The same statement reads the account with its
-/// roles, which `me` then answers from ([`SignedInAccount`]).
+/// roles, which `me` then answers from ([`SignedInAccount`]), and with
+/// `wallets` its wallets too (a query operation's: the viewer's balances
+/// are what most queries show).
 /// `Ok(None)`: invalid, expired or ended. `Err`: the session could not be
 /// checked (database unreachable); callers answer with a retryable server
 /// error rather than signing the client out or letting an unchecked token
@@ -69,17 +71,42 @@ pub async fn audit_refusal(
 pub async fn authenticate(
     state: &AppState,
     token: &str,
-) -> Result<Option<(AuthUser, SignedInAccount)>, ()> {
+    wallets: bool,
+) -> Result<Option<Authenticated>, ()> {
     let Some(user) = state.keys.verify_access(token) else {
         return Ok(None);
     };
-    match entity::store::users::load_for_session(&state.db, user.id, user.session_id).await {
-        Ok(account) => Ok(account.map(|a| (user, SignedInAccount(std::sync::Arc::new(a))))),
+    let read = if wallets {
+        entity::store::users::load_for_session_with_wallets(&state.db, user.id, user.session_id)
+            .await
+            .map(|found| found.map(|(account, wallets)| (account, Some(wallets))))
+    } else {
+        entity::store::users::load_for_session(&state.db, user.id, user.session_id)
+            .await
+            .map(|found| found.map(|account| (account, None)))
+    };
+    match read {
+        Ok(found) => Ok(found.map(|(account, wallets)| Authenticated {
+            user,
+            account: SignedInAccount(std::sync::Arc::new(account)),
+            wallets,
+        })),
         Err(err) => {
             tracing::warn!(session.id = %user.session_id, error = %err, "checking a session failed");
             Err(())
         }
     }
+}
+
+/// A valid access token of a live session, and what was read with it.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The token's claims.
+    pub user: AuthUser,
+    /// The account.
+    pub account: SignedInAccount,
+    /// The account's wallets, when asked for.
+    pub wallets: Option<Vec<entity::store::records::WalletRecord>>,
 }
 
 /// The signed-in user's account as read with the session check of this

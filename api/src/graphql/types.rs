@@ -66,6 +66,13 @@ pub enum KycStatus {
 #[derive(Debug, Default, Clone)]
 pub struct ViewerWallets(tokio::sync::OnceCell<Vec<WalletRecord>>);
 
+impl ViewerWallets {
+    /// The wallets read with the session check.
+    pub fn read(wallets: Vec<WalletRecord>) -> Self {
+        Self(tokio::sync::OnceCell::new_with(Some(wallets)))
+    }
+}
+
 /// The wallets of `user_id`, from the operation's [`ViewerWallets`] when
 /// they are the viewer's and the operation is a query.
 pub(crate) async fn user_wallets(

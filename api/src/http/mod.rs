@@ -21,11 +21,12 @@ use domain::ErrorCode;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::auth::{SignedInAccount, Viewer};
+use crate::auth::{Authenticated, Viewer};
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
 use crate::graphql::pipeline::refused_before_execution;
 use crate::graphql::shape::Origin;
+use crate::graphql::types::ViewerWallets;
 use crate::limits::ClientAddr;
 use crate::state::AppState;
 
@@ -81,12 +82,14 @@ pub fn metrics_routes(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The viewer of a request, with the account when signed in; `Err` with
-/// the response when its session could not be checked.
+/// The viewer of a request, with what was read with its session (the
+/// account, and with `wallets` its wallets); `Err` with the response when
+/// its session could not be checked.
 async fn viewer_from(
     headers: &HeaderMap,
     app: &AppState,
-) -> Result<(Viewer, Option<SignedInAccount>), Response> {
+    wallets: bool,
+) -> Result<(Viewer, Option<Authenticated>), Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok((Viewer::Anonymous, None));
     };
@@ -101,8 +104,8 @@ async fn viewer_from(
     let Some(token) = token else {
         return Ok((Viewer::InvalidToken, None));
     };
-    match crate::auth::authenticate(app, token).await {
-        Ok(Some((user, account))) => Ok((Viewer::User(user), Some(account))),
+    match crate::auth::authenticate(app, token, wallets).await {
+        Ok(Some(found)) => Ok((Viewer::User(found.user.clone()), Some(found))),
         Ok(None) => Ok((Viewer::InvalidToken, None)),
         Err(()) => Err(unavailable()),
     }
@@ -209,7 +212,26 @@ async fn run(
     batch: BatchRequest,
     via_get: bool,
 ) -> Response {
-    let (viewer, account) = match viewer_from(headers, &state.app).await {
+    let (requests, batched) = match batch {
+        BatchRequest::Single(request) => (vec![request], false),
+        BatchRequest::Batch(items) => (items, true),
+    };
+    let origin = Origin {
+        in_batch: requests.len() > 1,
+        via_get,
+    };
+    // Parsed and checked first: what the operations are decides what the
+    // session check reads along.
+    let prepared = futures_util::future::join_all(
+        requests
+            .into_iter()
+            .map(|request| state.pipeline.prepare(request, origin)),
+    )
+    .await;
+    let queries = prepared
+        .iter()
+        .any(|p| matches!(p, Ok(p) if p.kind() == crate::observe::OperationType::Query));
+    let (viewer, found) = match viewer_from(headers, &state.app, queries).await {
         Ok(found) => found,
         Err(resp) => return resp,
     };
@@ -219,46 +241,49 @@ async fn run(
         _ => None,
     };
     // Every operation of a batch counts.
-    let operations = match &batch {
-        BatchRequest::Single(_) => 1,
-        BatchRequest::Batch(items) => items.len().max(1) as u64,
-    };
     if let Err(limited) = state
         .app
         .limiter
-        .requests(&state.app.settings, user, addr, operations)
+        .requests(
+            &state.app.settings,
+            user,
+            addr,
+            prepared.len().max(1) as u64,
+        )
         .await
     {
         return too_many_requests(limited.retry_after_secs);
     }
-    let (requests, batched) = match batch {
-        BatchRequest::Single(request) => (vec![request], false),
-        BatchRequest::Batch(items) => (items, true),
-    };
-    let origin = Origin {
-        in_batch: requests.len() > 1,
-        via_get,
+    let (account, wallets) = match found {
+        Some(found) => (Some(found.account), found.wallets),
+        None => (None, None),
     };
     let device = crate::limits::ClientDevice::of(headers, addr);
-    let operations = requests.into_iter().map(|request| {
-        let mut request = request
-            .data(viewer.clone())
-            .data(crate::graphql::types::ViewerWallets::default())
-            .data(ClientAddr(addr))
-            .data(device.clone());
-        if let Some(account) = &account {
-            request = request.data(account.clone());
-        }
-        let operation = async move {
-            match state.pipeline.prepare(request, origin).await {
-                Ok(prepared) => {
-                    state
-                        .pipeline
-                        .execute(&state.schema, &state.app, Some(ClientAddr(addr)), prepared)
-                        .await
+    let operations = prepared.into_iter().map(|prepared| {
+        let operation = async {
+            let mut prepared = match prepared {
+                Ok(prepared) => prepared,
+                Err(refused) => return refused,
+            };
+            // The viewer's wallets as read with the session, for a query.
+            let viewer_wallets = match &wallets {
+                Some(list) if prepared.kind() == crate::observe::OperationType::Query => {
+                    ViewerWallets::read(list.clone())
                 }
-                Err(refused) => refused,
+                _ => ViewerWallets::default(),
+            };
+            prepared = prepared
+                .data(viewer.clone())
+                .data(viewer_wallets)
+                .data(ClientAddr(addr))
+                .data(device.clone());
+            if let Some(account) = &account {
+                prepared = prepared.data(account.clone());
             }
+            state
+                .pipeline
+                .execute(&state.schema, &state.app, Some(ClientAddr(addr)), prepared)
+                .await
         };
         // One server span per operation of a batch; a request of its own
         // has the request's.

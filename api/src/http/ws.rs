@@ -327,8 +327,8 @@ impl Connection {
                     let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
                     let user = match bearer(&payload) {
                         Some(token) => {
-                            match crate::auth::authenticate(&self.state.app, token).await {
-                                Ok(user) => user.map(|(claims, _)| claims),
+                            match crate::auth::authenticate(&self.state.app, token, false).await {
+                                Ok(found) => found.map(|found| found.user),
                                 // Unchecked is not refused: 1011 lets the client retry.
                                 Err(()) => {
                                     return Err(Ending::Close(1011, "Try again later".into()));

@@ -269,6 +269,23 @@ async fn history_pages_are_stable_when_new_transactions_arrive() {
             )
             .await;
         assert_eq!(data(&none, "transactions")["edges"], json!([]));
+        // From a date on: all six deposits are newer than 2000, none is
+        // newer than 3000.
+        let since = |from: &str| {
+            let app = app.clone();
+            let token = u.token.clone();
+            let query = format!(
+                "{{ transactions(from: \"{from}\", first: 100) {{ edges {{ node {{ id }} }} }} }}"
+            );
+            async move { app.gql(Some(&token), &query, json!({})).await }
+        };
+        let all = since("2000-01-01T00:00:00Z").await;
+        assert_eq!(
+            data(&all, "transactions")["edges"].as_array().map(Vec::len),
+            Some(6)
+        );
+        let later = since("3000-01-01T00:00:00Z").await;
+        assert_eq!(data(&later, "transactions")["edges"], json!([]));
     })
     .await;
 }

@@ -87,22 +87,38 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
 
 #[tokio::test]
 async fn logout_ends_the_session_and_me_is_null_without_a_token() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let s = app.register("bye@example.com").await;
-    let out = app
-        .gql(Some(&s.token), "mutation { logout }", json!({}))
-        .await;
-    assert_eq!(data(&out, "logout"), true);
-    let refresh = app.gql(None, REFRESH, json!({ "t": s.refresh })).await;
-    assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
-    // The access token of the ended session stops working at once.
-    let stale = app.gql(Some(&s.token), "{ me { id } }", json!({})).await;
-    assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
-    let anon = app.gql(None, "{ me { id } }", json!({})).await;
-    assert!(
-        anon["data"]["me"].is_null() && anon.get("errors").is_none(),
-        "{anon}"
-    );
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let app = TestApp::spawn(backend).await;
+        let s = app.register("bye@example.com").await;
+        app.open_wallet(&s, "USD").await;
+        let home = "{ me { id wallets { currency } } }";
+        let live = app.gql(Some(&s.token), home, json!({})).await;
+        assert_eq!(data(&live, "me")["wallets"][0]["currency"], "USD");
+        let out = app
+            .gql(Some(&s.token), "mutation { logout }", json!({}))
+            .await;
+        assert_eq!(data(&out, "logout"), true);
+        let refresh = app.gql(None, REFRESH, json!({ "t": s.refresh })).await;
+        assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
+        // The access token of the ended session stops working at once, for
+        // a query (its session check reads the wallets along) as for a
+        // mutation.
+        let stale = app.gql(Some(&s.token), home, json!({})).await;
+        assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
+        let stale = app
+            .gql(
+                Some(&s.token),
+                "mutation { openWallet(currency: \"EUR\") { id } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
+        let anon = app.gql(None, "{ me { id } }", json!({})).await;
+        assert!(
+            anon["data"]["me"].is_null() && anon.get("errors").is_none(),
+            "{anon}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Asterisk, Condition, Order, Query, UnionType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -74,6 +74,9 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
             has_next: false,
         });
     }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        return list_postgres(db, q).await;
+    }
     // One index range scan per wallet and side, each reading at most a page
     // (the (wallet, created_at, id) indexes give the order), merged by the
     // database: an OR over both columns would read every matching row and
@@ -139,6 +142,64 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
     let rows = transactions::Model::find_by_statement(db.get_database_backend().build(&page))
         .all(db)
         .await?;
+    let (rows, has_next) = split_page(rows, q.limit);
+    let items = rows
+        .into_iter()
+        .map(TransactionRecord::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HistoryPage { items, has_next })
+}
+
+/// [`list`] on PostgreSQL: the same plan, written out rather than built
+/// with the query builder for every page asked (the home screen asks on
+/// every visit); its text depends only on the number of wallets and on which
+/// filters are given, so each shape is prepared once per connection.
+async fn list_postgres(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<HistoryPage> {
+    use std::fmt::Write;
+    let mut values: Vec<sea_orm::Value> = q.wallets.iter().map(|w| (*w).into()).collect();
+    let ours = (1..=q.wallets.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut bind = |value: sea_orm::Value| {
+        values.push(value);
+        format!("${}", values.len())
+    };
+    let limit = bind(i64::try_from(q.limit + 1).unwrap_or(i64::MAX).into());
+    let mut filters = String::new();
+    if let Some(from) = q.from {
+        let _ = write!(filters, " AND created_at >= {}", bind(from.into()));
+    }
+    if let Some(to) = q.to {
+        let _ = write!(filters, " AND created_at < {}", bind(to.into()));
+    }
+    if let Some(after) = q.after {
+        let (at, id) = (bind(after.created_at.into()), bind(after.id.into()));
+        let _ = write!(filters, " AND (created_at, id) < ({at}, {id})");
+    }
+    let order = format!("ORDER BY created_at DESC, id DESC LIMIT {limit}");
+    let mut sql = String::from("SELECT * FROM (");
+    for i in 1..=q.wallets.len() {
+        if i > 1 {
+            sql.push_str(" UNION ALL ");
+        }
+        // Sent from one of the listed wallets: the sender's branch has it.
+        let _ = write!(
+            sql,
+            "(SELECT * FROM transactions WHERE from_wallet_id = ${i}{filters} {order}) \
+             UNION ALL \
+             (SELECT * FROM transactions WHERE to_wallet_id = ${i} \
+              AND (from_wallet_id IS NULL OR from_wallet_id NOT IN ({ours})){filters} {order})"
+        );
+    }
+    let _ = write!(sql, ") page {order}");
+    let rows = transactions::Model::find_by_statement(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        sql,
+        values,
+    ))
+    .all(db)
+    .await?;
     let (rows, has_next) = split_page(rows, q.limit);
     let items = rows
         .into_iter()

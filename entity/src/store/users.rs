@@ -3,15 +3,16 @@
 use domain::{DisplayName, DomainError, Email, Role};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, ExprTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::entities::{sessions, user_roles, users};
+use crate::entities::{sessions, user_roles, users, wallets};
 use crate::store::audit::{self, AuditRecord};
-use crate::store::records::UserRecord;
+use crate::store::records::{UserRecord, WalletRecord};
 use crate::store::{StoreError, StoreResult, now};
 
 /// Creates an account with the `user` role; refuses a taken e-mail.
@@ -122,6 +123,67 @@ pub async fn load_for_session(
     session_id: Uuid,
 ) -> StoreResult<Option<UserRecord>> {
     with_roles(db, id, Some(session_id)).await
+}
+
+/// The account of a live session with its wallets (oldest first), for a
+/// query operation, which mostly shows balances: `None` when the session is
+/// unknown, revoked or not the user's. On PostgreSQL one statement reads
+/// the session, the account, its roles and its wallets.
+pub async fn load_for_session_with_wallets(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    session_id: Uuid,
+) -> StoreResult<Option<(UserRecord, Vec<WalletRecord>)>> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        let Some(user) = with_roles(db, id, Some(session_id)).await? else {
+            return Ok(None);
+        };
+        let wallets = super::wallets::list_for_user(db, id).await?;
+        return Ok(Some((user, wallets)));
+    }
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        // Each wallet column as `w_<column>`, what `from_query_result` with
+        // the prefix `w_` reads.
+        let columns = wallets::Column::iter()
+            .map(|c| format!("w.{0} AS w_{0}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT u.*, \
+               (SELECT string_agg(r.role, ',') FROM user_roles r WHERE r.user_id = u.id) AS granted_roles, \
+               {columns} \
+             FROM users u \
+             LEFT JOIN wallets w ON w.user_id = u.id \
+             WHERE u.id = $1 AND EXISTS (\
+               SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = $1 AND s.revoked_at IS NULL) \
+             ORDER BY w.created_at, w.id"
+        )
+    });
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql.as_str(),
+            [id.into(), session_id.into()],
+        ))
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let roles: Option<String> = first.try_get("", "granted_roles")?;
+    let roles: Vec<String> = roles
+        .iter()
+        .flat_map(|r| r.split(','))
+        .map(str::to_owned)
+        .collect();
+    let user = UserRecord::from_row(users::Model::from_query_result(first, "")?, &roles)?;
+    let mut wallets = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(wallet) = Option::<wallets::Model>::from_query_result(row, "w_")? {
+            wallets.push(WalletRecord::try_from(wallet)?);
+        }
+    }
+    Ok(Some((user, wallets)))
 }
 
 /// The user joined to its role rows (one row per role, one without),
