@@ -75,7 +75,7 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
         });
     }
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        return list_postgres(db, q).await;
+        return fetch_page(db, postgres_page(q), q.limit).await;
     }
     // One index range scan per wallet and side, each reading at most a page
     // (the (wallet, created_at, id) indexes give the order), merged by the
@@ -139,10 +139,19 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
         .order_by(transactions::Column::Id, Order::Desc)
         .limit(q.limit + 1)
         .to_owned();
-    let rows = transactions::Model::find_by_statement(db.get_database_backend().build(&page))
+    fetch_page(db, db.get_database_backend().build(&page), q.limit).await
+}
+
+/// Runs a page query that fetched `limit + 1` rows.
+async fn fetch_page(
+    db: &impl ConnectionTrait,
+    statement: Statement,
+    limit: u64,
+) -> StoreResult<HistoryPage> {
+    let rows = transactions::Model::find_by_statement(statement)
         .all(db)
         .await?;
-    let (rows, has_next) = split_page(rows, q.limit);
+    let (rows, has_next) = split_page(rows, limit);
     let items = rows
         .into_iter()
         .map(TransactionRecord::try_from)
@@ -150,11 +159,11 @@ pub async fn list(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<Hi
     Ok(HistoryPage { items, has_next })
 }
 
-/// [`list`] on PostgreSQL: the same plan, written out rather than built
-/// with the query builder for every page asked (the home screen asks on
-/// every visit); its text depends only on the number of wallets and on which
-/// filters are given, so each shape is prepared once per connection.
-async fn list_postgres(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResult<HistoryPage> {
+/// [`list`]'s statement on PostgreSQL: the same plan, written out rather
+/// than built with the query builder for every page asked (the home screen
+/// asks on every visit); its text depends only on the number of wallets and
+/// on which filters are given, so each shape is prepared once per connection.
+fn postgres_page(q: &HistoryQuery) -> Statement {
     use std::fmt::Write;
     let mut values: Vec<sea_orm::Value> = q.wallets.iter().map(|w| (*w).into()).collect();
     let ours = (1..=q.wallets.len())
@@ -193,17 +202,5 @@ async fn list_postgres(db: &impl ConnectionTrait, q: &HistoryQuery) -> StoreResu
         );
     }
     let _ = write!(sql, ") page {order}");
-    let rows = transactions::Model::find_by_statement(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        sql,
-        values,
-    ))
-    .all(db)
-    .await?;
-    let (rows, has_next) = split_page(rows, q.limit);
-    let items = rows
-        .into_iter()
-        .map(TransactionRecord::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(HistoryPage { items, has_next })
+    Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
 }
