@@ -202,6 +202,7 @@ pub async fn serve(
             state.bus.clone(),
             notifier::RelayConfig {
                 poll_interval: Duration::from_millis(state.settings.outbox_poll_interval_ms),
+                gather: Duration::from_millis(state.settings.outbox_gather_ms),
                 batch_size: 500,
                 listen_url,
                 planner,

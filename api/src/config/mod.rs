@@ -24,6 +24,7 @@
 //! | `REQUEST_TIMEOUT_SECS` | `30` | longest request execution |
 //! | `OUTBOX_RELAY_ENABLED` | `true` | run the outbox relay in this process |
 //! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling when no `NOTIFY` arrives |
+//! | `OUTBOX_GATHER_MS` | `5` | while events keep coming, how long they gather between relay rounds (fewer, fuller rounds; 0 publishes each round at once) |
 //! | `OUTBOX_RETENTION_SECS` | `604800` | published events older than this (7 days) are pruned; `afterSequence` before them answers `REPLAY_UNAVAILABLE` |
 //! | `OUTBOX_PRUNE_INTERVAL_SECS` | `300` | how often pruning runs (in bounded batches) |
 //! | `SUBSCRIPTION_BUFFER` | `256` | events buffered per subscriber before it is cut off |
@@ -145,6 +146,9 @@ pub struct Settings {
     pub outbox_relay_enabled: bool,
     /// Relay poll interval, milliseconds.
     pub outbox_poll_interval_ms: u64,
+    /// While events keep coming, how long they gather between relay
+    /// rounds, milliseconds.
+    pub outbox_gather_ms: u64,
     /// Published events are kept this long, seconds.
     pub outbox_retention_secs: u64,
     /// How often pruning runs, seconds.
@@ -508,6 +512,7 @@ impl Settings {
             request_timeout_secs: env.parsed("REQUEST_TIMEOUT_SECS", 30u64)?,
             outbox_relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true)?,
             outbox_poll_interval_ms: env.parsed("OUTBOX_POLL_INTERVAL_MS", 500u64)?,
+            outbox_gather_ms: env.parsed("OUTBOX_GATHER_MS", 5u64)?,
             outbox_retention_secs: env.parsed("OUTBOX_RETENTION_SECS", 604_800u64)?,
             outbox_prune_interval_secs: env.parsed("OUTBOX_PRUNE_INTERVAL_SECS", 300u64)?.max(1),
             subscription_buffer: env.parsed("SUBSCRIPTION_BUFFER", 256usize)?,

@@ -158,6 +158,7 @@ pub fn test_settings(database_url: String, embedded: bool, data_dir: PathBuf) ->
         request_timeout_secs: 30,
         outbox_relay_enabled: true,
         outbox_poll_interval_ms: 100,
+        outbox_gather_ms: 5,
         outbox_retention_secs: 604_800,
         outbox_prune_interval_secs: 300,
         subscription_buffer: 256,
