@@ -76,6 +76,15 @@ pub async fn authenticate(
     let Some(user) = state.keys.verify_access(token) else {
         return Ok(None);
     };
+    check_session(state, user, wallets).await
+}
+
+/// [`authenticate`] for claims already verified: the database half.
+pub async fn check_session(
+    state: &AppState,
+    user: AuthUser,
+    wallets: bool,
+) -> Result<Option<Authenticated>, ()> {
     let read = if wallets {
         entity::store::users::load_for_session_with_wallets(&state.db, user.id, user.session_id)
             .await

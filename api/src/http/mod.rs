@@ -21,7 +21,7 @@ use domain::ErrorCode;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::auth::{Authenticated, Viewer};
+use crate::auth::{AuthUser, Authenticated, Viewer};
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
 use crate::graphql::pipeline::refused_before_execution;
@@ -82,32 +82,61 @@ pub fn metrics_routes(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The viewer of a request, with what was read with its session (the
-/// account, and with `wallets` its wallets); `Err` with the response when
-/// its session could not be checked.
-async fn viewer_from(
-    headers: &HeaderMap,
-    app: &AppState,
-    wallets: bool,
-) -> Result<(Viewer, Option<Authenticated>), Response> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok((Viewer::Anonymous, None));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
-        return Ok((Viewer::InvalidToken, None));
-    };
-    match crate::auth::authenticate(app, token, wallets).await {
-        Ok(Some(found)) => Ok((Viewer::User(found.user.clone()), Some(found))),
-        Ok(None) => Ok((Viewer::InvalidToken, None)),
-        Err(()) => Err(unavailable()),
+/// What a request's `Authorization` header carries.
+enum Credentials {
+    /// No header.
+    None,
+    /// A header without a valid access token (malformed, forged, expired).
+    Invalid,
+    /// A valid access token's claims; its session is checked later.
+    Token(AuthUser),
+}
+
+impl Credentials {
+    /// Reads and verifies the bearer token (its signature and expiry, no
+    /// database).
+    fn of(headers: &HeaderMap, app: &AppState) -> Self {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Credentials::None;
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .and_then(|token| app.keys.verify_access(token.trim()))
+            .map_or(Credentials::Invalid, Credentials::Token)
+    }
+
+    /// The claims, for the rate limits.
+    fn claims(&self) -> Option<&AuthUser> {
+        match self {
+            Credentials::Token(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The viewer, once its session is checked, with what was read with it
+    /// (the account, and with `wallets` its wallets); `Err` with the
+    /// response when the session could not be checked.
+    async fn viewer(
+        self,
+        app: &AppState,
+        wallets: bool,
+    ) -> Result<(Viewer, Option<Authenticated>), Response> {
+        match self {
+            Credentials::None => Ok((Viewer::Anonymous, None)),
+            Credentials::Invalid => Ok((Viewer::InvalidToken, None)),
+            Credentials::Token(user) => {
+                match crate::auth::check_session(app, user, wallets).await {
+                    Ok(Some(found)) => Ok((Viewer::User(found.user.clone()), Some(found))),
+                    Ok(None) => Ok((Viewer::InvalidToken, None)),
+                    Err(()) => Err(unavailable()),
+                }
+            }
+        }
     }
 }
 
@@ -216,12 +245,30 @@ async fn run(
         BatchRequest::Single(request) => (vec![request], false),
         BatchRequest::Batch(items) => (items, true),
     };
+    // The rate limits first, by the token's claims (or the address): a
+    // client over its budget costs neither a parse nor a session read.
+    let credentials = Credentials::of(headers, &state.app);
+    let addr = client_addr(headers, peer, &state.app);
+    // Every operation of a batch counts.
+    if let Err(limited) = state
+        .app
+        .limiter
+        .requests(
+            &state.app.settings,
+            credentials.claims(),
+            addr,
+            requests.len().max(1) as u64,
+        )
+        .await
+    {
+        return too_many_requests(limited.retry_after_secs);
+    }
     let origin = Origin {
         in_batch: requests.len() > 1,
         via_get,
     };
-    // Parsed and checked first: what the operations are decides what the
-    // session check reads along.
+    // Parsed and checked before the session: what the operations are
+    // decides what the session check reads along.
     let prepared = futures_util::future::join_all(
         requests
             .into_iter()
@@ -231,29 +278,10 @@ async fn run(
     let queries = prepared
         .iter()
         .any(|p| matches!(p, Ok(p) if p.kind() == crate::observe::OperationType::Query));
-    let (viewer, found) = match viewer_from(headers, &state.app, queries).await {
+    let (viewer, found) = match credentials.viewer(&state.app, queries).await {
         Ok(found) => found,
         Err(resp) => return resp,
     };
-    let addr = client_addr(headers, peer, &state.app);
-    let user = match &viewer {
-        Viewer::User(u) => Some(u),
-        _ => None,
-    };
-    // Every operation of a batch counts.
-    if let Err(limited) = state
-        .app
-        .limiter
-        .requests(
-            &state.app.settings,
-            user,
-            addr,
-            prepared.len().max(1) as u64,
-        )
-        .await
-    {
-        return too_many_requests(limited.retry_after_secs);
-    }
     let (account, wallets) = match found {
         Some(found) => (Some(found.account), found.wallets),
         None => (None, None),

@@ -138,6 +138,17 @@ async fn requests_are_limited_per_tier_with_http_429_and_retry_after() {
     assert!((1..=60).contains(&retry));
     let body: Value = refused.json().await.expect("json");
     assert_rate_limited(&body);
+    // Refused whatever it carries: a document that would not even parse
+    // gets the same answer.
+    let unparsed = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": "{ me { " }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unparsed.status().as_u16(), 429);
+    assert_rate_limited(&unparsed.json().await.expect("json"));
     // A signed-in user has a budget of its own ...
     for _ in 0..8 {
         let resp = post(Some(s.token.clone())).await.expect("send");
