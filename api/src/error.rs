@@ -57,8 +57,8 @@ pub fn coded(code: ErrorCode, message: impl Into<String>) -> async_graphql::Erro
     async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code.as_str()))
 }
 
-/// A request-level error (refused before or around execution, by an
-/// extension) with a contract code.
+/// A request-level error (refused before or around execution, by the
+/// request pipeline) with a contract code.
 pub fn coded_server_error(code: ErrorCode, message: impl Into<String>) -> ServerError {
     let mut err = ServerError::new(message, None);
     let mut ext = async_graphql::ErrorExtensionValues::default();
