@@ -18,7 +18,7 @@ use crate::observe::{OperationType, RequestMetrics, name_label};
 
 /// An operation's type and the name it is counted under, known once its
 /// document is parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Measured {
     /// The `operationName` the request asked for, else the document's.
     operation: Option<String>,

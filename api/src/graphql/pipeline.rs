@@ -103,46 +103,41 @@ impl Pipeline {
     /// Resolves the request's document and checks it; `Err` is the response
     /// of a request refused before it ran (counted).
     pub async fn prepare(&self, request: Request, origin: Origin) -> Result<Prepared, Response> {
-        let asked = request.operation_name.clone();
-        match self.resolve(request, origin).await {
-            Ok((mut request, pending)) => {
-                let doc = request.parsed_query().map_err(|err| self.refuse(err))?;
-                let measured = Measured::parsed(&self.metrics, asked, doc);
-                Ok(Prepared {
-                    request,
-                    measured,
-                    pending,
-                })
-            }
-            Err(err) => Err(self.refuse(err)),
-        }
+        self.resolve(request, origin)
+            .await
+            .map_err(|err| self.refuse(err))
     }
 
-    /// Steps 2 to 5: the document in place, parsed, within the limits.
-    async fn resolve(
-        &self,
-        request: Request,
-        origin: Origin,
-    ) -> Result<(Request, Option<Pending>), ServerError> {
+    /// Steps 1 to 5: the name asked for, the document in place, parsed and
+    /// within the limits, counted.
+    async fn resolve(&self, request: Request, origin: Origin) -> Result<Prepared, ServerError> {
+        let asked = request.operation_name.clone();
         let request = self.trusted.prepare(request)?;
         let (mut request, pending) = self.persisted.prepare(request).await?;
-        // A persisted query arrives parsed, with its text taken out.
-        let text = (!request.query.is_empty() && request.query.len() <= MAX_PARSED_BYTES)
-            .then(|| request.query.clone());
-        let cached = match &text {
-            Some(text) if pending.is_none() => self.parsed.get(text.clone()).await,
-            _ => None,
-        };
-        let hit = cached.is_some();
-        if let Some(doc) = cached {
-            request.set_parsed_query(doc);
+        // A persisted query arrives parsed, with its text taken out; a
+        // document sent to be registered is parsed there.
+        let cacheable = pending.is_none()
+            && !request.query.is_empty()
+            && request.query.len() <= MAX_PARSED_BYTES;
+        // The text to keep the document under, when it is parsed here.
+        let mut missed = None;
+        if cacheable {
+            match self.parsed.get(request.query.clone()).await {
+                Some(doc) => request.set_parsed_query(doc),
+                None => missed = Some(request.query.clone()),
+            }
         }
         let doc = request.parsed_query()?;
         shape::check_request(doc, origin)?;
-        if let Some(text) = text.filter(|_| !hit) {
+        if let Some(text) = missed {
             self.parsed.set(text, doc.clone()).await;
         }
-        Ok((request, pending))
+        let measured = Measured::parsed(&self.metrics, asked, doc);
+        Ok(Prepared {
+            request,
+            measured,
+            pending,
+        })
     }
 
     fn refuse(&self, err: ServerError) -> Response {

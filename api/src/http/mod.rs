@@ -21,7 +21,7 @@ use domain::ErrorCode;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::auth::{AuthUser, Authenticated, Viewer};
+use crate::auth::{AuthUser, Authenticated, SignedInAccount, Viewer};
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
 use crate::graphql::pipeline::refused_before_execution;
@@ -82,6 +82,13 @@ pub fn metrics_routes(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// A request's viewer and what was read with its session.
+struct SessionRead {
+    viewer: Viewer,
+    account: Option<SignedInAccount>,
+    wallets: Option<Vec<entity::store::records::WalletRecord>>,
+}
+
 /// What a request's `Authorization` header carries.
 enum Credentials {
     /// No header.
@@ -121,18 +128,27 @@ impl Credentials {
     /// The viewer, once its session is checked, with what was read with it
     /// (the account, and with `wallets` its wallets); `Err` with the
     /// response when the session could not be checked.
-    async fn viewer(
-        self,
-        app: &AppState,
-        wallets: bool,
-    ) -> Result<(Viewer, Option<Authenticated>), Response> {
+    async fn viewer(self, app: &AppState, wallets: bool) -> Result<SessionRead, Response> {
+        let nobody = |viewer| SessionRead {
+            viewer,
+            account: None,
+            wallets: None,
+        };
         match self {
-            Credentials::None => Ok((Viewer::Anonymous, None)),
-            Credentials::Invalid => Ok((Viewer::InvalidToken, None)),
+            Credentials::None => Ok(nobody(Viewer::Anonymous)),
+            Credentials::Invalid => Ok(nobody(Viewer::InvalidToken)),
             Credentials::Token(user) => {
                 match crate::auth::check_session(app, user, wallets).await {
-                    Ok(Some(found)) => Ok((Viewer::User(found.user.clone()), Some(found))),
-                    Ok(None) => Ok((Viewer::InvalidToken, None)),
+                    Ok(Some(Authenticated {
+                        user,
+                        account,
+                        wallets,
+                    })) => Ok(SessionRead {
+                        viewer: Viewer::User(user),
+                        account: Some(account),
+                        wallets,
+                    }),
+                    Ok(None) => Ok(nobody(Viewer::InvalidToken)),
                     Err(()) => Err(unavailable()),
                 }
             }
@@ -278,13 +294,13 @@ async fn run(
     let queries = prepared
         .iter()
         .any(|p| matches!(p, Ok(p) if p.kind() == crate::observe::OperationType::Query));
-    let (viewer, found) = match credentials.viewer(&state.app, queries).await {
-        Ok(found) => found,
+    let SessionRead {
+        viewer,
+        account,
+        wallets,
+    } = match credentials.viewer(&state.app, queries).await {
+        Ok(read) => read,
         Err(resp) => return resp,
-    };
-    let (account, wallets) = match found {
-        Some(found) => (Some(found.account), found.wallets),
-        None => (None, None),
     };
     let device = crate::limits::ClientDevice::of(headers, addr);
     let operations = prepared.into_iter().map(|prepared| {
