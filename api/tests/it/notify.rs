@@ -601,6 +601,12 @@ async fn in_app_notices_written_in_batches_each_get_their_own_sequence() {
                     created.sequence, note.sequence,
                     "the notice and its event share a sequence"
                 );
+                let told = &created.payload["notification"];
+                assert_eq!(
+                    (told["sequence"].as_i64(), told["title"].as_str()),
+                    (Some(note.sequence), Some(note.title.as_str())),
+                    "the event carries the notice as stored: {told}"
+                );
             }
         }
     })

@@ -357,12 +357,23 @@ pub async fn mark_cancelled(
 /// sequences, and money movements lock the same rows. Over many users it
 /// would hold the rows it has while it waits for the rest: measured with
 /// 64-delivery batches over 40 busy users, transfers ran at half the rate.
+/// On PostgreSQL the whole of it is one statement
+/// ([`deliver_in_app_at_once`]), so the user's row is locked for that
+/// statement only.
 pub async fn deliver_in_app(
     db: &DatabaseConnection,
     batch: Vec<(&DeliveryRecord, Option<NewNotification<'_>>)>,
 ) -> StoreResult<Vec<bool>> {
-    if batch.is_empty() {
+    let Some((first, _)) = batch.first() else {
         return Ok(Vec::new());
+    };
+    let user_id = first.user_id;
+    if batch.iter().any(|(d, _)| d.user_id != user_id) {
+        return Err(inconsistent("an in-app batch of several users"));
+    }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        let ours = deliver_in_app_at_once(db, user_id, &batch).await?;
+        return Ok(batch.iter().map(|(d, _)| ours.contains(&d.id)).collect());
     }
     let txn = db.begin().await?;
     let ours = mark_all_sent(&txn, batch.iter().map(|(d, _)| *d)).await?;
@@ -374,6 +385,136 @@ pub async fn deliver_in_app(
     notifications::create_all(&txn, news).await?;
     txn.commit().await?;
     Ok(batch.iter().map(|(d, _)| ours.contains(&d.id)).collect())
+}
+
+/// [`deliver_in_app`] on PostgreSQL, in one statement: the deliveries still
+/// under this worker's claim are marked sent, and for each of them that has
+/// something to tell, numbered in the order given, a notification and its
+/// `notification.created` event are written under the user's next
+/// sequences. The sequences are only known inside the statement, so the
+/// event's payload is written with 0 where the notification's and the
+/// event's sequence go and the statement fills them in. Returns the ids of
+/// the deliveries that were still ours.
+async fn deliver_in_app_at_once(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    batch: &[(&DeliveryRecord, Option<NewNotification<'_>>)],
+) -> StoreResult<std::collections::HashSet<Uuid>> {
+    use domain::events::NotificationCreated;
+    use domain::{EventBody, NotificationRecord};
+
+    let at = now();
+    let mut values: Vec<sea_orm::Value> = vec![
+        DeliveryStatus::Sent.as_str().into(),
+        at.into(),
+        DeliveryStatus::Sending.as_str().into(),
+        user_id.into(),
+        domain::Topic::NotificationCreated.as_str().into(),
+    ];
+    let mut param = |v: sea_orm::Value| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    let claims = batch
+        .iter()
+        .map(|(d, _)| {
+            format!(
+                "(id = {}::uuid AND attempts = {}::bigint)",
+                param(d.id.into()),
+                param(d.attempts.into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let mut notices = Vec::new();
+    for (ord, (delivery, new)) in batch.iter().enumerate() {
+        let Some(new) = new else { continue };
+        let notification = NotificationRecord {
+            id: Uuid::now_v7(),
+            sequence: 0,
+            kind: new.kind.to_owned(),
+            title: new.title.clone(),
+            body: new.body.clone(),
+            data: new.data.clone(),
+            read_at: None,
+            created_at: at,
+            source_event_id: new.source_event_id,
+        };
+        let event = Envelope {
+            id: Uuid::now_v7(),
+            user_id,
+            sequence: 0,
+            occurred_at: at,
+            body: EventBody::NotificationCreated(NotificationCreated {
+                notification: notification.clone(),
+            }),
+        };
+        notices.push(format!(
+            "({}::int, {}::uuid, {}::uuid, {}::uuid, {}::text, {}::text, {}::text, {}::json, {}::uuid, {}::text, {}::jsonb)",
+            param(i32::try_from(ord).unwrap_or(i32::MAX).into()),
+            param(delivery.id.into()),
+            param(notification.id.into()),
+            param(event.id.into()),
+            param(notification.kind.into()),
+            param(notification.title.into()),
+            param(notification.body.into()),
+            param(notification.data.into()),
+            param(notification.source_event_id.into()),
+            param(new.trace_parent.clone().into()),
+            param(event.payload().into()),
+        ));
+    }
+    let marked = format!(
+        "UPDATE deliveries SET status = $1, sent_at = $2, lease_until = NULL, \
+         last_error = NULL, updated_at = $2 WHERE status = $3 AND ({claims}) RETURNING id"
+    );
+    let sql = if notices.is_empty() {
+        format!("WITH marked AS ({marked}) SELECT id, 0::bigint AS stored, 0::bigint AS announced, 0::bigint AS told FROM marked")
+    } else {
+        format!(
+            "WITH marked AS ({marked}), \
+             notice AS (SELECT v.*, row_number() OVER (ORDER BY v.ord) AS k \
+               FROM (VALUES {rows}) AS v(ord, delivery_id, id, event_id, kind, title, body, data, source_event_id, trace_parent, payload) \
+               JOIN marked ON marked.id = v.delivery_id), \
+             seq AS (UPDATE users SET event_seq = event_seq + (SELECT count(*) FROM notice) \
+               WHERE id = $4 AND EXISTS (SELECT 1 FROM notice) \
+               RETURNING event_seq - (SELECT count(*) FROM notice) AS base), \
+             stored AS (INSERT INTO notifications (id, user_id, sequence, kind, title, body, data, read_at, created_at, source_event_id) \
+               SELECT n.id, $4, seq.base + n.k, n.kind, n.title, n.body, n.data, NULL, $2, n.source_event_id \
+               FROM notice n CROSS JOIN seq RETURNING 1), \
+             announced AS (INSERT INTO outbox_events (id, user_id, sequence, topic, payload, created_at, trace_parent) \
+               SELECT n.event_id, $4, seq.base + n.k, $5, \
+                 jsonb_set(jsonb_set(n.payload, '{{notification,sequence}}', to_jsonb(seq.base + n.k)), '{{sequence}}', to_jsonb(seq.base + n.k))::json, \
+                 $2, n.trace_parent FROM notice n CROSS JOIN seq RETURNING 1) \
+             SELECT id, (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM announced) AS announced, \
+               (SELECT count(*) FROM notice) AS told FROM marked",
+            rows = notices.join(", ")
+        )
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    let mut ours = std::collections::HashSet::with_capacity(rows.len());
+    for row in &rows {
+        let (stored, announced, told): (i64, i64, i64) = (
+            row.try_get("", "stored")?,
+            row.try_get("", "announced")?,
+            row.try_get("", "told")?,
+        );
+        if stored != told || announced != told {
+            // Only a user row that vanished under its deliveries leaves the
+            // sequence unreserved (deliveries go with their user).
+            return Err(inconsistent(format!(
+                "{stored} notifications and {announced} events written for {told} notices: the user is missing"
+            )));
+        }
+        ours.insert(row.try_get::<Uuid>("", "id")?);
+    }
+    Ok(ours)
 }
 
 /// Marks claimed deliveries sent in one statement; the ids of those whose
