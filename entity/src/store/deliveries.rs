@@ -469,7 +469,9 @@ async fn deliver_in_app_at_once(
          last_error = NULL, updated_at = $2 WHERE status = $3 AND ({claims}) RETURNING id"
     );
     let sql = if notices.is_empty() {
-        format!("WITH marked AS ({marked}) SELECT id, 0::bigint AS stored, 0::bigint AS announced, 0::bigint AS told FROM marked")
+        format!(
+            "WITH marked AS ({marked}) SELECT id, 0::bigint AS stored, 0::bigint AS announced, 0::bigint AS told FROM marked"
+        )
     } else {
         format!(
             "WITH marked AS ({marked}), \

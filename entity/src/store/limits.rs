@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::{transactions, users};
 use crate::money::Money;
+use crate::store::risk::{self, History};
 use crate::store::{StoreResult, inconsistent, now};
 
 /// What the limits are checked against: the user's KYC level, whether
@@ -58,7 +59,24 @@ pub async fn check(
     kind: TransactionKind,
     amount: Decimal,
 ) -> StoreResult<()> {
-    let usage = usage(txn, wallet.user_id, &[wallet.id]).await?;
+    check_reading(txn, limits, wallet, kind, amount, false)
+        .await
+        .map(drop)
+}
+
+/// [`check`], reading in the same statement on PostgreSQL the wallet's
+/// risk [`History`] when `history` asks for it: the movement's checks then
+/// cost one round trip while the wallet is locked, not two. `None` where it
+/// was not read (not asked, or another backend).
+pub(crate) async fn check_reading(
+    txn: &impl ConnectionTrait,
+    limits: &TierLimits,
+    wallet: &WalletRecord,
+    kind: TransactionKind,
+    amount: Decimal,
+    history: bool,
+) -> StoreResult<Option<History>> {
+    let (usage, history) = usage(txn, wallet.user_id, &[wallet.id], history).await?;
     if usage.refused {
         return Err(DomainError::new(
             ErrorCode::KycRequired,
@@ -73,7 +91,7 @@ pub async fn check(
         amount,
         usage.of(wallet.id, kind),
     )?;
-    Ok(())
+    Ok(history)
 }
 
 /// What every wallet of the user may still move, per kind.
@@ -84,7 +102,7 @@ pub async fn allowances(
     wallets: &[WalletRecord],
 ) -> StoreResult<Vec<Allowance>> {
     let ids: Vec<Uuid> = wallets.iter().map(|w| w.id).collect();
-    let usage = usage(db, user_id, &ids).await?;
+    let (usage, _) = usage(db, user_id, &ids, false).await?;
     let mut out = Vec::with_capacity(wallets.len() * KINDS.len());
     for wallet in wallets {
         for kind in KINDS {
@@ -108,21 +126,26 @@ pub async fn allowances(
 /// transfers for the wallet debited. One query on PostgreSQL, which sums
 /// exactly (in `NUMERIC`); SQLite's `SUM` would go through floating point,
 /// so there the rows are summed here.
+/// On PostgreSQL, with `history`, the first wallet's risk [`History`] too.
 async fn usage(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     wallet_ids: &[Uuid],
-) -> StoreResult<Usage> {
+    history: bool,
+) -> StoreResult<(Usage, Option<History>)> {
     let since = now() - Duration::hours(WINDOW_HOURS);
-    if db.get_database_backend() == DatabaseBackend::Postgres && !wallet_ids.is_empty() {
-        return summed(db, user_id, wallet_ids, since).await;
+    if db.get_database_backend() == DatabaseBackend::Postgres
+        && let Some(first) = wallet_ids.first()
+    {
+        return summed(db, user_id, wallet_ids, since, history.then_some(*first)).await;
     }
     let (level, refused) = standing(db, user_id).await?;
-    Ok(Usage {
+    let usage = Usage {
         level,
         refused,
         used: used(db, wallet_ids, since).await?,
-    })
+    };
+    Ok((usage, None))
 }
 
 /// [`usage`]'s sums on SQLite.
@@ -189,7 +212,8 @@ async fn summed(
     user_id: Uuid,
     wallet_ids: &[Uuid],
     since: DateTime<Utc>,
-) -> StoreResult<Usage> {
+    history_of: Option<Uuid>,
+) -> StoreResult<(Usage, Option<History>)> {
     // The first whole hour of the window, bound as a value (the planner
     // then bounds the movements' index range by it).
     let edge = since
@@ -219,8 +243,15 @@ async fn summed(
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let history = match history_of {
+        Some(wallet) => risk::history_json_sql(wallet, &mut |v| {
+            values.push(v);
+            format!("${}", values.len())
+        }),
+        None => "NULL::json".to_owned(),
+    };
     let sql = format!(
-        "SELECT owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total FROM users owner \
+        "SELECT owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total, {history} AS history FROM users owner \
          LEFT JOIN (SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
            SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u \
            WHERE u.wallet_id IN ({ids}) AND u.hour >= $6 \
@@ -250,6 +281,10 @@ async fn summed(
         refused: status == KycStatus::Rejected.as_str(),
         used: Vec::with_capacity(rows.len()),
     };
+    let history = match history_of {
+        Some(_) => Some(risk::history_from_json(first.try_get("", "history")?)?),
+        None => None,
+    };
     for row in &rows {
         let Some(kind) = row.try_get::<Option<String>>("", "kind")? else {
             continue; // nothing moved
@@ -260,7 +295,7 @@ async fn summed(
         let total: Money = row.try_get("", "total")?;
         usage.used.push((wallet, kind, total.0));
     }
-    Ok(usage)
+    Ok((usage, history))
 }
 
 /// Forgets usage buckets older than the window (PostgreSQL); returns how

@@ -453,12 +453,13 @@ async fn transfer(
             ),
             _ => e,
         })?;
-    limits::check(
+    let history = limits::check_reading(
         txn,
         checks.limits,
         &from,
         TransactionKind::Transfer,
         amount.value(),
+        checks.risk.needs_history(),
     )
     .await?;
     let assessment = risk::assess(
@@ -468,6 +469,7 @@ async fn transfer(
         TransactionKind::Transfer,
         amount.value(),
         Some(to.id),
+        history,
     )
     .await?;
     let held = screen(
@@ -817,12 +819,29 @@ async fn move_single(
     let next = wallet
         .balances()
         .apply(wallet.id, wallet.currency, wallet.status, &posting)?;
-    limits::check(txn, checks.limits, &wallet, spec.kind, amount.value()).await?;
     // Money leaving is screened; a held withdrawal keeps its hold and is
     // not paid out until compliance releases it.
-    let (assessment, held) = if spec.kind == TransactionKind::Withdrawal {
-        let assessment =
-            risk::assess(txn, checks.risk, &wallet, spec.kind, amount.value(), None).await?;
+    let screened = spec.kind == TransactionKind::Withdrawal;
+    let history = limits::check_reading(
+        txn,
+        checks.limits,
+        &wallet,
+        spec.kind,
+        amount.value(),
+        screened && checks.risk.needs_history(),
+    )
+    .await?;
+    let (assessment, held) = if screened {
+        let assessment = risk::assess(
+            txn,
+            checks.risk,
+            &wallet,
+            spec.kind,
+            amount.value(),
+            None,
+            history,
+        )
+        .await?;
         let held = screen(&assessment, user_id, spec.kind, amount, blocked)?;
         (Some(assessment), held)
     } else {

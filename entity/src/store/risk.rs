@@ -38,8 +38,59 @@ pub struct RiskContext<'a> {
     pub session_id: Option<Uuid>,
 }
 
+/// The wallet's latest movements out (amount, when), newest first: what
+/// the velocity and history rules look at.
+pub(crate) type History = Vec<(Decimal, DateTime<Utc>)>;
+
+impl RiskContext<'_> {
+    /// Whether [`assess`] needs the wallet's [`History`].
+    pub(crate) fn needs_history(&self) -> bool {
+        self.rules.uses(RiskRule::Velocity) || self.rules.uses(RiskRule::AboveHistory)
+    }
+}
+
+/// The [`History`] of `wallet_id` as a PostgreSQL scalar subquery whose
+/// value is a JSON array of `[amount as text, created_at]`, newest first
+/// (`NULL` for none); its values are added through `param`, which returns
+/// each one's placeholder. Read back with [`history_from_json`].
+pub(crate) fn history_json_sql(
+    wallet_id: Uuid,
+    param: &mut impl FnMut(sea_orm::Value) -> String,
+) -> String {
+    let wallet = param(wallet_id.into());
+    let kinds = [TransactionKind::Transfer, TransactionKind::Withdrawal]
+        .map(|k| param(k.as_str().into()))
+        .join(", ");
+    let statuses = MOVED.map(|s| param(s.as_str().into())).join(", ");
+    format!(
+        "(SELECT json_agg(json_build_array(h.amount::text, h.created_at) ORDER BY h.created_at DESC) \
+         FROM (SELECT amount, created_at FROM transactions \
+           WHERE from_wallet_id = {wallet}::uuid AND kind IN ({kinds}) AND status IN ({statuses}) \
+           ORDER BY created_at DESC LIMIT {HISTORY}) h)"
+    )
+}
+
+/// Reads the value of [`history_json_sql`].
+pub(crate) fn history_from_json(value: Option<serde_json::Value>) -> StoreResult<History> {
+    let Some(value) = value else {
+        return Ok(History::new());
+    };
+    let rows: Vec<(String, DateTime<Utc>)> = serde_json::from_value(value)
+        .map_err(|e| inconsistent(format!("a wallet's history: {e}")))?;
+    rows.into_iter()
+        .map(|(amount, at)| {
+            let amount: Decimal = amount
+                .parse()
+                .map_err(|e| inconsistent(format!("an amount in a wallet's history: {e}")))?;
+            Ok((amount, at))
+        })
+        .collect()
+}
+
 /// Scores a movement of `amount` out of `wallet` (locked by the caller);
-/// `recipient` is the receiving wallet of a transfer.
+/// `recipient` is the receiving wallet of a transfer. `history` is the
+/// wallet's [`History`] when the caller read it already (with the limits'
+/// usage, in one statement); otherwise it is read here when the rules need it.
 pub(crate) async fn assess(
     txn: &impl ConnectionTrait,
     ctx: RiskContext<'_>,
@@ -47,15 +98,16 @@ pub(crate) async fn assess(
     kind: TransactionKind,
     amount: Decimal,
     recipient: Option<Uuid>,
+    history: Option<History>,
 ) -> StoreResult<Assessment> {
     let at = now();
     let large = amount >= ctx.rules.large(wallet.currency);
     // Only the velocity and history rules look at earlier movements.
-    let recent: Vec<(Money, DateTime<Utc>)> =
-        if !(ctx.rules.uses(RiskRule::Velocity) || ctx.rules.uses(RiskRule::AboveHistory)) {
-            Vec::new()
-        } else {
-            transactions::Entity::find()
+    let recent: History = match history {
+        _ if !ctx.needs_history() => History::new(),
+        Some(history) => history,
+        None => {
+            let rows: Vec<(Money, DateTime<Utc>)> = transactions::Entity::find()
                 .select_only()
                 .column(transactions::Column::Amount)
                 .column(transactions::Column::CreatedAt)
@@ -69,8 +121,10 @@ pub(crate) async fn assess(
                 .limit(HISTORY)
                 .into_tuple()
                 .all(txn)
-                .await?
-        };
+                .await?;
+            rows.into_iter().map(|(a, t)| (a.0, t)).collect()
+        }
+    };
     // Only asked when its rule could fire: a large first transfer.
     let paid_recipient_before = match recipient {
         Some(to) if large && ctx.rules.uses(RiskRule::NewRecipient) => Some(
@@ -119,7 +173,7 @@ pub(crate) async fn assess(
         amount,
         currency: wallet.currency,
         at,
-        recent: recent.into_iter().map(|(a, t)| (a.0, t)).collect(),
+        recent,
         paid_recipient_before,
         last_deposit_at,
         new_device_since,
