@@ -82,6 +82,9 @@ pub async fn append(
 /// this transaction. PostgreSQL broke such deadlocks between two
 /// single-user reservations of the notifier, and between a transfer's
 /// events and one, under `api_load`.
+///
+/// A read-only statement may take the same lock first ([`lock_users_sql`]),
+/// saving this round trip: the [`Writes`] that then stage the events know.
 async fn lock_users(db: &impl ConnectionTrait, mut ids: Vec<Uuid>) -> StoreResult<()> {
     ids.sort_unstable();
     ids.dedup();
@@ -98,6 +101,21 @@ async fn lock_users(db: &impl ConnectionTrait, mut ids: Vec<Uuid>) -> StoreResul
         .all(db)
         .await?;
     Ok(())
+}
+
+/// The lock of [`lock_users`] as a query (PostgreSQL) to read in a
+/// statement that does not update the users; its values are added through
+/// `param`, which returns each one's placeholder. `ids` sorted, distinct.
+pub(crate) fn lock_users_sql(
+    ids: &[Uuid],
+    param: &mut impl FnMut(sea_orm::Value) -> String,
+) -> String {
+    let ids = ids
+        .iter()
+        .map(|id| format!("{}::uuid", param((*id).into())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE")
 }
 
 /// Writes several events, for one or more users, each with its user's next
@@ -156,7 +174,10 @@ pub(crate) async fn stage_all(
         append_all(db, events).await?;
         return Ok(());
     }
-    lock_users(db, events.iter().map(|(u, _)| *u).collect()).await?;
+    let users: Vec<Uuid> = events.iter().map(|(u, _)| *u).collect();
+    if !writes.holds_users(&users) {
+        lock_users(db, users).await?;
+    }
     let SequencedInsert {
         with,
         insert,

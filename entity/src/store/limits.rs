@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::{transactions, users};
 use crate::money::Money;
+use crate::store::events;
 use crate::store::risk::{self, History};
 use crate::store::{StoreResult, inconsistent, now};
 
@@ -59,24 +60,42 @@ pub async fn check(
     kind: TransactionKind,
     amount: Decimal,
 ) -> StoreResult<()> {
-    check_reading(txn, limits, wallet, kind, amount, false)
+    check_reading(txn, limits, wallet, kind, amount, Also::default())
         .await
         .map(drop)
 }
 
-/// [`check`], reading in the same statement on PostgreSQL the wallet's
-/// risk [`History`] when `history` asks for it: the movement's checks then
-/// cost one round trip while the wallet is locked, not two. `None` where it
-/// was not read (not asked, or another backend).
+/// What [`check_reading`] does beside reading the usage, in the same
+/// statement on PostgreSQL, so that a movement's checks cost one round trip
+/// while its wallets are locked.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Also<'a> {
+    /// Read the wallet's risk [`History`].
+    pub history: bool,
+    /// Lock these users' rows, sorted and distinct, as the events' writes
+    /// would (see [`events::lock_users_sql`]).
+    pub lock_users: &'a [Uuid],
+}
+
+/// What [`check_reading`] read and took beside the usage.
+#[derive(Debug, Default)]
+pub(crate) struct AlsoRead {
+    /// The wallet's risk history, when it was read here.
+    pub history: Option<History>,
+    /// Whether the users' rows are locked (PostgreSQL only).
+    pub users_locked: bool,
+}
+
+/// [`check`], doing in the same statement on PostgreSQL what `also` asks.
 pub(crate) async fn check_reading(
     txn: &impl ConnectionTrait,
     limits: &TierLimits,
     wallet: &WalletRecord,
     kind: TransactionKind,
     amount: Decimal,
-    history: bool,
-) -> StoreResult<Option<History>> {
-    let (usage, history) = usage(txn, wallet.user_id, &[wallet.id], history).await?;
+    also: Also<'_>,
+) -> StoreResult<AlsoRead> {
+    let (usage, read) = usage(txn, wallet.user_id, &[wallet.id], also).await?;
     if usage.refused {
         return Err(DomainError::new(
             ErrorCode::KycRequired,
@@ -91,7 +110,7 @@ pub(crate) async fn check_reading(
         amount,
         usage.of(wallet.id, kind),
     )?;
-    Ok(history)
+    Ok(read)
 }
 
 /// What every wallet of the user may still move, per kind.
@@ -102,7 +121,7 @@ pub async fn allowances(
     wallets: &[WalletRecord],
 ) -> StoreResult<Vec<Allowance>> {
     let ids: Vec<Uuid> = wallets.iter().map(|w| w.id).collect();
-    let (usage, _) = usage(db, user_id, &ids, false).await?;
+    let (usage, _) = usage(db, user_id, &ids, Also::default()).await?;
     let mut out = Vec::with_capacity(wallets.len() * KINDS.len());
     for wallet in wallets {
         for kind in KINDS {
@@ -126,18 +145,18 @@ pub async fn allowances(
 /// transfers for the wallet debited. One query on PostgreSQL, which sums
 /// exactly (in `NUMERIC`); SQLite's `SUM` would go through floating point,
 /// so there the rows are summed here.
-/// On PostgreSQL, with `history`, the first wallet's risk [`History`] too.
+/// On PostgreSQL, what `also` asks of the first wallet too.
 async fn usage(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     wallet_ids: &[Uuid],
-    history: bool,
-) -> StoreResult<(Usage, Option<History>)> {
+    also: Also<'_>,
+) -> StoreResult<(Usage, AlsoRead)> {
     let since = now() - Duration::hours(WINDOW_HOURS);
     if db.get_database_backend() == DatabaseBackend::Postgres
         && let Some(first) = wallet_ids.first()
     {
-        return summed(db, user_id, wallet_ids, since, history.then_some(*first)).await;
+        return summed(db, user_id, wallet_ids, since, *first, also).await;
     }
     let (level, refused) = standing(db, user_id).await?;
     let usage = Usage {
@@ -145,7 +164,7 @@ async fn usage(
         refused,
         used: used(db, wallet_ids, since).await?,
     };
-    Ok((usage, None))
+    Ok((usage, AlsoRead::default()))
 }
 
 /// [`usage`]'s sums on SQLite.
@@ -212,8 +231,9 @@ async fn summed(
     user_id: Uuid,
     wallet_ids: &[Uuid],
     since: DateTime<Utc>,
-    history_of: Option<Uuid>,
-) -> StoreResult<(Usage, Option<History>)> {
+    wallet_id: Uuid,
+    also: Also<'_>,
+) -> StoreResult<(Usage, AlsoRead)> {
     // The first whole hour of the window, bound as a value (the planner
     // then bounds the movements' index range by it).
     let edge = since
@@ -243,15 +263,27 @@ async fn summed(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let history = match history_of {
-        Some(wallet) => risk::history_json_sql(wallet, &mut |v| {
-            values.push(v);
-            format!("${}", values.len())
-        }),
-        None => "NULL::json".to_owned(),
+    let mut param = |v: sea_orm::Value| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    let history = if also.history {
+        risk::history_json_sql(wallet_id, &mut param)
+    } else {
+        "NULL::json".to_owned()
+    };
+    // Referenced, so that it runs; materialized, so that it runs once.
+    let locked = if also.lock_users.is_empty() {
+        "WITH locked AS (SELECT NULL::uuid AS id WHERE false) ".to_owned()
+    } else {
+        format!(
+            "WITH locked AS MATERIALIZED ({}) ",
+            events::lock_users_sql(also.lock_users, &mut param)
+        )
     };
     let sql = format!(
-        "SELECT owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total, {history} AS history FROM users owner \
+        "{locked}SELECT owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total, \
+           {history} AS history, (SELECT count(*) FROM locked) AS locked FROM users owner \
          LEFT JOIN (SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
            SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u \
            WHERE u.wallet_id IN ({ids}) AND u.hour >= $6 \
@@ -281,9 +313,20 @@ async fn summed(
         refused: status == KycStatus::Rejected.as_str(),
         used: Vec::with_capacity(rows.len()),
     };
-    let history = match history_of {
-        Some(_) => Some(risk::history_from_json(first.try_get("", "history")?)?),
-        None => None,
+    let locked: i64 = first.try_get("", "locked")?;
+    if locked != also.lock_users.len() as i64 {
+        return Err(inconsistent(format!(
+            "locked {locked} of {} users: a user is missing",
+            also.lock_users.len()
+        )));
+    }
+    let read = AlsoRead {
+        history: if also.history {
+            Some(risk::history_from_json(first.try_get("", "history")?)?)
+        } else {
+            None
+        },
+        users_locked: !also.lock_users.is_empty(),
     };
     for row in &rows {
         let Some(kind) = row.try_get::<Option<String>>("", "kind")? else {
@@ -295,7 +338,7 @@ async fn summed(
         let total: Money = row.try_get("", "total")?;
         usage.used.push((wallet, kind, total.0));
     }
-    Ok((usage, history))
+    Ok((usage, read))
 }
 
 /// Forgets usage buckets older than the window (PostgreSQL); returns how

@@ -453,15 +453,26 @@ async fn transfer(
             ),
             _ => e,
         })?;
-    let history = limits::check_reading(
+    // The users' rows are locked with the checks, in the order the events'
+    // writes lock them (the two users' sequences are taken at the end).
+    let mut users = [from.user_id, to.user_id];
+    users.sort_unstable();
+    let users: &[Uuid] = if users[0] == users[1] { &[] } else { &users };
+    let read = limits::check_reading(
         txn,
         checks.limits,
         &from,
         TransactionKind::Transfer,
         amount.value(),
-        checks.risk.needs_history(),
+        limits::Also {
+            history: checks.risk.needs_history(),
+            lock_users: users,
+        },
     )
     .await?;
+    if read.users_locked {
+        writes.users_locked(users);
+    }
     let assessment = risk::assess(
         txn,
         checks.risk,
@@ -469,7 +480,7 @@ async fn transfer(
         TransactionKind::Transfer,
         amount.value(),
         Some(to.id),
-        history,
+        read.history,
     )
     .await?;
     let held = screen(
@@ -822,13 +833,16 @@ async fn move_single(
     // Money leaving is screened; a held withdrawal keeps its hold and is
     // not paid out until compliance releases it.
     let screened = spec.kind == TransactionKind::Withdrawal;
-    let history = limits::check_reading(
+    let read = limits::check_reading(
         txn,
         checks.limits,
         &wallet,
         spec.kind,
         amount.value(),
-        screened && checks.risk.needs_history(),
+        limits::Also {
+            history: screened && checks.risk.needs_history(),
+            lock_users: &[],
+        },
     )
     .await?;
     let (assessment, held) = if screened {
@@ -839,7 +853,7 @@ async fn move_single(
             spec.kind,
             amount.value(),
             None,
-            history,
+            read.history,
         )
         .await?;
         let held = screen(&assessment, user_id, spec.kind, amount, blocked)?;

@@ -118,6 +118,9 @@ fn check(expect: Option<(u64, Otherwise)>, touched: u64) -> StoreResult<()> {
 pub(crate) struct Writes {
     backend: DatabaseBackend,
     staged: Vec<Write>,
+    /// Users whose rows this transaction locked already, in the order
+    /// writers of several users' sequences lock them.
+    users_locked: Vec<uuid::Uuid>,
 }
 
 impl Writes {
@@ -126,7 +129,18 @@ impl Writes {
         Self {
             backend: db.get_database_backend(),
             staged: Vec::new(),
+            users_locked: Vec::new(),
         }
+    }
+
+    /// Records that the transaction locked these users' rows (in id order).
+    pub(crate) fn users_locked(&mut self, ids: &[uuid::Uuid]) {
+        self.users_locked.extend_from_slice(ids);
+    }
+
+    /// Whether the transaction holds every one of these users' rows.
+    pub(crate) fn holds_users(&self, ids: &[uuid::Uuid]) -> bool {
+        ids.iter().all(|id| self.users_locked.contains(id))
     }
 
     /// The backend the statements are built for.
