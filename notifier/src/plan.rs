@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use domain::Envelope;
 use domain::notify::{Channel, NotificationKind};
 use entity::StoreResult;
-use entity::store::deliveries::{self, Planned};
+use entity::store::deliveries::Planned;
 use entity::store::{preferences, users};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
@@ -32,18 +32,19 @@ impl Planner {
     }
 
     /// Plans the events' deliveries by their users' preferences (security
-    /// notices always by e-mail); returns how many were planned.
+    /// notices always by e-mail): what to write with the batch's marks
+    /// ([`entity::store::deliveries::plan_with_published`]).
     pub async fn plan(
         &self,
         db: &impl ConnectionTrait,
         events: &[&Envelope],
-    ) -> StoreResult<usize> {
+    ) -> StoreResult<Vec<Planned>> {
         let notifiable: Vec<(&Envelope, NotificationKind)> = events
             .iter()
             .filter_map(|e| NotificationKind::of(&e.body).map(|k| (*e, k)))
             .collect();
         if notifiable.is_empty() || self.enabled.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut user_ids: Vec<Uuid> = notifiable.iter().map(|(e, _)| e.user_id).collect();
         user_ids.sort_unstable();
@@ -89,7 +90,6 @@ impl Planner {
                 }
             }
         }
-        deliveries::plan(db, &planned).await?;
-        Ok(planned.len())
+        Ok(planned)
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Each round takes a batch of unpublished events in one database
 //! transaction, publishes them to the bus in per-user sequence order, marks
-//! them published and commits. On PostgreSQL the round first takes a
-//! transaction-scoped advisory lock, so when several relays run (one per API
-//! instance) one of them publishes at a time: events are published once in
+//! them published and commits. On PostgreSQL the statement that reads the
+//! batch first takes a transaction-scoped advisory lock (and reads nothing
+//! without it), so when several relays run (one per API instance) one of
+//! them publishes at a time: events are published once in
 //! normal operation and a user's events stay in order. A relay that dies
 //! mid-batch rolls back; the next round publishes the batch again (at least
 //! once: consumers dedupe by event id and sequence).
@@ -18,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use entity::store::deliveries;
 use entity::store::events::{self, OUTBOX_CHANNEL};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use subscriptions::{Bus, Outgoing, Payload};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -171,27 +173,13 @@ async fn round(
     config: &RelayConfig,
 ) -> anyhow::Result<(usize, usize)> {
     let txn = db.begin().await.context("beginning relay transaction")?;
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        let row = txn
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                format!("SELECT pg_try_advisory_xact_lock({RELAY_LOCK_KEY}) AS leader"),
-            ))
-            .await
-            .context("taking the relay lock")?;
-        let leader = row
-            .map(|r| r.try_get::<bool>("", "leader"))
-            .transpose()
-            .context("reading the relay lock")?
-            .unwrap_or(false);
-        if !leader {
-            // Another relay is publishing; it will get to these events.
-            return Ok((0, 0));
-        }
-    }
-    let batch = events::unpublished(&txn, config.batch_size)
+    // Empty when another relay is publishing: it will get to these events.
+    let batch = events::unpublished_as_leader(&txn, config.batch_size, RELAY_LOCK_KEY)
         .await
         .context("reading unpublished events")?;
+    if batch.is_empty() {
+        return Ok((0, 0));
+    }
     // Publish the whole batch first, in one round trip: the live path never
     // waits for planning.
     let mut ids = Vec::with_capacity(batch.len());
@@ -246,11 +234,11 @@ async fn round(
         .plan(&txn, &refs)
         .await
         .context("planning deliveries")?;
-    events::mark_published(&txn, &ids)
+    deliveries::plan_with_published(&txn, &planned, &ids)
         .await
-        .context("marking events published")?;
+        .context("marking events published and planning their deliveries")?;
     txn.commit().await.context("committing relay batch")?;
-    Ok((ids.len(), planned))
+    Ok((ids.len(), planned.len()))
 }
 
 /// Wakes the relay on every `NOTIFY`, reconnecting as needed.

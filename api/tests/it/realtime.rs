@@ -899,5 +899,33 @@ async fn under_a_backlog_the_relay_takes_users_by_how_long_they_have_waited() {
             vec![(late, 1), (late, 2), (busy, 1), (busy, 2)],
             "{backend:?}"
         );
+        if matches!(backend, Backend::Postgres) {
+            // The relay's form takes the leader's lock in the same
+            // statement: while another transaction holds it, it reads
+            // nothing; once it is free, the same batch.
+            use sea_orm::{ConnectionTrait, TransactionTrait};
+            const KEY: i64 = 0x7465_7374;
+            let holder = app.db.begin().await.expect("begin");
+            holder
+                .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({KEY})"))
+                .await
+                .expect("take the lock");
+            let follower = entity::store::events::unpublished_as_leader(&app.db, 4, KEY)
+                .await
+                .expect("batch without the lock");
+            assert!(
+                follower.is_empty(),
+                "read {} events without the lock",
+                follower.len()
+            );
+            holder.rollback().await.expect("release the lock");
+            let leader = entity::store::events::unpublished_as_leader(&app.db, 4, KEY)
+                .await
+                .expect("batch with the lock");
+            assert_eq!(
+                leader.iter().map(|r| r.id).collect::<Vec<_>>(),
+                batch.iter().map(|r| r.id).collect::<Vec<_>>()
+            );
+        }
     }
 }

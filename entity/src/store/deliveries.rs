@@ -15,14 +15,15 @@ use domain::notify::{Channel, DeliveryStatus};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::entities::{deliveries, outbox_events};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::notifications::{self, NewNotification};
-use crate::store::{StoreResult, inconsistent, now, numbered};
+use crate::store::writes::{Write, Writes};
+use crate::store::{StoreResult, events, inconsistent, now, numbered};
 
 /// A delivery as the notifier and the API see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,17 @@ pub struct Planned {
 /// Plans deliveries in one statement; ones planned before (the relay
 /// publishes at least once) stay as they are.
 pub async fn plan(db: &impl ConnectionTrait, planned: &[Planned]) -> StoreResult<()> {
+    plan_with_published(db, planned, &[]).await
+}
+
+/// The relay's writes of a round: [`plan`], and the events marked
+/// published ([`events::mark_published`]), in one statement on PostgreSQL.
+pub async fn plan_with_published(
+    db: &impl ConnectionTrait,
+    planned: &[Planned],
+    published: &[Uuid],
+) -> StoreResult<()> {
+    let mut writes = Writes::new(db);
     let at = now();
     for chunk in planned.chunks(500) {
         let rows = chunk.iter().map(|p| deliveries::ActiveModel {
@@ -116,7 +128,7 @@ pub async fn plan(db: &impl ConnectionTrait, planned: &[Planned]) -> StoreResult
             created_at: sea_orm::Set(at),
             updated_at: sea_orm::Set(at),
         });
-        deliveries::Entity::insert_many(rows)
+        let insert = deliveries::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::columns([
                     deliveries::Column::EventId,
@@ -126,10 +138,11 @@ pub async fn plan(db: &impl ConnectionTrait, planned: &[Planned]) -> StoreResult
                 .do_nothing()
                 .to_owned(),
             )
-            .exec_without_returning(db)
-            .await?;
+            .build(writes.backend());
+        writes.push(Write::new(insert));
     }
-    Ok(())
+    events::stage_published(&mut writes, published);
+    writes.flush(db).await
 }
 
 /// Takes up to `limit` due deliveries on `channels` (pending, failed and
