@@ -267,10 +267,14 @@ async fn summed(
         values.push(v);
         format!("${}", values.len())
     };
+    // The wallet's history, when asked, as rows of their own (`part` 1).
     let history = if also.history {
-        risk::history_json_sql(wallet_id, &mut param)
+        format!(
+            " UNION ALL SELECT 1, NULL, NULL, NULL, NULL, h.amount, h.created_at, NULL FROM ({}) h",
+            risk::history_sql(wallet_id, &mut param)
+        )
     } else {
-        "NULL::json".to_owned()
+        String::new()
     };
     // Referenced, so that it runs; materialized, so that it runs once.
     let locked = if also.lock_users.is_empty() {
@@ -282,8 +286,8 @@ async fn summed(
         )
     };
     let sql = format!(
-        "{locked}SELECT owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total, \
-           {history} AS history, (SELECT count(*) FROM locked) AS locked FROM users owner \
+        "{locked}SELECT 0 AS part, owner.kyc_level, owner.kyc_status, s.kind, s.wallet_id, s.total, \
+           NULL::timestamptz AS at, (SELECT count(*) FROM locked) AS locked FROM users owner \
          LEFT JOIN (SELECT kind, wallet_id, SUM(amount) AS total FROM ( \
            SELECT u.kind, u.wallet_id, u.amount FROM limit_usage u \
            WHERE u.wallet_id IN ({ids}) AND u.hour >= $6 \
@@ -295,7 +299,7 @@ async fn summed(
              AND t.status IN ({statuses}) \
              AND t.created_at >= $4 AND t.created_at < $5 \
          ) used GROUP BY 1, 2) s ON true \
-         WHERE owner.id = {user}"
+         WHERE owner.id = {user}{history}"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -304,31 +308,20 @@ async fn summed(
             values,
         ))
         .await?;
-    let first = rows
-        .first()
-        .ok_or_else(|| inconsistent(format!("user {user_id} vanished")))?;
-    let status: String = first.try_get("", "kyc_status")?;
-    let mut usage = Usage {
-        level: first.try_get("", "kyc_level")?,
-        refused: status == KycStatus::Rejected.as_str(),
-        used: Vec::with_capacity(rows.len()),
-    };
-    let locked: i64 = first.try_get("", "locked")?;
-    if locked != also.lock_users.len() as i64 {
-        return Err(inconsistent(format!(
-            "locked {locked} of {} users: a user is missing",
-            also.lock_users.len()
-        )));
-    }
-    let read = AlsoRead {
-        history: if also.history {
-            Some(risk::history_from_json(first.try_get("", "history")?)?)
-        } else {
-            None
-        },
-        users_locked: !also.lock_users.is_empty(),
-    };
+    let mut owner = None;
+    let mut used = Vec::with_capacity(rows.len());
+    let mut history = risk::History::new();
     for row in &rows {
+        if row.try_get::<i32>("", "part")? == 1 {
+            let amount: Money = row.try_get("", "total")?;
+            history.push((amount.0, row.try_get("", "at")?));
+            continue;
+        }
+        if owner.is_none() {
+            let status: String = row.try_get("", "kyc_status")?;
+            let locked: i64 = row.try_get("", "locked")?;
+            owner = Some((row.try_get::<i32>("", "kyc_level")?, status, locked));
+        }
         let Some(kind) = row.try_get::<Option<String>>("", "kind")? else {
             continue; // nothing moved
         };
@@ -336,8 +329,27 @@ async fn summed(
             .map_err(|_| inconsistent(format!("transaction kind {kind}")))?;
         let wallet: Uuid = row.try_get("", "wallet_id")?;
         let total: Money = row.try_get("", "total")?;
-        usage.used.push((wallet, kind, total.0));
+        used.push((wallet, kind, total.0));
     }
+    let (level, status, locked) =
+        owner.ok_or_else(|| inconsistent(format!("user {user_id} vanished")))?;
+    if locked != also.lock_users.len() as i64 {
+        return Err(inconsistent(format!(
+            "locked {locked} of {} users: a user is missing",
+            also.lock_users.len()
+        )));
+    }
+    let usage = Usage {
+        level,
+        refused: status == KycStatus::Rejected.as_str(),
+        used,
+    };
+    // Newest first, whatever order the union returned them in.
+    history.sort_by(|a, b| b.1.cmp(&a.1));
+    let read = AlsoRead {
+        history: also.history.then_some(history),
+        users_locked: !also.lock_users.is_empty(),
+    };
     Ok((usage, read))
 }
 

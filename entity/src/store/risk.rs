@@ -49,11 +49,10 @@ impl RiskContext<'_> {
     }
 }
 
-/// The [`History`] of `wallet_id` as a PostgreSQL scalar subquery whose
-/// value is a JSON array of `[amount as text, created_at]`, newest first
-/// (`NULL` for none); its values are added through `param`, which returns
-/// each one's placeholder. Read back with [`history_from_json`].
-pub(crate) fn history_json_sql(
+/// The query of the [`History`] of `wallet_id` (PostgreSQL): its rows are
+/// `(amount, created_at)`, newest first; its values are added through
+/// `param`, which returns each one's placeholder.
+pub(crate) fn history_sql(
     wallet_id: Uuid,
     param: &mut impl FnMut(sea_orm::Value) -> String,
 ) -> String {
@@ -63,28 +62,10 @@ pub(crate) fn history_json_sql(
         .join(", ");
     let statuses = MOVED.map(|s| param(s.as_str().into())).join(", ");
     format!(
-        "(SELECT json_agg(json_build_array(h.amount::text, h.created_at) ORDER BY h.created_at DESC) \
-         FROM (SELECT amount, created_at FROM transactions \
-           WHERE from_wallet_id = {wallet}::uuid AND kind IN ({kinds}) AND status IN ({statuses}) \
-           ORDER BY created_at DESC LIMIT {HISTORY}) h)"
+        "SELECT amount, created_at FROM transactions \
+         WHERE from_wallet_id = {wallet}::uuid AND kind IN ({kinds}) AND status IN ({statuses}) \
+         ORDER BY created_at DESC LIMIT {HISTORY}"
     )
-}
-
-/// Reads the value of [`history_json_sql`].
-pub(crate) fn history_from_json(value: Option<serde_json::Value>) -> StoreResult<History> {
-    let Some(value) = value else {
-        return Ok(History::new());
-    };
-    let rows: Vec<(String, DateTime<Utc>)> = serde_json::from_value(value)
-        .map_err(|e| inconsistent(format!("a wallet's history: {e}")))?;
-    rows.into_iter()
-        .map(|(amount, at)| {
-            let amount: Decimal = amount
-                .parse()
-                .map_err(|e| inconsistent(format!("an amount in a wallet's history: {e}")))?;
-            Ok((amount, at))
-        })
-        .collect()
 }
 
 /// Scores a movement of `amount` out of `wallet` (locked by the caller);
