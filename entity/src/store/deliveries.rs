@@ -362,7 +362,8 @@ pub async fn mark_cancelled(
 /// Delivers in-app notifications for claimed deliveries of one user (`None`
 /// for one with nothing to tell): the marks, the notification rows and their
 /// `notification.created` events commit together, so each exists exactly
-/// once, in one transaction of four statements however many there are.
+/// once, in one statement on PostgreSQL and one transaction of four
+/// statements elsewhere, however many there are.
 /// Answers, in order, whether each claim was still ours (a lost one wrote
 /// nothing).
 ///

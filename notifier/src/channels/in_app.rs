@@ -47,7 +47,7 @@ impl Channel for InApp {
         true
     }
 
-    /// One transaction per user of the batch (see
+    /// One write per user of the batch (see
     /// [`deliveries::deliver_in_app`]).
     async fn deliver_batch(&self, batch: Vec<Batched<'_>>) -> Vec<Result<Delivered, SendError>> {
         let mut outcomes = vec![Ok(Delivered::ClaimLost); batch.len()];
