@@ -145,7 +145,9 @@ pub async fn allowances(
 /// transfers for the wallet debited. One query on PostgreSQL, which sums
 /// exactly (in `NUMERIC`); SQLite's `SUM` would go through floating point,
 /// so there the rows are summed here.
-/// On PostgreSQL, what `also` asks of the first wallet too.
+///
+/// On PostgreSQL, in the same statement, what `also` asks of the first
+/// wallet.
 async fn usage(
     db: &impl ConnectionTrait,
     user_id: Uuid,
@@ -263,18 +265,18 @@ async fn summed(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let mut param = |v: sea_orm::Value| {
-        values.push(v);
-        format!("${}", values.len())
-    };
     // The wallet's history, when asked, as rows of their own (`part` 1).
     let history = if also.history {
         format!(
             " UNION ALL SELECT 1, NULL, NULL, NULL, NULL, h.amount, h.created_at, NULL FROM ({}) h",
-            risk::history_sql(wallet_id, &mut param)
+            risk::history_sql(wallet_id, &mut values)
         )
     } else {
         String::new()
+    };
+    let mut param = |v: sea_orm::Value| {
+        values.push(v);
+        format!("${}", values.len())
     };
     // Referenced, so that it runs; materialized, so that it runs once.
     let locked = if also.lock_users.is_empty() {

@@ -9,12 +9,13 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
 use crate::entities::{risk_alerts, transactions};
 use crate::money::Money;
+use crate::store::writes::shift_placeholders;
 use crate::store::{StoreResult, inconsistent, now, sessions};
 
 /// How many earlier movements the rules look at.
@@ -49,23 +50,30 @@ impl RiskContext<'_> {
     }
 }
 
-/// The query of the [`History`] of `wallet_id` (PostgreSQL): its rows are
-/// `(amount, created_at)`, newest first; its values are added through
-/// `param`, which returns each one's placeholder.
-pub(crate) fn history_sql(
-    wallet_id: Uuid,
-    param: &mut impl FnMut(sea_orm::Value) -> String,
-) -> String {
-    let wallet = param(wallet_id.into());
-    let kinds = [TransactionKind::Transfer, TransactionKind::Withdrawal]
-        .map(|k| param(k.as_str().into()))
-        .join(", ");
-    let statuses = MOVED.map(|s| param(s.as_str().into())).join(", ");
-    format!(
-        "SELECT amount, created_at FROM transactions \
-         WHERE from_wallet_id = {wallet}::uuid AND kind IN ({kinds}) AND status IN ({statuses}) \
-         ORDER BY created_at DESC LIMIT {HISTORY}"
-    )
+/// The query of the [`History`] of `wallet_id`: rows of
+/// `(amount, created_at)`, newest first.
+fn history_query(wallet_id: Uuid) -> sea_orm::Select<transactions::Entity> {
+    transactions::Entity::find()
+        .select_only()
+        .column(transactions::Column::Amount)
+        .column(transactions::Column::CreatedAt)
+        .filter(transactions::Column::FromWalletId.eq(wallet_id))
+        .filter(transactions::Column::Kind.is_in([
+            TransactionKind::Transfer.as_str(),
+            TransactionKind::Withdrawal.as_str(),
+        ]))
+        .filter(transactions::Column::Status.is_in(MOVED.map(TransactionStatus::as_str)))
+        .order_by_desc(transactions::Column::CreatedAt)
+        .limit(HISTORY)
+}
+
+/// [`history_query`] as PostgreSQL text to embed in a statement whose
+/// `values` come before its own (they are appended).
+pub(crate) fn history_sql(wallet_id: Uuid, values: &mut Vec<sea_orm::Value>) -> String {
+    let statement = history_query(wallet_id).build(sea_orm::DatabaseBackend::Postgres);
+    let sql = shift_placeholders(&statement.sql, values.len());
+    values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+    sql
 }
 
 /// Scores a movement of `amount` out of `wallet` (locked by the caller);
@@ -88,21 +96,8 @@ pub(crate) async fn assess(
         _ if !ctx.needs_history() => History::new(),
         Some(history) => history,
         None => {
-            let rows: Vec<(Money, DateTime<Utc>)> = transactions::Entity::find()
-                .select_only()
-                .column(transactions::Column::Amount)
-                .column(transactions::Column::CreatedAt)
-                .filter(transactions::Column::FromWalletId.eq(wallet.id))
-                .filter(transactions::Column::Kind.is_in([
-                    TransactionKind::Transfer.as_str(),
-                    TransactionKind::Withdrawal.as_str(),
-                ]))
-                .filter(transactions::Column::Status.is_in(MOVED.map(TransactionStatus::as_str)))
-                .order_by_desc(transactions::Column::CreatedAt)
-                .limit(HISTORY)
-                .into_tuple()
-                .all(txn)
-                .await?;
+            let rows: Vec<(Money, DateTime<Utc>)> =
+                history_query(wallet.id).into_tuple().all(txn).await?;
             rows.into_iter().map(|(a, t)| (a.0, t)).collect()
         }
     };

@@ -201,7 +201,7 @@ impl Writes {
 
 /// Renumbers PostgreSQL placeholders `$n` to `$(n + by)`, leaving quoted
 /// literals and identifiers alone.
-fn shift_placeholders(sql: &str, by: usize) -> String {
+pub(crate) fn shift_placeholders(sql: &str, by: usize) -> String {
     if by == 0 {
         return sql.to_owned();
     }
