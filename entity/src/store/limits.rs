@@ -347,7 +347,7 @@ async fn summed(
         used,
     };
     // Newest first, whatever order the union returned them in.
-    history.sort_by(|a, b| b.1.cmp(&a.1));
+    history.sort_by_key(|h| std::cmp::Reverse(h.1));
     let read = AlsoRead {
         history: also.history.then_some(history),
         users_locked: !also.lock_users.is_empty(),
