@@ -23,7 +23,7 @@ use crate::entities::{deliveries, outbox_events};
 use crate::store::audit::{self, AuditRecord};
 use crate::store::notifications::{self, NewNotification};
 use crate::store::writes::{Write, Writes};
-use crate::store::{StoreResult, events, inconsistent, now, numbered};
+use crate::store::{StoreResult, bind, events, inconsistent, now, numbered};
 
 /// A delivery as the notifier and the API see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,14 +97,10 @@ pub struct Planned {
     pub target: String,
 }
 
-/// Plans deliveries in one statement; ones planned before (the relay
-/// publishes at least once) stay as they are.
-pub async fn plan(db: &impl ConnectionTrait, planned: &[Planned]) -> StoreResult<()> {
-    plan_with_published(db, planned, &[]).await
-}
-
-/// The relay's writes of a round: [`plan`], and the events marked
-/// published ([`events::mark_published`]), in one statement on PostgreSQL.
+/// The relay's writes of a round, in one statement on PostgreSQL: the
+/// planned deliveries (ones planned before, as the relay publishes at least
+/// once, stay as they are) and the events marked published
+/// ([`events::mark_published`]).
 pub async fn plan_with_published(
     db: &impl ConnectionTrait,
     planned: &[Planned],
@@ -425,17 +421,13 @@ async fn deliver_in_app_at_once(
         user_id.into(),
         domain::Topic::NotificationCreated.as_str().into(),
     ];
-    let mut param = |v: sea_orm::Value| {
-        values.push(v);
-        format!("${}", values.len())
-    };
     let claims = batch
         .iter()
         .map(|(d, _)| {
             format!(
                 "(id = {}::uuid AND attempts = {}::bigint)",
-                param(d.id.into()),
-                param(d.attempts.into())
+                bind(&mut values, d.id),
+                bind(&mut values, d.attempts)
             )
         })
         .collect::<Vec<_>>()
@@ -465,17 +457,17 @@ async fn deliver_in_app_at_once(
         };
         notices.push(format!(
             "({}::int, {}::uuid, {}::uuid, {}::uuid, {}::text, {}::text, {}::text, {}::json, {}::uuid, {}::text, {}::jsonb)",
-            param(i32::try_from(ord).unwrap_or(i32::MAX).into()),
-            param(delivery.id.into()),
-            param(notification.id.into()),
-            param(event.id.into()),
-            param(notification.kind.into()),
-            param(notification.title.into()),
-            param(notification.body.into()),
-            param(notification.data.into()),
-            param(notification.source_event_id.into()),
-            param(new.trace_parent.clone().into()),
-            param(event.payload().into()),
+            bind(&mut values, i32::try_from(ord).unwrap_or(i32::MAX)),
+            bind(&mut values, delivery.id),
+            bind(&mut values, notification.id),
+            bind(&mut values, event.id),
+            bind(&mut values, notification.kind),
+            bind(&mut values, notification.title),
+            bind(&mut values, notification.body),
+            bind(&mut values, notification.data),
+            bind(&mut values, notification.source_event_id),
+            bind(&mut values, new.trace_parent.clone()),
+            bind(&mut values, event.payload()),
         ));
     }
     let marked = format!(

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::entities::{outbox_events, outbox_pruned, users};
 use crate::store::records::WalletRecord;
 use crate::store::writes::{self, Write, Writes};
-use crate::store::{StoreError, StoreResult, inconsistent, now};
+use crate::store::{StoreError, StoreResult, bind, inconsistent, now};
 
 /// Takes the user's next event sequence. The row lock this update takes is
 /// held until commit, so a user's sequences commit in order.
@@ -104,15 +104,12 @@ async fn lock_users(db: &impl ConnectionTrait, mut ids: Vec<Uuid>) -> StoreResul
 }
 
 /// The lock of [`lock_users`] as a query (PostgreSQL) to read in a
-/// statement that does not update the users; its values are added through
-/// `param`, which returns each one's placeholder. `ids` sorted, distinct.
-pub(crate) fn lock_users_sql(
-    ids: &[Uuid],
-    param: &mut impl FnMut(sea_orm::Value) -> String,
-) -> String {
+/// statement that does not update the users, whose `values` come before its
+/// own (they are appended). `ids` sorted, distinct.
+pub(crate) fn lock_users_sql(ids: &[Uuid], values: &mut Vec<sea_orm::Value>) -> String {
     let ids = ids
         .iter()
-        .map(|id| format!("{}::uuid", param((*id).into())))
+        .map(|id| format!("{}::uuid", bind(values, *id)))
         .collect::<Vec<_>>()
         .join(", ");
     format!("SELECT id FROM users WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE")
@@ -236,17 +233,13 @@ fn sequenced_insert(events: Vec<(Uuid, EventBody)>) -> SequencedInsert {
     }
     users.sort_by_key(|(u, _)| *u);
     let mut values: Vec<sea_orm::Value> = vec![at.into(), crate::trace::current().into()];
-    let mut param = |v: sea_orm::Value| {
-        values.push(v);
-        format!("${}", values.len())
-    };
     let counts = users
         .iter()
         .map(|(u, n)| {
             format!(
                 "({}::uuid, {}::bigint)",
-                param((*u).into()),
-                param((*n).into())
+                bind(&mut values, *u),
+                bind(&mut values, *n)
             )
         })
         .collect::<Vec<_>>()
@@ -257,11 +250,11 @@ fn sequenced_insert(events: Vec<(Uuid, EventBody)>) -> SequencedInsert {
         .map(|(e, ord)| {
             format!(
                 "({}::uuid, {}::uuid, {}::bigint, {}::text, {}::json)",
-                param(e.id.into()),
-                param(e.user_id.into()),
-                param((*ord).into()),
-                param(e.topic().as_str().into()),
-                param(e.payload().into()),
+                bind(&mut values, e.id),
+                bind(&mut values, e.user_id),
+                bind(&mut values, *ord),
+                bind(&mut values, e.topic().as_str()),
+                bind(&mut values, e.payload()),
             )
         })
         .collect::<Vec<_>>()
@@ -319,9 +312,11 @@ pub(crate) async fn reserve(
     let rows = counts
         .iter()
         .map(|(u, n)| {
-            values.push((*u).into());
-            values.push((*n).into());
-            format!("(${}::uuid, ${}::bigint)", values.len() - 1, values.len())
+            format!(
+                "({}::uuid, {}::bigint)",
+                bind(&mut values, *u),
+                bind(&mut values, *n)
+            )
         })
         .collect::<Vec<_>>()
         .join(", ");

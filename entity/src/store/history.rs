@@ -9,8 +9,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::transactions;
-use crate::store::StoreResult;
 use crate::store::records::TransactionRecord;
+use crate::store::{StoreResult, bind};
 
 /// Position after which a page starts: the last item seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,20 +170,19 @@ fn postgres_page(q: &HistoryQuery) -> Statement {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut bind = |value: sea_orm::Value| {
-        values.push(value);
-        format!("${}", values.len())
-    };
-    let limit = bind(i64::try_from(q.limit + 1).unwrap_or(i64::MAX).into());
+    let limit = bind(&mut values, i64::try_from(q.limit + 1).unwrap_or(i64::MAX));
     let mut filters = String::new();
     if let Some(from) = q.from {
-        let _ = write!(filters, " AND created_at >= {}", bind(from.into()));
+        let _ = write!(filters, " AND created_at >= {}", bind(&mut values, from));
     }
     if let Some(to) = q.to {
-        let _ = write!(filters, " AND created_at < {}", bind(to.into()));
+        let _ = write!(filters, " AND created_at < {}", bind(&mut values, to));
     }
     if let Some(after) = q.after {
-        let (at, id) = (bind(after.created_at.into()), bind(after.id.into()));
+        let (at, id) = (
+            bind(&mut values, after.created_at),
+            bind(&mut values, after.id),
+        );
         let _ = write!(filters, " AND (created_at, id) < ({at}, {id})");
     }
     let order = format!("ORDER BY created_at DESC, id DESC LIMIT {limit}");

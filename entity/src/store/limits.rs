@@ -17,7 +17,7 @@ use crate::entities::{transactions, users};
 use crate::money::Money;
 use crate::store::events;
 use crate::store::risk::{self, History};
-use crate::store::{StoreResult, inconsistent, now};
+use crate::store::{StoreResult, bind, inconsistent, now};
 
 /// What the limits are checked against: the user's KYC level, whether
 /// verification was refused (then no money moves until it is accepted),
@@ -251,18 +251,14 @@ async fn summed(
         edge.naive_utc().into(),
     ];
     values.extend(COUNTED.map(|s| sea_orm::Value::from(s.as_str())));
-    values.push(user_id.into());
-    let user = format!("${}::uuid", values.len());
+    let user = format!("{}::uuid", bind(&mut values, user_id));
     let statuses = (7..7 + COUNTED.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
     let ids = wallet_ids
         .iter()
-        .map(|id| {
-            values.push((*id).into());
-            format!("${}::uuid", values.len())
-        })
+        .map(|id| format!("{}::uuid", bind(&mut values, *id)))
         .collect::<Vec<_>>()
         .join(", ");
     // The wallet's history, when asked, as rows of their own (`part` 1).
@@ -274,17 +270,13 @@ async fn summed(
     } else {
         String::new()
     };
-    let mut param = |v: sea_orm::Value| {
-        values.push(v);
-        format!("${}", values.len())
-    };
     // Referenced, so that it runs; materialized, so that it runs once.
     let locked = if also.lock_users.is_empty() {
         "WITH locked AS (SELECT NULL::uuid AS id WHERE false) ".to_owned()
     } else {
         format!(
             "WITH locked AS MATERIALIZED ({}) ",
-            events::lock_users_sql(also.lock_users, &mut param)
+            events::lock_users_sql(also.lock_users, &mut values)
         )
     };
     let sql = format!(

@@ -77,6 +77,13 @@ pub(crate) fn inconsistent(what: impl Into<String>) -> StoreError {
     StoreError::Inconsistent(what.into())
 }
 
+/// Adds `value` to the values of a PostgreSQL statement being written;
+/// returns its placeholder (`$n`).
+pub(crate) fn bind(values: &mut Vec<sea_orm::Value>, value: impl Into<sea_orm::Value>) -> String {
+    values.push(value.into());
+    format!("${}", values.len())
+}
+
 /// `?` placeholders become `$1, $2, ...` (PostgreSQL's raw SQL).
 pub(crate) fn numbered(sql: &str) -> String {
     let mut n = 0;
