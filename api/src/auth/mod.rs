@@ -62,8 +62,9 @@ pub async fn audit_refusal(
 /// an OAuth2 takeover of the account stops its access tokens at once, not
 /// only at their expiry. The same statement reads the account with its
 /// roles, which `me` then answers from ([`SignedInAccount`]), and with
-/// `wallets` its wallets too (a query operation's: the viewer's balances
-/// are what most queries show).
+/// [`ReadAlong::Wallets`] its wallets too (a query operation's: the viewer's
+/// balances are what most queries show), with [`ReadAlong::Home`] also the
+/// first page of its history.
 /// `Ok(None)`: invalid, expired or ended. `Err`: the session could not be
 /// checked (database unreachable); callers answer with a retryable server
 /// error rather than signing the client out or letting an unchecked token
@@ -71,34 +72,61 @@ pub async fn audit_refusal(
 pub async fn authenticate(
     state: &AppState,
     token: &str,
-    wallets: bool,
+    along: ReadAlong,
 ) -> Result<Option<Authenticated>, ()> {
     let Some(user) = state.keys.verify_access(token) else {
         return Ok(None);
     };
-    check_session(state, user, wallets).await
+    check_session(state, user, along).await
+}
+
+/// What a session check reads along with the account, for the operations
+/// of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAlong {
+    /// Only the account (a mutation, a subscription).
+    Account,
+    /// Its wallets too (a query).
+    Wallets,
+    /// Its wallets and the newest `n` transactions of all of them (a query
+    /// asking for the first page of `transactions` without filters: the
+    /// home screen).
+    Home(u64),
 }
 
 /// [`authenticate`] for claims already verified: the database half.
 pub async fn check_session(
     state: &AppState,
     user: AuthUser,
-    wallets: bool,
+    along: ReadAlong,
 ) -> Result<Option<Authenticated>, ()> {
-    let read = if wallets {
-        entity::store::users::load_for_session_with_wallets(&state.db, user.id, user.session_id)
+    let read = match along {
+        ReadAlong::Account => {
+            entity::store::users::load_for_session(&state.db, user.id, user.session_id)
+                .await
+                .map(|found| found.map(|account| (account, None, None)))
+        }
+        ReadAlong::Wallets | ReadAlong::Home(_) => {
+            let history = match along {
+                ReadAlong::Home(limit) => Some(limit),
+                _ => None,
+            };
+            entity::store::users::load_for_session_with_wallets(
+                &state.db,
+                user.id,
+                user.session_id,
+                history,
+            )
             .await
-            .map(|found| found.map(|(account, wallets)| (account, Some(wallets))))
-    } else {
-        entity::store::users::load_for_session(&state.db, user.id, user.session_id)
-            .await
-            .map(|found| found.map(|account| (account, None)))
+            .map(|found| found.map(|r| (r.user, Some(r.wallets), r.history)))
+        }
     };
     match read {
-        Ok(found) => Ok(found.map(|(account, wallets)| Authenticated {
+        Ok(found) => Ok(found.map(|(account, wallets, history)| Authenticated {
             user,
             account: SignedInAccount(std::sync::Arc::new(account)),
             wallets,
+            history,
         })),
         Err(err) => {
             tracing::warn!(session.id = %user.session_id, error = %err, "checking a session failed");
@@ -116,6 +144,8 @@ pub struct Authenticated {
     pub account: SignedInAccount,
     /// The account's wallets, when asked for.
     pub wallets: Option<Vec<entity::store::records::WalletRecord>>,
+    /// The first page of its history, when asked for.
+    pub history: Option<entity::store::history::HistoryPage>,
 }
 
 /// The signed-in user's account as read with the session check of this

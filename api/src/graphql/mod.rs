@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apq;
 pub mod deposits;
 pub mod exchange;
+pub mod home;
 pub mod kyc;
 pub mod live;
 pub mod measure;

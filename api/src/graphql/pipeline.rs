@@ -9,7 +9,9 @@
 //! 4. parsing, through a cache of the documents parsed lately (apps send
 //!    the same few dozen documents all day);
 //! 5. the shape limits ([`shape`]), then the operation's type and name on
-//!    the span and in the counts.
+//!    the span and in the counts, and for a query whether it asks for the
+//!    home screen's history page ([`home`]), which the session check then
+//!    reads along.
 //!
 //! [`Pipeline::execute`], for a query or mutation: async-graphql validates
 //! and runs it under the time limit ([`time_limit`]); it is timed, its
@@ -39,6 +41,7 @@ use futures_util::stream::BoxStream;
 
 use crate::graphql::AppSchema;
 use crate::graphql::apq::{Pending, PersistedQueries};
+use crate::graphql::home;
 use crate::graphql::measure::{self, Measured};
 use crate::graphql::shape::{self, Origin};
 use crate::graphql::time_limit;
@@ -73,12 +76,20 @@ pub struct Prepared {
     measured: Measured,
     /// A document sent with its hash, kept once it passed validation.
     pending: Option<Pending>,
+    /// The page size of the history's first page a query asks for, which
+    /// the session check can read along ([`home`]).
+    home: Option<u64>,
 }
 
 impl Prepared {
     /// The type of the operation it runs.
     pub fn kind(&self) -> OperationType {
         self.measured.kind()
+    }
+
+    /// The page size of the history's first page it asks for (a query's).
+    pub fn home(&self) -> Option<u64> {
+        self.home
     }
 
     /// Attaches request data for the resolvers.
@@ -127,16 +138,21 @@ impl Pipeline {
                 None => missed = Some(request.query.clone()),
             }
         }
+        // Out of the request while its document is borrowed.
+        let variables = std::mem::take(&mut request.variables);
         let doc = request.parsed_query()?;
         shape::check_request(doc, origin)?;
         if let Some(text) = missed {
             self.parsed.set(text, doc.clone()).await;
         }
+        let home = home::history_limit(doc, asked.as_deref(), &variables);
         let measured = Measured::parsed(&self.metrics, asked, doc);
+        request.variables = variables;
         Ok(Prepared {
             request,
             measured,
             pending,
+            home,
         })
     }
 
@@ -159,6 +175,7 @@ impl Pipeline {
             request,
             measured,
             pending,
+            ..
         } = prepared;
         let started = Instant::now();
         let name = request.operation_name.clone();

@@ -82,39 +82,54 @@ impl WalletQuery {
         let (state, viewer) = parts(ctx)?;
         let user = viewer.require_user().map_err(ApiError::from)?;
         let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
-        let wallets = match wallet_id {
-            Some(id) => {
-                let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
-                vec![
-                    wallets::get_owned(&state.db, user.id, id)
-                        .await
-                        .map_err(ApiError::from)?
-                        .id,
-                ]
-            }
-            None => super::types::user_wallets(ctx, user.id)
-                .await?
-                .into_iter()
-                .map(|w| w.id)
-                .collect(),
+        // The home screen's page, read with the session check.
+        let home = match (&wallet_id, from, to, page.after) {
+            (None, None, None, None) => ctx
+                .data_opt::<super::home::ViewerHistory>()
+                .and_then(|home| home.page(user.id, page.limit)),
+            _ => None,
         };
-        if let (Some(f), Some(t)) = (from, to)
-            && f > t
-        {
-            return Err(ApiError::from(DomainError::bad_input("from must not be after to")).into());
-        }
-        let found = history::list(
-            &state.db,
-            &HistoryQuery {
-                wallets,
-                from,
-                to,
-                after: page.after,
-                limit: page.limit,
-            },
-        )
-        .await
-        .map_err(ApiError::from)?;
+        let found = match home {
+            Some(found) => found,
+            None => {
+                let wallets = match wallet_id {
+                    Some(id) => {
+                        let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
+                        vec![
+                            wallets::get_owned(&state.db, user.id, id)
+                                .await
+                                .map_err(ApiError::from)?
+                                .id,
+                        ]
+                    }
+                    None => super::types::user_wallets(ctx, user.id)
+                        .await?
+                        .into_iter()
+                        .map(|w| w.id)
+                        .collect(),
+                };
+                if let (Some(f), Some(t)) = (from, to)
+                    && f > t
+                {
+                    return Err(ApiError::from(DomainError::bad_input(
+                        "from must not be after to",
+                    ))
+                    .into());
+                }
+                history::list(
+                    &state.db,
+                    &HistoryQuery {
+                        wallets,
+                        from,
+                        to,
+                        after: page.after,
+                        limit: page.limit,
+                    },
+                )
+                .await
+                .map_err(ApiError::from)?
+            }
+        };
         Ok(page.connection(
             found.items,
             found.has_next,

@@ -21,9 +21,10 @@ use domain::ErrorCode;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::auth::{AuthUser, Authenticated, SignedInAccount, Viewer};
+use crate::auth::{AuthUser, Authenticated, ReadAlong, SignedInAccount, Viewer};
 use crate::error::enforce_codes;
 use crate::graphql::AppSchema;
+use crate::graphql::home::ViewerHistory;
 use crate::graphql::pipeline::refused_before_execution;
 use crate::graphql::shape::Origin;
 use crate::graphql::types::ViewerWallets;
@@ -87,6 +88,7 @@ struct SessionRead {
     viewer: Viewer,
     account: Option<SignedInAccount>,
     wallets: Option<Vec<entity::store::records::WalletRecord>>,
+    history: Option<(u64, entity::store::history::HistoryPage)>,
 }
 
 /// What a request's `Authorization` header carries.
@@ -128,30 +130,34 @@ impl Credentials {
     /// The viewer, once its session is checked, with what was read with it
     /// (the account, and with `wallets` its wallets); `Err` with the
     /// response when the session could not be checked.
-    async fn viewer(self, app: &AppState, wallets: bool) -> Result<SessionRead, Response> {
+    async fn viewer(self, app: &AppState, along: ReadAlong) -> Result<SessionRead, Response> {
         let nobody = |viewer| SessionRead {
             viewer,
             account: None,
             wallets: None,
+            history: None,
         };
         match self {
             Credentials::None => Ok(nobody(Viewer::Anonymous)),
             Credentials::Invalid => Ok(nobody(Viewer::InvalidToken)),
-            Credentials::Token(user) => {
-                match crate::auth::check_session(app, user, wallets).await {
-                    Ok(Some(Authenticated {
-                        user,
-                        account,
-                        wallets,
-                    })) => Ok(SessionRead {
-                        viewer: Viewer::User(user),
-                        account: Some(account),
-                        wallets,
-                    }),
-                    Ok(None) => Ok(nobody(Viewer::InvalidToken)),
-                    Err(()) => Err(unavailable()),
-                }
-            }
+            Credentials::Token(user) => match crate::auth::check_session(app, user, along).await {
+                Ok(Some(Authenticated {
+                    user,
+                    account,
+                    wallets,
+                    history,
+                })) => Ok(SessionRead {
+                    viewer: Viewer::User(user),
+                    account: Some(account),
+                    wallets,
+                    history: match along {
+                        ReadAlong::Home(limit) => history.map(|page| (limit, page)),
+                        _ => None,
+                    },
+                }),
+                Ok(None) => Ok(nobody(Viewer::InvalidToken)),
+                Err(()) => Err(unavailable()),
+            },
         }
     }
 }
@@ -293,12 +299,21 @@ async fn run(
     .await;
     let queries = prepared
         .iter()
-        .any(|p| matches!(p, Ok(p) if p.kind() == crate::observe::OperationType::Query));
+        .filter_map(|p| p.as_ref().ok())
+        .filter(|p| p.kind() == crate::observe::OperationType::Query);
+    let along = queries.fold(ReadAlong::Account, |along, query| {
+        match (along, query.home()) {
+            (ReadAlong::Home(_), _) => along,
+            (_, Some(limit)) => ReadAlong::Home(limit),
+            _ => ReadAlong::Wallets,
+        }
+    });
     let SessionRead {
         viewer,
         account,
         wallets,
-    } = match credentials.viewer(&state.app, queries).await {
+        history,
+    } = match credentials.viewer(&state.app, along).await {
         Ok(read) => read,
         Err(resp) => return resp,
     };
@@ -316,6 +331,11 @@ async fn run(
                 }
                 _ => ViewerWallets::default(),
             };
+            if let (Some((limit, page)), Viewer::User(user)) = (&history, &viewer)
+                && prepared.kind() == crate::observe::OperationType::Query
+            {
+                prepared = prepared.data(ViewerHistory::new(user.id, *limit, page.clone()));
+            }
             prepared = prepared
                 .data(viewer.clone())
                 .data(viewer_wallets)

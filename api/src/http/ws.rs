@@ -327,7 +327,13 @@ impl Connection {
                     let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
                     let user = match bearer(&payload) {
                         Some(token) => {
-                            match crate::auth::authenticate(&self.state.app, token, false).await {
+                            match crate::auth::authenticate(
+                                &self.state.app,
+                                token,
+                                crate::auth::ReadAlong::Account,
+                            )
+                            .await
+                            {
                                 Ok(found) => found.map(|found| found.user),
                                 // Unchecked is not refused: 1011 lets the client retry.
                                 Err(()) => {

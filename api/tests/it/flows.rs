@@ -305,7 +305,8 @@ async fn history_merges_every_wallet_and_side_newest_first_once_each() {
             let d = app.deposit(&u, &eur, &format!("{i}"), &format!("m-eur-{i}")).await;
             expected.push(data(&d, "deposit")["transaction"]["id"].clone());
         }
-        app.deposit(&other, &other_usd, "5", "m-other").await;
+        let their_deposit = app.deposit(&other, &other_usd, "5", "m-other").await;
+        let their_deposit = data(&their_deposit, "deposit")["transaction"]["id"].clone();
         let t = app
             .transfer(
                 &other,
@@ -313,7 +314,8 @@ async fn history_merges_every_wallet_and_side_newest_first_once_each() {
                 "m-in",
             )
             .await;
-        expected.push(data(&t, "transfer")["transaction"]["id"].clone());
+        let incoming = data(&t, "transfer")["transaction"]["id"].clone();
+        expected.push(incoming.clone());
         let t = app
             .transfer(
                 &u,
@@ -321,7 +323,8 @@ async fn history_merges_every_wallet_and_side_newest_first_once_each() {
                 "m-out",
             )
             .await;
-        expected.push(data(&t, "transfer")["transaction"]["id"].clone());
+        let outgoing = data(&t, "transfer")["transaction"]["id"].clone();
+        expected.push(outgoing.clone());
         // Between two of the user's own wallets: listed once.
         let q = app
             .gql(
@@ -361,6 +364,52 @@ async fn history_merges_every_wallet_and_side_newest_first_once_each() {
             after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
         }
         assert_eq!(seen, expected, "every movement once, newest first, across pages");
+
+        // The home screen's first page (read with the session check) is the
+        // page the resolver reads itself when a filter is given.
+        for first in [0, 1, 3, 9, 10, 20] {
+            let home = app
+                .gql(
+                    Some(&u.token),
+                    "query($n: Int) { me { wallets { id } } transactions(first: $n) {
+                        edges { cursor node { id kind amount } } pageInfo { hasNextPage endCursor } } }",
+                    json!({ "n": first }),
+                )
+                .await;
+            let filtered = app
+                .gql(
+                    Some(&u.token),
+                    "query($n: Int) { transactions(first: $n, from: \"2000-01-01T00:00:00Z\") {
+                        edges { cursor node { id kind amount } } pageInfo { hasNextPage endCursor } } }",
+                    json!({ "n": first }),
+                )
+                .await;
+            assert_eq!(
+                data(&home, "transactions"),
+                data(&filtered, "transactions"),
+                "first: {first}"
+            );
+            assert_eq!(
+                data(&home, "transactions")["edges"].as_array().map(Vec::len),
+                Some(first.min(expected.len())),
+            );
+        }
+        // The other party's home screen: their own deposit and the two
+        // transfers with this user, nothing else of this user's.
+        let theirs = app
+            .gql(
+                Some(&other.token),
+                "{ transactions(first: 20) { edges { node { id } } } }",
+                json!({}),
+            )
+            .await;
+        let theirs: Vec<_> = data(&theirs, "transactions")["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .map(|e| e["node"]["id"].clone())
+            .collect();
+        assert_eq!(theirs, [outgoing, incoming, their_deposit]);
     })
     .await;
 }

@@ -90,10 +90,15 @@ async fn logout_ends_the_session_and_me_is_null_without_a_token() {
     for backend in [Backend::Postgres, Backend::Sqlite] {
         let app = TestApp::spawn(backend).await;
         let s = app.register("bye@example.com").await;
-        app.open_wallet(&s, "USD").await;
-        let home = "{ me { id wallets { currency } } }";
+        let usd = app.open_wallet(&s, "USD").await;
+        app.deposit(&s, &usd, "3", "bye-d").await;
+        let home = "{ me { id wallets { currency } } transactions(first: 5) { edges { node { amount } } } }";
         let live = app.gql(Some(&s.token), home, json!({})).await;
         assert_eq!(data(&live, "me")["wallets"][0]["currency"], "USD");
+        assert_eq!(
+            data(&live, "transactions")["edges"][0]["node"]["amount"],
+            "3.00"
+        );
         let out = app
             .gql(Some(&s.token), "mutation { logout }", json!({}))
             .await;
@@ -101,8 +106,8 @@ async fn logout_ends_the_session_and_me_is_null_without_a_token() {
         let refresh = app.gql(None, REFRESH, json!({ "t": s.refresh })).await;
         assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
         // The access token of the ended session stops working at once, for
-        // a query (its session check reads the wallets along) as for a
-        // mutation.
+        // a query (its session check reads the wallets and the history page
+        // along) as for a mutation.
         let stale = app.gql(Some(&s.token), home, json!({})).await;
         assert_eq!(error_code(&stale), "UNAUTHENTICATED", "{stale}");
         let stale = app
