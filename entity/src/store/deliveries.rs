@@ -15,7 +15,8 @@ use domain::notify::{Channel, DeliveryStatus};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -157,10 +158,6 @@ pub async fn claim_due(
     let backend = db.get_database_backend();
     let list = vec!["?"; channels.len()].join(", ");
     let sql = CLAIM_SQL.replace("{channels}", &list);
-    let sql = match backend {
-        DatabaseBackend::Postgres => numbered(&sql.replace("{lock}", " FOR UPDATE SKIP LOCKED")),
-        _ => sql.replace("{lock}", ""),
-    };
     let mut values: Vec<sea_orm::Value> = vec![
         DeliveryStatus::Sending.as_str().into(),
         (at + lease).into(),
@@ -173,23 +170,66 @@ pub async fn claim_due(
     ];
     values.extend(channels.iter().map(|c| sea_orm::Value::from(c.as_str())));
     values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-    // One statement: it claims atomically without a transaction around it.
-    let rows =
-        deliveries::Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+    // A claim is one statement, atomic without a transaction around it. On
+    // PostgreSQL the same statement reads the claimed deliveries' events: a
+    // second read that failed would leave them claimed, untried, until
+    // their lease ran out.
+    let found: Vec<(deliveries::Model, Option<outbox_events::Model>)> = match backend {
+        DatabaseBackend::Postgres => {
+            let events = outbox_events::Column::iter()
+                .map(|c| format!("e.{0} AS e_{0}", c.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let claim = numbered(&sql.replace("{lock}", " FOR UPDATE SKIP LOCKED"));
+            let sql = format!(
+                "WITH claimed AS ({claim}) \
+                 SELECT c.*, {events} FROM claimed c LEFT JOIN outbox_events e ON e.id = c.event_id \
+                 ORDER BY c.next_attempt_at, c.id"
+            );
+            let rows = db
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        deliveries::Model::from_query_result(row, "")?,
+                        Option::<outbox_events::Model>::from_query_result(row, "e_")?,
+                    ))
+                })
+                .collect::<Result<_, sea_orm::DbErr>>()?
+        }
+        _ => {
+            let rows = deliveries::Model::find_by_statement(Statement::from_sql_and_values(
+                backend,
+                sql.replace("{lock}", ""),
+                values,
+            ))
             .all(db)
             .await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
-    let events = outbox_events::Entity::find()
-        .filter(outbox_events::Column::Id.is_in(event_ids))
-        .all(db)
-        .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+            let mut events: std::collections::HashMap<Uuid, outbox_events::Model> =
+                outbox_events::Entity::find()
+                    .filter(outbox_events::Column::Id.is_in(event_ids))
+                    .all(db)
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.id, e))
+                    .collect();
+            rows.into_iter()
+                .map(|row| {
+                    let event = events.remove(&row.event_id);
+                    (row, event)
+                })
+                .collect()
+        }
+    };
+    let mut claimed = Vec::with_capacity(found.len());
+    for (row, stored) in found {
         let delivery = DeliveryRecord::try_from(row)?;
-        let Some(stored) = events.iter().find(|e| e.id == delivery.event_id) else {
+        let Some(stored) = stored else {
             // Not to be retried; the rest of the batch goes on.
             tracing::error!(delivery.id = %delivery.id, event.id = %delivery.event_id, "delivery of a missing event");
             mark_failed(db, &delivery, "its event is missing", None).await?;
@@ -209,7 +249,7 @@ pub async fn claim_due(
             Ok(event) => claimed.push(Claimed {
                 delivery,
                 event,
-                trace_parent: stored.trace_parent.clone(),
+                trace_parent: stored.trace_parent,
             }),
             Err(err) if err.is_from_newer_release() => {
                 // A newer instance planned it; give it back for one of them.
