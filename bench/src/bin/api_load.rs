@@ -276,6 +276,7 @@ fn start_postgraphile(bin: &str, database_url: &str) -> anyhow::Result<(Killed, 
 /// measurement does not share the machine with it. How long that took.
 async fn drain(db: &DatabaseConnection) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    let mut told = false;
     loop {
         let left = scalar(
             db,
@@ -286,11 +287,51 @@ async fn drain(db: &DatabaseConnection) -> anyhow::Result<Duration> {
         if left == 0 {
             return Ok(started.elapsed());
         }
+        if !told && started.elapsed() > Duration::from_secs(10) {
+            // Slower than a backlog drains here: say what is left, once.
+            told = true;
+            eprintln!(
+                "the notifier is still behind after 10 s: {}",
+                behind(db).await?
+            );
+        }
         if started.elapsed() > Duration::from_secs(600) {
             bail!("the notifier is {left} events and deliveries behind after 10 minutes");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What the notifier has left: events unpublished, and deliveries not
+/// finished by channel and status, with their attempts and how far their
+/// lease or next attempt is.
+async fn behind(db: &DatabaseConnection) -> anyhow::Result<String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT 'events unpublished' AS what, count(*) AS n, 0 AS attempts, \
+               coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS secs \
+               FROM outbox_events WHERE published_at IS NULL \
+             UNION ALL \
+             SELECT channel || ' ' || status, count(*), max(attempts), \
+               coalesce(extract(epoch FROM max(coalesce(lease_until, next_attempt_at)) - now()), 0)::float8 \
+               FROM deliveries WHERE status IN ('PENDING', 'FAILED', 'SENDING') GROUP BY channel, status",
+        ))
+        .await?;
+    let mut parts = Vec::new();
+    for row in rows {
+        let (what, n, attempts, secs): (String, i64, i64, f64) = (
+            row.try_get("", "what")?,
+            row.try_get("", "n")?,
+            row.try_get("", "attempts")?,
+            row.try_get("", "secs")?,
+        );
+        parts.push(format!(
+            "{what}: {n} (attempts up to {attempts}, {secs:.1} s)"
+        ));
+    }
+    Ok(parts.join("; "))
 }
 
 async fn load_users(http: &reqwest::Client, addr: &str) -> anyhow::Result<Vec<User>> {
