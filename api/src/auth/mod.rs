@@ -94,6 +94,16 @@ pub enum ReadAlong {
     Home(u64),
 }
 
+impl ReadAlong {
+    /// The history page size it reads along.
+    pub fn history(self) -> Option<u64> {
+        match self {
+            ReadAlong::Home(limit) => Some(limit),
+            ReadAlong::Account | ReadAlong::Wallets => None,
+        }
+    }
+}
+
 /// [`authenticate`] for claims already verified: the database half.
 pub async fn check_session(
     state: &AppState,
@@ -107,15 +117,11 @@ pub async fn check_session(
                 .map(|found| found.map(|account| (account, None, None)))
         }
         ReadAlong::Wallets | ReadAlong::Home(_) => {
-            let history = match along {
-                ReadAlong::Home(limit) => Some(limit),
-                _ => None,
-            };
             entity::store::users::load_for_session_with_wallets(
                 &state.db,
                 user.id,
                 user.session_id,
-                history,
+                along.history(),
             )
             .await
             .map(|found| found.map(|r| (r.user, Some(r.wallets), r.history)))

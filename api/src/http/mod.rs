@@ -128,8 +128,8 @@ impl Credentials {
     }
 
     /// The viewer, once its session is checked, with what was read with it
-    /// (the account, and with `wallets` its wallets); `Err` with the
-    /// response when the session could not be checked.
+    /// (the account, and what `along` asks for); `Err` with the response
+    /// when the session could not be checked.
     async fn viewer(self, app: &AppState, along: ReadAlong) -> Result<SessionRead, Response> {
         let nobody = |viewer| SessionRead {
             viewer,
@@ -150,10 +150,7 @@ impl Credentials {
                     viewer: Viewer::User(user),
                     account: Some(account),
                     wallets,
-                    history: match along {
-                        ReadAlong::Home(limit) => history.map(|page| (limit, page)),
-                        _ => None,
-                    },
+                    history: along.history().zip(history),
                 }),
                 Ok(None) => Ok(nobody(Viewer::InvalidToken)),
                 Err(()) => Err(unavailable()),
