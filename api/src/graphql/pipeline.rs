@@ -79,6 +79,10 @@ pub struct Prepared {
     /// The page size of the history's first page a query asks for, which
     /// the session check can read along ([`home`]).
     home: Option<u64>,
+    /// Time the request already took on its behalf before it runs (a
+    /// session check that read its history page): it counts towards the
+    /// time limit.
+    spent: Duration,
 }
 
 impl Prepared {
@@ -92,6 +96,12 @@ impl Prepared {
         self.home
     }
 
+    /// Counts `spent` towards its time limit.
+    pub fn spent(mut self, spent: Duration) -> Self {
+        self.spent = spent;
+        self
+    }
+
     /// Attaches request data for the resolvers.
     pub fn data<D: std::any::Any + Send + Sync>(mut self, data: D) -> Self {
         self.request = self.request.data(data);
@@ -100,6 +110,11 @@ impl Prepared {
 }
 
 impl Pipeline {
+    /// The server's time limit of queries and mutations.
+    pub fn time_limit(&self) -> Duration {
+        self.time_limit
+    }
+
     /// The pipeline of the server's settings.
     pub fn new(state: &AppState) -> Self {
         Self {
@@ -153,6 +168,7 @@ impl Pipeline {
             measured,
             pending,
             home,
+            spent: Duration::ZERO,
         })
     }
 
@@ -175,12 +191,18 @@ impl Pipeline {
             request,
             measured,
             pending,
+            spent,
             ..
         } = prepared;
         let started = Instant::now();
         let name = request.operation_name.clone();
-        let response =
-            time_limit::within(self.time_limit, name.as_deref(), schema.execute(request)).await;
+        let response = time_limit::within(
+            self.time_limit,
+            spent,
+            name.as_deref(),
+            schema.execute(request),
+        )
+        .await;
         measured.executed(&self.metrics, started, &response);
         if let Some(pending) = pending.filter(|_| !refused_before_execution(&response)) {
             self.persisted.keep(state, addr, pending).await;

@@ -38,13 +38,15 @@ pub fn is_timed_out(err: &ServerError) -> bool {
         .is_some_and(|v| *v == async_graphql::Value::Boolean(true))
 }
 
-/// Runs `operation`, cancelled at `limit`.
+/// Runs `operation`, cancelled once `spent` (what the request already took
+/// on its behalf) and its own run reach `limit`.
 pub async fn within(
     limit: Duration,
+    spent: Duration,
     operation_name: Option<&str>,
     operation: impl std::future::Future<Output = Response>,
 ) -> Response {
-    match tokio::time::timeout(limit, operation).await {
+    match tokio::time::timeout(limit.saturating_sub(spent), operation).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(

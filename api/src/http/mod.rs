@@ -11,6 +11,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::body::Bytes;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -298,21 +299,45 @@ async fn run(
         .iter()
         .filter_map(|p| p.as_ref().ok())
         .filter(|p| p.kind() == crate::observe::OperationType::Query);
-    let along = queries.fold(ReadAlong::Account, |along, query| {
-        match (along, query.home()) {
-            (ReadAlong::Home(_), _) => along,
-            (_, Some(limit)) => ReadAlong::Home(limit),
-            _ => ReadAlong::Wallets,
-        }
+    let along = queries.fold(ReadAlong::Account, |_, query| match query.home() {
+        // Not in a batch: its other operations would wait for the page.
+        Some(limit) if !origin.in_batch => ReadAlong::Home(limit),
+        _ => ReadAlong::Wallets,
     });
+    // A session check that reads the history page runs under the
+    // operation's time limit, as the page's own read would, and what it
+    // took counts towards it.
+    let checking = Instant::now();
+    let read = match along {
+        ReadAlong::Home(_) => tokio::time::timeout(
+            state.pipeline.time_limit(),
+            credentials.viewer(&state.app, along),
+        )
+        .await
+        .ok(),
+        _ => Some(credentials.viewer(&state.app, along).await),
+    };
+    let spent = checking.elapsed();
     let SessionRead {
         viewer,
         account,
         wallets,
         history,
-    } = match credentials.viewer(&state.app, along).await {
-        Ok(read) => read,
-        Err(resp) => return resp,
+    } = match read {
+        Some(Ok(read)) => read,
+        Some(Err(resp)) => return resp,
+        None => {
+            tracing::warn!(
+                limit.secs = state.pipeline.time_limit().as_secs(),
+                "GraphQL operation cancelled at the time limit while its session was checked"
+            );
+            let error = crate::graphql::time_limit::timed_out(state.pipeline.time_limit());
+            let body = json!({ "errors": [error] });
+            return with_retry_after(
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+                1,
+            );
+        }
     };
     let device = crate::limits::ClientDevice::of(headers, addr);
     let operations = prepared.into_iter().map(|prepared| {
@@ -331,7 +356,9 @@ async fn run(
             if let (Some((limit, page)), Viewer::User(user)) = (&history, &viewer)
                 && prepared.kind() == crate::observe::OperationType::Query
             {
-                prepared = prepared.data(ViewerHistory::new(user.id, *limit, page.clone()));
+                prepared = prepared
+                    .data(ViewerHistory::new(user.id, *limit, page.clone()))
+                    .spent(spent);
             }
             prepared = prepared
                 .data(viewer.clone())

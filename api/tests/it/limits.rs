@@ -307,7 +307,7 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
     // In a batch, the cancelled operation answers in its place and the
     // others are unaffected (Apollo's BatchHttpLink needs the array). This
     // blocker keeps even readers of the history out (not the session check,
-    // which reads the account and its wallets).
+    // which in a batch reads the account and its wallets only).
     let blocker = app.db.begin().await.expect("begin");
     blocker
         .execute_unprepared("LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE")
@@ -327,6 +327,20 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
         "{answers}"
     );
     assert_eq!(answers[1]["errors"][0]["extensions"]["timedOut"], true);
+    // Alone, the same query has its page read with the session check
+    // (the home screen), which runs under the same limit.
+    let home = json!({ "query": "{ me { id } transactions { edges { node { id } } } }" });
+    let started = std::time::Instant::now();
+    let alone = app.post_graphql(Some(&s.token), &home).await;
+    assert_eq!(alone.status().as_u16(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answered at the limit, not when the lock went: {:?}",
+        started.elapsed()
+    );
+    let alone: Value = alone.json().await.expect("json");
+    assert_eq!(error_code(&alone), "INTERNAL_SERVER_ERROR", "{alone}");
+    assert_eq!(alone["errors"][0]["extensions"]["timedOut"], true, "{alone}");
     blocker.rollback().await.expect("release the lock");
 
     // The cancelled transaction moved nothing.
