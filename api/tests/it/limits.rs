@@ -340,7 +340,10 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
     );
     let alone: Value = alone.json().await.expect("json");
     assert_eq!(error_code(&alone), "INTERNAL_SERVER_ERROR", "{alone}");
-    assert_eq!(alone["errors"][0]["extensions"]["timedOut"], true, "{alone}");
+    assert_eq!(
+        alone["errors"][0]["extensions"]["timedOut"], true,
+        "{alone}"
+    );
     blocker.rollback().await.expect("release the lock");
 
     // The cancelled transaction moved nothing.
