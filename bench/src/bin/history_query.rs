@@ -104,13 +104,7 @@ async fn new(db: &DatabaseConnection, user_id: Uuid) -> anyhow::Result<usize> {
     let wallets = entity::store::wallets::list_for_user(db, user_id).await?;
     let page = history::list(
         db,
-        &HistoryQuery {
-            wallets: wallets.iter().map(|w| w.id).collect(),
-            from: None,
-            to: None,
-            after: None,
-            limit: PAGE,
-        },
+        &HistoryQuery::newest(wallets.iter().map(|w| w.id).collect(), PAGE),
     )
     .await?;
     Ok(page.items.len())

@@ -38,6 +38,20 @@ pub struct HistoryQuery {
     pub limit: u64,
 }
 
+impl HistoryQuery {
+    /// The newest `limit` transactions of `wallets`: a first page without
+    /// filters (the home screen's).
+    pub fn newest(wallets: Vec<Uuid>, limit: u64) -> Self {
+        Self {
+            wallets,
+            from: None,
+            to: None,
+            after: None,
+            limit,
+        }
+    }
+}
+
 /// One page.
 #[derive(Debug, Clone)]
 pub struct HistoryPage {

@@ -158,19 +158,10 @@ pub async fn load_for_session_with_wallets(
         };
         let wallets = super::wallets::list_for_user(db, id).await?;
         let history = match history_limit {
-            Some(limit) => Some(
-                history::list(
-                    db,
-                    &HistoryQuery {
-                        wallets: wallets.iter().map(|w| w.id).collect(),
-                        from: None,
-                        to: None,
-                        after: None,
-                        limit,
-                    },
-                )
-                .await?,
-            ),
+            Some(limit) => {
+                let ids = wallets.iter().map(|w| w.id).collect();
+                Some(history::list(db, &HistoryQuery::newest(ids, limit)).await?)
+            }
             None => None,
         };
         return Ok(Some(SessionReads {
