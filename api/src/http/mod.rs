@@ -332,10 +332,9 @@ async fn run(
                 "GraphQL operation cancelled at the time limit while its session was checked"
             );
             let error = crate::graphql::time_limit::timed_out(state.pipeline.time_limit());
-            let body = json!({ "errors": [error] });
-            return with_retry_after(
-                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
-                1,
+            return respond(
+                headers,
+                BatchResponse::Single(async_graphql::Response::from_errors(vec![error])),
             );
         }
     };
@@ -383,13 +382,20 @@ async fn run(
         operation.instrument(span)
     });
     let mut responses = futures_util::future::join_all(operations).await;
-    let mut response = match responses.pop() {
+    let response = match responses.pop() {
         Some(only) if !batched => BatchResponse::Single(only),
         last => {
             responses.extend(last);
             BatchResponse::Batch(responses)
         }
     };
+    respond(headers, response)
+}
+
+/// The HTTP response of executed (or refused) operations: their status, as
+/// GraphQL over HTTP asks for the content type the client accepts, and the
+/// body.
+fn respond(headers: &HeaderMap, mut response: BatchResponse) -> Response {
     let single_request_error = match &mut response {
         BatchResponse::Single(r) => {
             enforce_codes(&mut r.errors);

@@ -333,6 +333,9 @@ async fn a_request_over_the_time_limit_is_cancelled_with_a_coded_error_and_moves
     let started = std::time::Instant::now();
     let alone = app.post_graphql(Some(&s.token), &home).await;
     assert_eq!(alone.status().as_u16(), 503);
+    // Answered as an executed operation that timed out would be.
+    assert_eq!(alone.headers()["retry-after"], "1");
+    assert_eq!(alone.headers()["content-type"], "application/json");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "answered at the limit, not when the lock went: {:?}",
