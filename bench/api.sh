@@ -6,7 +6,9 @@
 # bench/src/bin/api_load.rs, which prints the table and the ratios.
 #
 # Usage: bench/api.sh [seconds per measurement] [rounds]   (10, 2)
-# Environment: TEST_POSTGRES_URL, REDIS_URL, CARGO_TARGET_DIR as for the tests.
+# Environment: TEST_POSTGRES_URL, REDIS_URL, CARGO_TARGET_DIR as for the tests;
+# DATABASE_MAX_CONNECTIONS, the database pool of wallet-bff and, shared by
+# its workers, of PostGraphile (10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh

@@ -8,7 +8,8 @@
 # where the read shares each round with PostGraphile, pgbench and writes.
 #
 # Usage: bench/read_pair.sh <wallet-bff A> <wallet-bff B> [pairs] [seconds]   (5, 10)
-# Environment: TEST_POSTGRES_URL, REDIS_URL as for the tests.
+# Environment: TEST_POSTGRES_URL, REDIS_URL as for the tests;
+# DATABASE_MAX_CONNECTIONS, the pool of both builds (10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh
@@ -46,7 +47,7 @@ serve() {
   port=$(free_port)
   mkdir -p "$2"
   env -i PATH="$PATH" DATABASE_URL="$base/$db" REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
-    DATA_DIR="$2" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-bench-secret-bench-secret-00 \
+    DATABASE_MAX_CONNECTIONS="${DATABASE_MAX_CONNECTIONS:-10}" DATA_DIR="$2" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-bench-secret-bench-secret-00 \
     ACCESS_TOKEN_TTL_SECS=7200 RATE_LIMITS_ENABLED=false TIER_LIMITS='0:*:*=1000000000/1000000000' \
     RUST_LOG=warn "$1" serve >"$2/log" 2>&1 &
   pids+=($!)

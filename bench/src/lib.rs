@@ -241,10 +241,25 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// The server's database pool in a bench: `DATABASE_MAX_CONNECTIONS` from
+/// the bench's own environment, else the server's default of 10. A
+/// contender given a pool (PostGraphile) gets the same number in all.
+pub fn database_pool() -> anyhow::Result<u32> {
+    match std::env::var("DATABASE_MAX_CONNECTIONS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("DATABASE_MAX_CONNECTIONS={v:?} is not a positive number")),
+        Err(_) => Ok(10),
+    }
+}
+
 /// `wallet-bff serve` set up for load: only the given database, Redis and
-/// data directory, rate limits off, tier limits far above any amount, and
-/// every risk rule on (reading its facts) with thresholds no bench user
-/// reaches, though they pay the same people hundreds of times a minute.
+/// data directory, the pool of [`database_pool`], rate limits off, tier
+/// limits far above any amount, and every risk rule on (reading its facts)
+/// with thresholds no bench user reaches, though they pay the same people
+/// hundreds of times a minute.
 pub fn load_server_command(
     binary: &str,
     database_url: &str,
@@ -258,6 +273,11 @@ pub fn load_server_command(
         .env("DATABASE_URL", database_url)
         .env("REDIS_URL", redis_url)
         .env("DATA_DIR", data_dir)
+        .env(
+            "DATABASE_MAX_CONNECTIONS",
+            // As given: the server refuses a value that is not a number.
+            std::env::var("DATABASE_MAX_CONNECTIONS").unwrap_or_else(|_| "10".to_owned()),
+        )
         .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-00")
         .env("ACCESS_TOKEN_TTL_SECS", "7200")
         .env("RATE_LIMITS_ENABLED", "false")

@@ -26,6 +26,8 @@
 //! Usage: `api_load <wallet-bff> <postgraphile bin> [seconds] [rounds]`
 //! (10 s, 2 rounds); `bench/api.sh` builds and runs it. Reads
 //! `TEST_POSTGRES_URL` and `REDIS_URL`; needs `psql`, `pgbench`, `wrk`.
+//! `DATABASE_MAX_CONNECTIONS` sets the server's database pool (10, its
+//! default); PostGraphile's two workers share the same number.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -241,6 +243,7 @@ fn start_server(
 
 fn start_postgraphile(bin: &str, database_url: &str) -> anyhow::Result<(Killed, String)> {
     let port = free_port()?;
+    let pool = bench::database_pool()?;
     let child = Command::new(bin)
         .args([
             "-c",
@@ -251,8 +254,13 @@ fn start_postgraphile(bin: &str, database_url: &str) -> anyhow::Result<(Killed, 
             "127.0.0.1",
         ])
         .args(["--port", &port.to_string()])
-        // One worker per core, the pool shared out like the server's 10.
-        .args(["--cluster-workers", "2", "--max-pool-size", "5"])
+        // One worker per core, the server's pool shared out between them.
+        .args([
+            "--cluster-workers",
+            "2",
+            "--max-pool-size",
+            &pool.div_ceil(2).to_string(),
+        ])
         .args(["--disable-query-log", "--disable-graphiql"])
         .env("NODE_ENV", "production")
         .stdout(Stdio::null())
@@ -608,7 +616,8 @@ async fn main() -> anyhow::Result<()> {
     drop(pgl);
     drop(server);
     println!(
-        "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}"
+        "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}; database pool {}",
+        bench::database_pool()?
     );
     println!(
         "| round | wallet-bff read/s | PostGraphile 4 read/s | plain-SQL floor/s | wallet-bff transfers/s | notifier caught up after | pgbench TPC-B/s |"
