@@ -2,6 +2,7 @@
 //! async-graphql, sea-orm or redis.
 //!
 //! # Layout
+//! - [`command`]: the money mutations ([`MoneyCommand`]) with their idempotency fingerprints.
 //! - [`error`]: the stable error codes of the API contract and the domain error type.
 //! - [`events`]: the event contract: [`Envelope`] around a typed [`EventBody`], its topics and versioned wire form.
 //! - [`fx`]: exchange rates, quotes and the rounding of exchanges between currencies.
@@ -50,6 +51,7 @@ macro_rules! string_enum {
     };
 }
 
+pub mod command;
 pub mod error;
 pub mod events;
 pub mod fx;
@@ -66,6 +68,7 @@ pub mod requests;
 pub mod risk;
 pub mod transaction;
 
+pub use command::{MoneyCommand, Recipient};
 pub use error::{DomainError, ErrorCode};
 pub use events::{Envelope, EventBody, Topic};
 pub use idempotency::{Fingerprint, IdempotencyKey};

@@ -4,8 +4,8 @@
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::Currency;
+use domain::MoneyCommand;
 use entity::store::exchange::{self, QuoteRecord, QuoteRequest};
-use entity::store::payments::MoneyCommand;
 
 use super::scalars::Money;
 use super::types::{Transaction, Wallet};

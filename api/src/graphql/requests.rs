@@ -2,9 +2,9 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
+use domain::MoneyCommand;
 use domain::requests::{PaymentRequestRecord, RequestStatus};
 use domain::{Currency, Email};
-use entity::store::payments::MoneyCommand;
 use entity::store::requests::{self, NewRequest};
 
 use super::scalars::Money;

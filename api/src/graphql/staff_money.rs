@@ -3,8 +3,8 @@
 
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
+use domain::MoneyCommand;
 use domain::{DomainError, HoldDecision, Role};
-use entity::store::payments::MoneyCommand;
 use entity::store::risk::{self, AlertRecord};
 
 use super::scalars::Money;

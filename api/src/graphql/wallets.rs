@@ -4,8 +4,9 @@ use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use domain::{Currency, DomainError, Email, IdempotencyKey};
+use domain::{MoneyCommand, Recipient};
 use entity::store::history::{self, HistoryQuery};
-use entity::store::payments::{self, MoneyCommand, Recipient};
+use entity::store::payments;
 use entity::store::wallets;
 
 use super::scalars::Money;

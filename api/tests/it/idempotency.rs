@@ -1,10 +1,10 @@
 //! Idempotency keys: replay, reuse with another payload, in flight, expiry.
 
 use chrono::Duration;
+use domain::MoneyCommand;
 use domain::{IdempotencyKey, TransactionKind};
 use entity::entities::{idempotency_keys, transactions};
 use entity::store::idempotency::{self, Claim, KeyPolicy};
-use entity::store::payments::MoneyCommand;
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;

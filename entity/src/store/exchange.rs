@@ -1,5 +1,5 @@
 //! Exchange quotes. The exchange itself is a money command
-//! ([`super::payments::MoneyCommand::Exchange`]): it runs in the money
+//! ([`domain::MoneyCommand::Exchange`]): it runs in the money
 //! transaction under an idempotency key and uses the quote once.
 
 use chrono::{DateTime, Duration, Utc};
