@@ -1,25 +1,46 @@
 //! The one error policy for GraphQL: refusals carry their contract code and
 //! message; everything else is logged once, here, and masked.
 
+use std::sync::Arc;
+
 use async_graphql::{ErrorExtensions, ServerError};
 use domain::{DomainError, ErrorCode};
 use entity::StoreError;
 
-/// An error leaving a resolver. It deliberately does not implement
-/// `Display`, so async-graphql's blanket `From<Display>` cannot turn it into
-/// a message that leaks internals: the only way out is [`From<ApiError>`].
-#[derive(Debug)]
+/// An error leaving a resolver, which resolvers return as it is
+/// ([`Result`]): `?` turns a domain refusal, a store error or an internal
+/// failure into one. It deliberately does not implement `Display`, so
+/// async-graphql's blanket `From<Display>` cannot turn it into a message that
+/// leaks internals: the only way out is [`From<ApiError>`], which logs an
+/// internal error once and masks it. `Clone` (hence the `Arc`) because
+/// async-graphql asks it of a resolver's error type.
+#[derive(Debug, Clone)]
 pub enum ApiError {
     /// A refusal the caller can act on.
     Refused(DomainError),
     /// Anything unexpected; logged when converted.
-    Internal(anyhow::Error),
+    Internal(Arc<anyhow::Error>),
     /// A rate limit was hit.
     RateLimited {
         /// Seconds until the limit resets.
         retry_after_secs: u64,
     },
+    /// An error async-graphql itself made or one already coded
+    /// ([`coded`]), passed on unchanged.
+    Graphql(async_graphql::Error),
 }
+
+impl ApiError {
+    /// An unexpected failure: logged once when it leaves the resolver,
+    /// masked for the client.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(Arc::new(err.into()))
+    }
+}
+
+/// What resolvers and their helpers return: `Result<T>` fails with an
+/// [`ApiError`]; another error type can still be named.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Result of resolver helpers.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -27,7 +48,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         if e.code == ErrorCode::InternalServerError {
-            ApiError::Internal(anyhow::anyhow!(e.message))
+            ApiError::internal(anyhow::anyhow!(e.message))
         } else {
             ApiError::Refused(e)
         }
@@ -38,14 +59,20 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Domain(d) => d.into(),
-            other => ApiError::Internal(other.into()),
+            other => ApiError::internal(other),
         }
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::Internal(e)
+        ApiError::internal(e)
+    }
+}
+
+impl From<async_graphql::Error> for ApiError {
+    fn from(e: async_graphql::Error) -> Self {
+        ApiError::Graphql(e)
     }
 }
 
@@ -90,6 +117,7 @@ impl From<ApiError> for async_graphql::Error {
                 })
             }
             ApiError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
+            ApiError::Graphql(e) => e,
             ApiError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error while resolving");
                 coded(ErrorCode::InternalServerError, INTERNAL_MESSAGE)

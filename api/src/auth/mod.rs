@@ -10,7 +10,7 @@ use domain::{DomainError, Role};
 use entity::store::audit::{self, AuditRecord};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// Writes a security audit record; the request fails (masked, logged once)
@@ -33,8 +33,8 @@ pub async fn audit(
             details,
         },
     )
-    .await
-    .map_err(ApiError::from)
+    .await?;
+    Ok(())
 }
 
 /// Writes a security audit record for a refusal that stands whether or not

@@ -110,7 +110,7 @@ pub struct Started {
 }
 
 fn unavailable(provider: &str, err: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!("OAuth2 provider {provider}: {err}"))
+    ApiError::internal(anyhow::anyhow!("OAuth2 provider {provider}: {err}"))
 }
 
 /// Sends a request to the provider and reads its JSON answer; any failure
@@ -325,8 +325,7 @@ impl OauthProviders {
                 kind: kinds::OAUTH,
                 lookup: lookup(kinds::OAUTH, csrf.secret()),
                 user_id: None,
-                payload: serde_json::to_string(&pending)
-                    .map_err(|e| ApiError::Internal(e.into()))?,
+                payload: serde_json::to_string(&pending).map_err(ApiError::internal)?,
                 expires_at: entity::store::now() + self.flow_ttl,
             },
         )
@@ -360,7 +359,7 @@ impl OauthProviders {
             .await?
             .ok_or_else(stale)?;
         let pending: PendingLogin =
-            serde_json::from_str(&flow.payload).map_err(|e| ApiError::Internal(e.into()))?;
+            serde_json::from_str(&flow.payload).map_err(ApiError::internal)?;
         if provider.settings.name != pending.provider {
             return Err(stale());
         }
@@ -400,8 +399,7 @@ impl OauthProviders {
                     .and_then(|e| e.as_str().split('@').next())
                     .and_then(|local| DisplayName::parse(local).ok())
             })
-            .map_or_else(|| DisplayName::parse("Wallet user"), Ok)
-            .map_err(ApiError::from)?;
+            .map_or_else(|| DisplayName::parse("Wallet user"), Ok)?;
         Ok(security::oauth_user(
             &state.db,
             ProviderIdentity {

@@ -88,7 +88,7 @@ impl RelyingParty {
 }
 
 fn internal(what: &str, err: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!("{what}: {err}"))
+    ApiError::internal(anyhow::anyhow!("{what}: {err}"))
 }
 
 fn refused(code: ErrorCode, message: &str) -> ApiError {

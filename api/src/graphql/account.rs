@@ -1,6 +1,6 @@
 //! Registration, login, sessions and `me`.
 
-use async_graphql::{Context, InputObject, Object, Result};
+use async_graphql::{Context, InputObject, Object};
 use domain::{DisplayName, DomainError, Email, Password};
 use entity::store::records::UserRecord;
 use entity::store::sessions::{self, Rotation};
@@ -11,7 +11,7 @@ use super::parts;
 use super::types::{AuthPayload, LoginResult, MfaChallenge, User};
 use crate::auth::webauthn::{self, kinds, lookup};
 use crate::auth::{Viewer, audit, audit_refusal, passwords, tokens};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Result};
 use crate::limits::ClientAddr;
 use crate::state::AppState;
 use serde_json::json;
@@ -48,16 +48,14 @@ impl AccountQuery {
         if matches!(viewer, Viewer::Anonymous) {
             return Ok(None);
         }
-        let auth = viewer.require_user().map_err(ApiError::from)?;
+        let auth = viewer.require_user()?;
         // Read with this request's session check, when it made one.
         if let Some(account) = ctx.data_opt::<crate::auth::SignedInAccount>()
             && account.0.id == auth.id
         {
             return Ok(Some(User::from(account.0.as_ref().clone())));
         }
-        let user = users::load(&state.db, auth.id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = users::load(&state.db, auth.id).await?;
         Ok(user.map(User::from))
     }
 }
@@ -173,15 +171,13 @@ impl AccountMutation {
     /// Creates an account and signs it in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let (state, _) = parts(ctx)?;
-        let email = Email::parse(&input.email).map_err(ApiError::from)?;
-        let password = Password::parse_new(&input.password).map_err(ApiError::from)?;
-        let name = DisplayName::parse(&input.display_name).map_err(ApiError::from)?;
-        let hash = passwords::hash(&password).await.map_err(ApiError::from)?;
-        let user = users::create(&state.db, &email, &name, Some(hash))
-            .await
-            .map_err(ApiError::from)?;
+        let email = Email::parse(&input.email)?;
+        let password = Password::parse_new(&input.password)?;
+        let name = DisplayName::parse(&input.display_name)?;
+        let hash = passwords::hash(&password).await?;
+        let user = users::create(&state.db, &email, &name, Some(hash)).await?;
         tracing::info!(user.id = %user.id, "registered");
-        Ok(issue_session(state, user, None, client_device(ctx)).await?)
+        issue_session(state, user, None, client_device(ctx)).await
     }
 
     /// Signs in with e-mail and password.
@@ -195,20 +191,15 @@ impl AccountMutation {
         state
             .limiter
             .login(&state.settings, &input.email, client_addr(ctx))
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let password = Password::parse_existing(&input.password).map_err(|_| refused())?;
         let row = match Email::parse(&input.email) {
-            Ok(email) => users::find_row_by_email(&state.db, &email)
-                .await
-                .map_err(ApiError::from)?,
+            Ok(email) => users::find_row_by_email(&state.db, &email).await?,
             Err(_) => None,
         };
         let stored = row.as_ref().and_then(|r| r.password_hash.clone());
         // Unknown accounts verify against a dummy hash: same work, same answer.
-        let ok = passwords::verify(&password, stored)
-            .await
-            .map_err(ApiError::from)?;
+        let ok = passwords::verify(&password, stored).await?;
         let known = row.as_ref().map(|r| r.id);
         let Some(row) = row.filter(|_| ok) else {
             tracing::info!("login refused");
@@ -222,14 +213,11 @@ impl AccountMutation {
                 json!({ "email": masked, "method": "password" }),
             )
             .await;
-            return Err(refused().into());
+            return Err(refused());
         };
-        let user = users::load(&state.db, row.id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(refused)?;
+        let user = users::load(&state.db, row.id).await?.ok_or_else(refused)?;
         tracing::info!(user.id = %user.id, mfa = user.two_factor_enabled, "password accepted");
-        Ok(sign_in(state, user, "password", client_device(ctx)).await?)
+        sign_in(state, user, "password", client_device(ctx)).await
     }
 
     /// Exchanges a refresh token for a new pair. Each refresh token works
@@ -247,16 +235,12 @@ impl AccountMutation {
             tokens::hash_refresh_token(&next),
             entity::store::now() + state.keys.refresh_ttl,
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         match rotation {
             Rotation::Rotated { user_id, family_id } => {
-                let user = users::load(&state.db, user_id)
-                    .await
-                    .map_err(ApiError::from)?
-                    .ok_or_else(|| {
-                        ApiError::from(DomainError::unauthenticated("the account no longer exists"))
-                    })?;
+                let user = users::load(&state.db, user_id).await?.ok_or_else(|| {
+                    ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+                })?;
                 Ok(finish_session(state, user, family_id, next)?)
             }
             Rotation::Reused { user_id } => {
@@ -264,23 +248,19 @@ impl AccountMutation {
                 tracing::warn!(user.id = %user_id, "refresh token reused; session revoked");
                 Err(ApiError::from(DomainError::unauthenticated(
                     "this refresh token was already used; the session has been revoked, sign in again",
-                ))
-                .into())
+                )))
             }
             Rotation::Invalid => Err(ApiError::from(DomainError::unauthenticated(
                 "the refresh token is invalid or expired",
-            ))
-            .into()),
+            ))),
         }
     }
 
     /// Ends the current session: its refresh tokens stop working.
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
-        let auth = viewer.require_user().map_err(ApiError::from)?;
-        sessions::revoke(&state.db, auth.session_id)
-            .await
-            .map_err(ApiError::from)?;
+        let auth = viewer.require_user()?;
+        sessions::revoke(&state.db, auth.session_id).await?;
         Ok(true)
     }
 }

@@ -1,14 +1,14 @@
 //! Operations for staff roles.
 
 use async_graphql::connection::{Connection, EmptyFields};
-use async_graphql::{Context, Enum, ID, Json, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{Role, WalletStatus, WithdrawalOutcome};
 use entity::store::{audit, payments, users, wallets};
 
 use super::types::{KycStatus, RoleGql, TransactionPayload, User, Wallet};
 use super::{PageRequest, parse_id, parts};
-use crate::error::ApiError;
+use crate::error::{ApiError, Result};
 
 /// One audit record.
 #[derive(SimpleObject, Debug, Clone)]
@@ -46,23 +46,19 @@ impl AdminQuery {
         action: Option<String>,
     ) -> Result<Connection<String, AuditEntry, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
-        let staff = viewer.require_user().map_err(ApiError::from)?;
+        let staff = viewer.require_user()?;
         if !staff.has_role(Role::Compliance) {
             return Err(ApiError::from(domain::DomainError::forbidden(
                 "this needs the compliance or admin role",
-            ))
-            .into());
+            )));
         }
-        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
+        let page = PageRequest::parse(first, after.as_deref())?;
         let actor = actor_id
             .as_ref()
             .map(|id| parse_id(id, "actorId"))
-            .transpose()
-            .map_err(ApiError::from)?;
+            .transpose()?;
         let (rows, has_next) =
-            audit::list(&state.db, actor, action.as_deref(), page.after, page.limit)
-                .await
-                .map_err(ApiError::from)?;
+            audit::list(&state.db, actor, action.as_deref(), page.after, page.limit).await?;
         Ok(page.connection(
             rows,
             has_next,
@@ -82,15 +78,14 @@ impl AdminQuery {
     /// Any user (support, compliance or admin role).
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
         let (state, viewer) = parts(ctx)?;
-        let staff = viewer.require_user().map_err(ApiError::from)?;
+        let staff = viewer.require_user()?;
         if !(staff.has_role(Role::Support) || staff.has_role(Role::Compliance)) {
             return Err(ApiError::from(domain::DomainError::forbidden(
                 "this needs the support, compliance or admin role",
-            ))
-            .into());
+            )));
         }
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
-        let user = users::load(&state.db, id).await.map_err(ApiError::from)?;
+        let id = parse_id(&id, "id")?;
+        let user = users::load(&state.db, id).await?;
         Ok(user.map(User::from))
     }
 
@@ -98,13 +93,9 @@ impl AdminQuery {
     /// first, at most 100 (compliance role).
     async fn kyc_reviews(&self, ctx: &Context<'_>, status: Option<KycStatus>) -> Result<Vec<User>> {
         let (state, viewer) = parts(ctx)?;
-        viewer
-            .require_role(Role::Compliance)
-            .map_err(ApiError::from)?;
+        viewer.require_role(Role::Compliance)?;
         let status = status.unwrap_or(KycStatus::InReview);
-        let found = users::with_kyc_status(&state.db, status.into())
-            .await
-            .map_err(ApiError::from)?;
+        let found = users::with_kyc_status(&state.db, status.into()).await?;
         Ok(found.into_iter().map(User::from).collect())
     }
 }
@@ -145,15 +136,13 @@ impl AdminMutation {
         outcome: WithdrawalOutcomeGql,
     ) -> Result<TransactionPayload> {
         let (state, viewer) = parts(ctx)?;
-        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let admin = viewer.require_role(Role::Admin)?;
+        let id = parse_id(&id, "id")?;
         let outcome = match outcome {
             WithdrawalOutcomeGql::Completed => WithdrawalOutcome::Completed,
             WithdrawalOutcomeGql::Failed => WithdrawalOutcome::Failed,
         };
-        let result = payments::settle_withdrawal(&state.db, Some(admin.id), id, outcome)
-            .await
-            .map_err(ApiError::from)?;
+        let result = payments::settle_withdrawal(&state.db, Some(admin.id), id, outcome).await?;
         tracing::info!(user.id = %admin.id, tx.id = %result.transaction.id, "withdrawal settled");
         Ok(TransactionPayload::new(result, false))
     }
@@ -194,14 +183,10 @@ impl AdminMutation {
         step_up_token: Option<String>,
     ) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
-        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let user_id = parse_id(&id, "id").map_err(ApiError::from)?;
-        if users::load(&state.db, user_id)
-            .await
-            .map_err(ApiError::from)?
-            .is_none()
-        {
-            return Err(ApiError::from(domain::DomainError::not_found("user")).into());
+        let admin = viewer.require_role(Role::Admin)?;
+        let user_id = parse_id(&id, "id")?;
+        if users::load(&state.db, user_id).await?.is_none() {
+            return Err(ApiError::from(domain::DomainError::not_found("user")));
         }
         crate::auth::webauthn::require_step_up(
             state,
@@ -216,8 +201,7 @@ impl AdminMutation {
             user_id,
             state.settings.kyc.retention_years,
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         tracing::info!(user.id = %user_id, admin.id = %admin.id, books_kept_until = %erased.books_kept_until, "account erased");
         Ok(true)
     }
@@ -243,10 +227,8 @@ impl AdminMutation {
         reason: Option<String>,
     ) -> Result<User> {
         let (state, viewer) = parts(ctx)?;
-        let officer = viewer
-            .require_role(Role::Compliance)
-            .map_err(ApiError::from)?;
-        let user_id = parse_id(&user_id, "userId").map_err(ApiError::from)?;
+        let officer = viewer.require_role(Role::Compliance)?;
+        let user_id = parse_id(&user_id, "userId")?;
         let decision = match decision {
             KycDecision::StartReview => domain::KycDecision::StartReview,
             KycDecision::Approve => domain::KycDecision::Approve,
@@ -259,8 +241,7 @@ impl AdminMutation {
             decision,
             reason.as_deref(),
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         tracing::info!(user.id = %user.id, officer.id = %officer.id, kyc.status = user.kyc_status.as_str(), "KYC reviewed");
         Ok(user.into())
     }
@@ -273,10 +254,8 @@ async fn set_wallet_status(
     reason: Option<String>,
 ) -> Result<Wallet> {
     let (state, viewer) = parts(ctx)?;
-    let officer = viewer
-        .require_role(Role::Compliance)
-        .map_err(ApiError::from)?;
-    let id = parse_id(id, "id").map_err(ApiError::from)?;
+    let officer = viewer.require_role(Role::Compliance)?;
+    let id = parse_id(id, "id")?;
     let reason = reason.map(|r| r.trim().to_owned());
     if status == WalletStatus::Frozen
         && reason
@@ -285,12 +264,9 @@ async fn set_wallet_status(
     {
         return Err(ApiError::from(domain::DomainError::bad_input(
             "a reason of 1 to 500 characters is required",
-        ))
-        .into());
+        )));
     }
-    let wallet = wallets::set_status(&state.db, officer.id, id, status, reason.as_deref())
-        .await
-        .map_err(ApiError::from)?;
+    let wallet = wallets::set_status(&state.db, officer.id, id, status, reason.as_deref()).await?;
     tracing::info!(wallet.id = %id, officer.id = %officer.id, status = status.as_str(), "wallet status changed");
     Ok(wallet.into())
 }
@@ -309,15 +285,11 @@ async fn change_role(
     change: RoleChange,
 ) -> Result<User> {
     let (state, viewer) = parts(ctx)?;
-    let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-    let user_id = parse_id(user_id, "userId").map_err(ApiError::from)?;
+    let admin = viewer.require_role(Role::Admin)?;
+    let user_id = parse_id(user_id, "userId")?;
     // An unknown user should not spend the step-up token.
-    if users::load(&state.db, user_id)
-        .await
-        .map_err(ApiError::from)?
-        .is_none()
-    {
-        return Err(ApiError::from(domain::DomainError::not_found("user")).into());
+    if users::load(&state.db, user_id).await?.is_none() {
+        return Err(ApiError::from(domain::DomainError::not_found("user")));
     }
     crate::auth::webauthn::require_step_up(
         state,
@@ -333,8 +305,7 @@ async fn change_role(
         RoleChange::Revoke => {
             users::revoke_role(&state.db, Some(admin.id), user_id, role.into()).await
         }
-    }
-    .map_err(ApiError::from)?;
+    }?;
     tracing::info!(user.id = %user.id, admin.id = %admin.id, role = ?role, change = ?change, "role changed");
     Ok(user.into())
 }

@@ -2,14 +2,14 @@
 //! payment intent the app confirms; the provider's webhook
 //! (`POST /webhooks/payments`) credits the wallet once it succeeded.
 
-use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use domain::{Amount, DomainError, ErrorCode, IdempotencyKey};
 use entity::store::deposits::{self, IntentRecord, Started};
 
 use super::scalars::Money;
 use super::wallets::DepositInput;
 use super::{parse_id, parts};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Result};
 
 /// Where a card deposit is.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -69,11 +69,9 @@ impl DepositQuery {
     /// One of the caller's card deposits.
     async fn deposit_intent(&self, ctx: &Context<'_>, id: ID) -> Result<DepositIntent> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
-        let intent = deposits::get(&state.db, user.id, id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let id = parse_id(&id, "id")?;
+        let intent = deposits::get(&state.db, user.id, id).await?;
         Ok(intent.into())
     }
 }
@@ -83,7 +81,7 @@ impl DepositQuery {
 pub struct DepositMutation;
 
 async fn start(ctx: &Context<'_>, input: DepositInput, key: &str) -> ApiResult<DepositIntent> {
-    let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let key = IdempotencyKey::parse(key)?;
     state
@@ -174,6 +172,6 @@ impl DepositMutation {
         input: DepositInput,
         idempotency_key: String,
     ) -> Result<DepositIntent> {
-        Ok(start(ctx, input, &idempotency_key).await?)
+        start(ctx, input, &idempotency_key).await
     }
 }

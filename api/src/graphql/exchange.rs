@@ -1,7 +1,7 @@
 //! Currency exchange between a user's own wallets: a quote first, then the
 //! exchange at the quoted rate under an idempotency key.
 
-use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::Currency;
 use domain::MoneyCommand;
@@ -10,7 +10,7 @@ use entity::store::exchange::{self, QuoteRecord, QuoteRequest};
 use super::scalars::Money;
 use super::types::{Transaction, Wallet};
 use super::{parse_id, parts};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Result};
 
 /// A priced offer to exchange; use it with `exchange` before `expiresAt`.
 #[derive(SimpleObject, Debug, Clone)]
@@ -79,7 +79,7 @@ async fn quote(
     to_currency: &str,
     amount: Money,
 ) -> ApiResult<ExchangeQuote> {
-    let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let from_wallet_id = parse_id(from_wallet_id, "fromWalletId")?;
     let to_currency = Currency::parse(to_currency)?;
@@ -94,8 +94,7 @@ async fn quote(
             to_currency,
             amount: amount.0,
             fee_bps: fx.fee_bps,
-            ttl: chrono::Duration::from_std(fx.quote_ttl)
-                .map_err(|e| ApiError::Internal(e.into()))?,
+            ttl: chrono::Duration::from_std(fx.quote_ttl).map_err(ApiError::internal)?,
         },
     )
     .await?;
@@ -117,7 +116,7 @@ impl ExchangeMutation {
         to_currency: String,
         amount: Money,
     ) -> Result<ExchangeQuote> {
-        Ok(quote(ctx, &from_wallet_id, &to_currency, amount).await?)
+        quote(ctx, &from_wallet_id, &to_currency, amount).await
     }
 
     /// Exchanges at a quote, atomically and once per idempotency key.
@@ -129,17 +128,16 @@ impl ExchangeMutation {
         quote_id: ID,
         idempotency_key: String,
     ) -> Result<ExchangePayload> {
-        let quote_id = parse_id(&quote_id, "quoteId").map_err(ApiError::from)?;
+        let quote_id = parse_id(&quote_id, "quoteId")?;
         let command = MoneyCommand::Exchange { quote_id };
         let executed = super::wallets::execute_money(ctx, &idempotency_key, command, None).await?;
         let state = ctx.data::<crate::state::AppState>()?;
         let outcome = executed.outcome;
         let quote = exchange::of_transaction(&state.db, outcome.transaction.id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("exchange without its quote")))?;
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("exchange without its quote")))?;
         let to_wallet = outcome.counterpart.ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("exchange without its target wallet"))
+            ApiError::internal(anyhow::anyhow!("exchange without its target wallet"))
         })?;
         Ok(ExchangePayload {
             transaction: outcome.transaction.into(),

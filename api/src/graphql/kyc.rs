@@ -2,7 +2,7 @@
 //! applicant at the provider and returns the token its SDK opens with; the
 //! provider's review then arrives by webhook (`POST /webhooks/kyc`).
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::kyc::{Address, Applicant};
 use domain::{DomainError, ErrorCode};
@@ -10,7 +10,7 @@ use entity::store::kyc::{self, HistoryEntry, Submission};
 
 use super::parts;
 use super::types::KycStatus;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, Result};
 use crate::state::AppState;
 
 /// Identity documents the provider checks.
@@ -194,16 +194,15 @@ impl KycMutation {
     /// `FORBIDDEN` after a final rejection.
     async fn submit_kyc(&self, ctx: &Context<'_>, input: SubmitKycInput) -> Result<KycApplication> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         state
             .limiter
             .hit(
                 crate::limits::Bucket::Money(user.id),
                 state.settings.rate_money_per_user,
             )
-            .await
-            .map_err(ApiError::from)?;
-        Ok(submit(state, user.id, input).await?)
+            .await?;
+        submit(state, user.id, input).await
     }
 
     /// A fresh access token for the provider's SDK while the verification
@@ -212,16 +211,15 @@ impl KycMutation {
     /// `PROVIDER_UNAVAILABLE` (retry).
     async fn kyc_access_token(&self, ctx: &Context<'_>) -> Result<String> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         state
             .limiter
             .hit(
                 crate::limits::Bucket::Money(user.id),
                 state.settings.rate_money_per_user,
             )
-            .await
-            .map_err(ApiError::from)?;
-        Ok(access_token(state, user.id).await?)
+            .await?;
+        access_token(state, user.id).await
     }
 }
 

@@ -191,7 +191,7 @@ fn payment_request_update(e: &Envelope) -> Result<PaymentRequestUpdate> {
 /// A body of another topic than the stream's: the hub routes by topic, so
 /// this is a bug, reported as an internal error.
 fn unexpected(e: &Envelope) -> async_graphql::Error {
-    ApiError::Internal(anyhow::anyhow!(
+    ApiError::internal(anyhow::anyhow!(
         "event {} of topic {} in the wrong stream",
         e.id,
         e.topic().as_str()

@@ -3,14 +3,14 @@
 
 use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{DomainError, Role};
 use entity::store::deliveries::{self, DeliveryRecord};
 use entity::store::notifications::{self, NotificationRecord};
 
 use super::{PageRequest, parse_id, parts};
-use crate::error::ApiError;
+use crate::error::{ApiError, Result};
 
 /// An in-app notification.
 #[derive(SimpleObject, Debug, Clone)]
@@ -51,7 +51,7 @@ impl Notification {
         let list = loader
             .load_one(event_id)
             .await
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("loading deliveries")))?;
+            .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("loading deliveries")))?;
         Ok(list
             .unwrap_or_default()
             .into_iter()
@@ -275,8 +275,8 @@ impl NotificationQuery {
         unread_only: Option<bool>,
     ) -> Result<Connection<String, Notification, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let page = PageRequest::parse(first, after.as_deref())?;
         let (items, has_next) = notifications::list(
             &state.db,
             user.id,
@@ -284,8 +284,7 @@ impl NotificationQuery {
             page.after,
             page.limit,
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         Ok(page.connection(
             items,
             has_next,
@@ -301,20 +300,16 @@ impl NotificationQuery {
         ctx: &Context<'_>,
     ) -> Result<Vec<NotificationPreference>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let prefs = entity::store::preferences::load(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let prefs = entity::store::preferences::load(&state.db, user.id).await?;
         Ok(preference_matrix(&prefs))
     }
 
     /// The caller's push devices, oldest first.
     async fn push_devices(&self, ctx: &Context<'_>) -> Result<Vec<PushDevice>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let list = entity::store::preferences::devices(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let list = entity::store::preferences::devices(&state.db, user.id).await?;
         Ok(list.into_iter().map(PushDevice::from).collect())
     }
 
@@ -328,11 +323,9 @@ impl NotificationQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Delivery, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
-        viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
-        let (items, has_next) = deliveries::dead_letters(&state.db, page.after, page.limit)
-            .await
-            .map_err(ApiError::from)?;
+        viewer.require_role(Role::Admin)?;
+        let page = PageRequest::parse(first, after.as_deref())?;
+        let (items, has_next) = deliveries::dead_letters(&state.db, page.after, page.limit).await?;
         Ok(page.connection(items, has_next, |d| (d.created_at, d.id), Delivery::from))
     }
 }
@@ -346,18 +339,17 @@ impl NotificationMutation {
     /// Marks the caller's notifications read; returns how many changed.
     async fn mark_notifications_read(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<i32> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         if ids.len() > 500 {
-            return Err(ApiError::from(DomainError::bad_input("at most 500 ids at once")).into());
+            return Err(ApiError::from(DomainError::bad_input(
+                "at most 500 ids at once",
+            )));
         }
         let ids = ids
             .iter()
             .map(|id| parse_id(id, "ids"))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ApiError::from)?;
-        let changed = notifications::mark_read(&state.db, user.id, &ids)
-            .await
-            .map_err(ApiError::from)?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let changed = notifications::mark_read(&state.db, user.id, &ids).await?;
         Ok(i32::try_from(changed).unwrap_or(i32::MAX))
     }
 
@@ -370,13 +362,12 @@ impl NotificationMutation {
         input: Vec<NotificationPreferenceInput>,
     ) -> Result<Vec<NotificationPreference>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         let max = domain::notify::NotificationKind::ALL.len() * domain::notify::Channel::ALL.len();
         if input.is_empty() || input.len() > max {
             return Err(ApiError::from(DomainError::bad_input(format!(
                 "give between 1 and {max} preferences"
-            )))
-            .into());
+            ))));
         }
         let mut changes: Vec<(
             domain::notify::NotificationKind,
@@ -390,14 +381,11 @@ impl NotificationMutation {
                     "{} on {} is given twice",
                     kind.as_str(),
                     channel.as_str()
-                )))
-                .into());
+                ))));
             }
             changes.push((kind, channel, p.enabled));
         }
-        let prefs = entity::store::preferences::update(&state.db, user.id, &changes)
-            .await
-            .map_err(ApiError::from)?;
+        let prefs = entity::store::preferences::update(&state.db, user.id, &changes).await?;
         Ok(preference_matrix(&prefs))
     }
 
@@ -411,8 +399,8 @@ impl NotificationMutation {
         platform: PushPlatform,
     ) -> Result<PushDevice> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let token = domain::notify::PushToken::parse(&token).map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let token = domain::notify::PushToken::parse(&token)?;
         let device = entity::store::preferences::register_device(
             &state.db,
             user.id,
@@ -420,21 +408,18 @@ impl NotificationMutation {
             platform.into(),
             state.settings.notify.max_push_devices,
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         Ok(device.into())
     }
 
     /// Removes one of the caller's push devices (`NOT_FOUND` for others').
     async fn remove_push_device(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
-        let removed = entity::store::preferences::remove_device(&state.db, user.id, id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let id = parse_id(&id, "id")?;
+        let removed = entity::store::preferences::remove_device(&state.db, user.id, id).await?;
         if !removed {
-            return Err(ApiError::from(DomainError::not_found("push device")).into());
+            return Err(ApiError::from(DomainError::not_found("push device")));
         }
         Ok(true)
     }
@@ -443,11 +428,10 @@ impl NotificationMutation {
     /// Only a delivery that is `DEAD` can be retried (`NOT_FOUND` otherwise).
     async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
         let (state, viewer) = parts(ctx)?;
-        let admin = viewer.require_role(Role::Admin).map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let admin = viewer.require_role(Role::Admin)?;
+        let id = parse_id(&id, "id")?;
         let delivery = deliveries::retry_dead(&state.db, admin.id, id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::from(DomainError::not_found("dead letter")))?;
         Ok(delivery.into())
     }

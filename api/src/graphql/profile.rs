@@ -1,14 +1,14 @@
 //! The account lifecycle from the user's side: the profile, closing the
 //! account, and the export of everything held about them.
 
-use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
+use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use domain::{DisplayName, DomainError};
 use entity::store::account::{self, ProfileUpdate};
 
 use super::kyc::AddressInput;
 use super::parts;
 use super::types::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, Result};
 
 /// A postal address.
 #[derive(SimpleObject, Debug, Clone)]
@@ -115,10 +115,8 @@ impl ProfileQuery {
     /// entries about them. Nobody else's data is in it.
     async fn export_my_data(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let doc = account::export(&state.db, &state.pii, user.id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let doc = account::export(&state.db, &state.pii, user.id).await?;
         crate::auth::audit(
             state,
             Some(user.id),
@@ -142,24 +140,20 @@ impl ProfileMutation {
     /// address are stored encrypted.
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         let update = ProfileUpdate {
             display_name: input
                 .display_name
                 .as_deref()
                 .map(DisplayName::parse)
-                .transpose()
-                .map_err(ApiError::from)?,
-            phone: maybe(input.phone, |p| phone(&p)).map_err(ApiError::from)?,
-            address: maybe(input.address, |a| a.parse()).map_err(ApiError::from)?,
-            locale: maybe(input.locale, |l| locale(&l)).map_err(ApiError::from)?,
+                .transpose()?,
+            phone: maybe(input.phone, |p| phone(&p))?,
+            address: maybe(input.address, |a| a.parse())?,
+            locale: maybe(input.locale, |l| locale(&l))?,
         };
-        account::update_profile(&state.db, &state.pii, user.id, update)
-            .await
-            .map_err(ApiError::from)?;
+        account::update_profile(&state.db, &state.pii, user.id, update).await?;
         let record = entity::store::users::load(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::from(DomainError::not_found("user")))?;
         Ok(record.into())
     }
@@ -174,10 +168,9 @@ impl ProfileMutation {
         step_up_token: Option<String>,
     ) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         let has_keys = !entity::store::security::credentials(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .is_empty();
         if has_keys {
             crate::auth::webauthn::require_step_up(
@@ -188,9 +181,7 @@ impl ProfileMutation {
             )
             .await?;
         }
-        account::close(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?;
+        account::close(&state.db, user.id).await?;
         tracing::info!(user.id = %user.id, "account closed");
         Ok(true)
     }

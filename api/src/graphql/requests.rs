@@ -1,6 +1,6 @@
 //! Payment requests: ask another user for money, pay or decline what others ask.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::MoneyCommand;
 use domain::requests::{PaymentRequestRecord, RequestStatus};
@@ -10,7 +10,7 @@ use entity::store::requests::{self, NewRequest};
 use super::scalars::Money;
 use super::types::TransactionPayload;
 use super::{parse_id, parts};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Result};
 
 /// Where a payment request is in its life.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -126,7 +126,7 @@ async fn shown_one(
 ) -> ApiResult<PaymentRequest> {
     let mut one = shown(db, vec![request], viewer).await?;
     one.pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a shown request vanished")))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a shown request vanished")))
 }
 
 /// Input of `requestPayment`.
@@ -158,11 +158,10 @@ impl RequestQuery {
         status: Option<PaymentRequestStatus>,
     ) -> Result<Vec<PaymentRequest>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let found = requests::list(&state.db, user.id, status.map(RequestStatus::from), 100)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(shown(&state.db, found, user.id).await?)
+        let user = viewer.require_user()?;
+        let found =
+            requests::list(&state.db, user.id, status.map(RequestStatus::from), 100).await?;
+        shown(&state.db, found, user.id).await
     }
 }
 
@@ -181,23 +180,21 @@ impl RequestMutation {
         input: RequestPaymentInput,
     ) -> Result<PaymentRequest> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         state
             .limiter
             .hit(
                 crate::limits::Bucket::Money(user.id),
                 state.settings.rate_money_per_user,
             )
-            .await
-            .map_err(ApiError::from)?;
-        let payer = Email::parse(&input.from_email).map_err(ApiError::from)?;
-        let currency = Currency::parse(&input.currency).map_err(ApiError::from)?;
+            .await?;
+        let payer = Email::parse(&input.from_email)?;
+        let currency = Currency::parse(&input.currency)?;
         let memo = input
             .memo
             .as_deref()
             .map(|m| super::wallets::bounded_text(m, "memo", 280))
-            .transpose()
-            .map_err(ApiError::from)?
+            .transpose()?
             .filter(|m| !m.is_empty());
         let ttl = input
             .expires_in_hours
@@ -213,10 +210,9 @@ impl RequestMutation {
                 ttl,
             },
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         tracing::info!(user.id = %user.id, request.id = %request.id, "payment requested");
-        Ok(shown_one(&state.db, request, user.id).await?)
+        shown_one(&state.db, request, user.id).await
     }
 
     /// Pays a request made to the caller: a transfer from the caller's
@@ -229,7 +225,7 @@ impl RequestMutation {
         idempotency_key: String,
         step_up_token: Option<String>,
     ) -> Result<TransactionPayload> {
-        let request_id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let request_id = parse_id(&id, "id")?;
         let executed = super::wallets::execute_money(
             ctx,
             &idempotency_key,
@@ -243,11 +239,9 @@ impl RequestMutation {
     /// Declines a request made to the caller; the requester is told.
     async fn decline_request(&self, ctx: &Context<'_>, id: ID) -> Result<PaymentRequest> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
-        let declined = requests::decline(&state.db, user.id, id)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(shown_one(&state.db, declined, user.id).await?)
+        let user = viewer.require_user()?;
+        let id = parse_id(&id, "id")?;
+        let declined = requests::decline(&state.db, user.id, id).await?;
+        shown_one(&state.db, declined, user.id).await
     }
 }

@@ -1,6 +1,6 @@
 //! Second factor and step-up (WebAuthn), OAuth2 login and password change.
 
-use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{DomainError, ErrorCode, Password};
 use entity::store::security::{self, Credential};
@@ -12,7 +12,7 @@ use super::types::{AuthPayload, LoginResult};
 use super::{parse_id, parts};
 use crate::auth::webauthn::{self, kinds, lookup};
 use crate::auth::{audit, passwords};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Result};
 
 /// A registered WebAuthn credential (security key or passkey).
 #[derive(SimpleObject, Debug, Clone)]
@@ -76,10 +76,8 @@ impl SecurityQuery {
     /// The caller's security keys, oldest first.
     async fn webauthn_credentials(&self, ctx: &Context<'_>) -> Result<Vec<WebauthnCredential>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let creds = security::credentials(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let creds = security::credentials(&state.db, user.id).await?;
         Ok(creds.into_iter().map(Into::into).collect())
     }
 }
@@ -99,7 +97,7 @@ fn credential_name(name: &str) -> Result<String, DomainError> {
 }
 
 async fn step_up_options(ctx: &Context<'_>) -> ApiResult<Value> {
-    let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     webauthn::begin_assertion(
         state,
@@ -124,13 +122,10 @@ impl SecurityMutation {
     /// `finishWebauthnRegistration`.
     async fn begin_webauthn_registration(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
         let (state, viewer) = parts(ctx)?;
-        let auth = viewer.require_user().map_err(ApiError::from)?;
-        let user = users::load(&state.db, auth.id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::from(DomainError::unauthenticated("the account no longer exists"))
-            })?;
+        let auth = viewer.require_user()?;
+        let user = users::load(&state.db, auth.id).await?.ok_or_else(|| {
+            ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+        })?;
         let options =
             webauthn::begin_registration(state, auth, &user.email, &user.display_name).await?;
         Ok(Json(options))
@@ -148,14 +143,11 @@ impl SecurityMutation {
         step_up_token: Option<String>,
     ) -> Result<WebauthnCredential> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let name = credential_name(&name).map_err(ApiError::from)?;
-        let row = users::find_row(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::from(DomainError::unauthenticated("the account no longer exists"))
-            })?;
+        let user = viewer.require_user()?;
+        let name = credential_name(&name)?;
+        let row = users::find_row(&state.db, user.id).await?.ok_or_else(|| {
+            ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+        })?;
         // A stolen access token alone must not add the thief's key.
         reauthenticate(
             state,
@@ -179,16 +171,15 @@ impl SecurityMutation {
         step_up_token: Option<String>,
     ) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let id = parse_id(&id, "id")?;
         // A wrong id should not spend the step-up token.
         let known = security::credentials(&state.db, user.id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .iter()
             .any(|c| c.id == id);
         if !known {
-            return Err(ApiError::from(DomainError::not_found("security key")).into());
+            return Err(ApiError::from(DomainError::not_found("security key")));
         }
         webauthn::require_step_up(
             state,
@@ -197,9 +188,7 @@ impl SecurityMutation {
             &format!("remove-credential:{}", uuid::Uuid::new_v4()),
         )
         .await?;
-        let still_on = security::remove_credential(&state.db, user.id, id)
-            .await
-            .map_err(ApiError::from)?;
+        let still_on = security::remove_credential(&state.db, user.id, id).await?;
         tracing::info!(user.id = %user.id, credential.id = %id, two_factor = still_on, "security key removed");
         Ok(true)
     }
@@ -220,15 +209,13 @@ impl SecurityMutation {
                 crate::limits::Bucket::LoginAddress(addr),
                 state.settings.rate_login_per_address,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let flow = security::take_flow(
             &state.db,
             kinds::MFA_LOGIN,
             &lookup(kinds::MFA_LOGIN, &mfa_token),
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         let Some(flow) = flow else {
             // A replayed, expired or made-up mfaToken: no user to name.
             crate::auth::audit_refusal(
@@ -240,18 +227,14 @@ impl SecurityMutation {
             .await;
             return Err(ApiError::from(DomainError::unauthenticated(
                 "this sign-in is unknown, used or expired: sign in again",
-            ))
-            .into());
+            )));
         };
         let user_id =
             webauthn::finish_assertion(state, flow, assertion.0, ErrorCode::Unauthenticated)
                 .await?;
-        let user = users::load(&state.db, user_id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::from(DomainError::unauthenticated("the account no longer exists"))
-            })?;
+        let user = users::load(&state.db, user_id).await?.ok_or_else(|| {
+            ApiError::from(DomainError::unauthenticated("the account no longer exists"))
+        })?;
         audit(
             state,
             Some(user.id),
@@ -262,7 +245,7 @@ impl SecurityMutation {
         )
         .await?;
         tracing::info!(user.id = %user.id, "logged in with a second factor");
-        Ok(issue_session(state, user, Some("webauthn"), client_device(ctx)).await?)
+        issue_session(state, user, Some("webauthn"), client_device(ctx)).await
     }
 
     /// Starts a step-up: pass the result to `navigator.credentials.get`,
@@ -279,14 +262,13 @@ impl SecurityMutation {
         assertion: Json<Value>,
     ) -> Result<StepUpToken> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
         let flow = security::take_flow(
             &state.db,
             kinds::STEP_UP,
             &lookup(kinds::STEP_UP, &user.session_id.to_string()),
         )
-        .await
-        .map_err(ApiError::from)?
+        .await?
         .filter(|f| f.user_id == Some(user.id))
         .ok_or_else(|| {
             ApiError::from(DomainError::new(
@@ -316,11 +298,9 @@ impl SecurityMutation {
     /// signed out (its refresh token stops working).
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<bool> {
         let (state, viewer) = parts(ctx)?;
-        let auth = viewer.require_user().map_err(ApiError::from)?;
-        let new_password = Password::parse_new(&input.new_password).map_err(ApiError::from)?;
-        let row = users::find_row(&state.db, auth.id)
-            .await
-            .map_err(ApiError::from)?;
+        let auth = viewer.require_user()?;
+        let new_password = Password::parse_new(&input.new_password)?;
+        let row = users::find_row(&state.db, auth.id).await?;
         change_password(ctx, auth, row, input, new_password).await?;
         Ok(true)
     }
@@ -340,8 +320,7 @@ impl SecurityMutation {
                 crate::limits::Bucket::LoginAddress(client_addr(ctx)),
                 state.settings.rate_login_per_address,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let started = state.oauth.start(state, &provider, &redirect_uri).await?;
         Ok(OAuthStart {
             authorization_url: started.authorization_url,
@@ -366,8 +345,7 @@ impl SecurityMutation {
                 crate::limits::Bucket::LoginAddress(addr),
                 app.settings.rate_login_per_address,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let (user, outcome) = match app.oauth.complete(app, &provider, &code, &state).await {
             Ok(found) => found,
             Err(err) => {
@@ -380,11 +358,11 @@ impl SecurityMutation {
                     )
                     .await;
                 }
-                return Err(err.into());
+                return Err(err);
             }
         };
         tracing::info!(user.id = %user.id, ?outcome, "OAuth2 sign-in");
-        Ok(sign_in(app, user, &format!("oauth:{provider}"), client_device(ctx)).await?)
+        sign_in(app, user, &format!("oauth:{provider}"), client_device(ctx)).await
     }
 }
 
@@ -476,7 +454,7 @@ async fn change_password(
     input: ChangePasswordInput,
     new_password: Password,
 ) -> ApiResult<()> {
-    let (state, _) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let (state, _) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user_id = auth.id;
     let row = row.ok_or_else(|| DomainError::unauthenticated("the account no longer exists"))?;
     reauthenticate(

@@ -1,7 +1,7 @@
 //! Staff operations on money that already moved: the risk review queue and
 //! its decisions (compliance role), reversals and refunds (admin role).
 
-use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::MoneyCommand;
 use domain::{DomainError, HoldDecision, Role};
@@ -10,7 +10,7 @@ use entity::store::risk::{self, AlertRecord};
 use super::scalars::Money;
 use super::types::TransactionPayload;
 use super::{parse_id, parts};
-use crate::error::ApiError;
+use crate::error::Result;
 
 /// A risk rule (see the README for what each looks at).
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -139,12 +139,8 @@ impl StaffMoneyQuery {
         pending: Option<bool>,
     ) -> Result<Vec<RiskAlert>> {
         let (state, viewer) = parts(ctx)?;
-        viewer
-            .require_role(Role::Compliance)
-            .map_err(ApiError::from)?;
-        let found = risk::alerts(&state.db, pending.unwrap_or(true), 200)
-            .await
-            .map_err(ApiError::from)?;
+        viewer.require_role(Role::Compliance)?;
+        let found = risk::alerts(&state.db, pending.unwrap_or(true), 200).await?;
         Ok(found.into_iter().map(RiskAlert::from).collect())
     }
 }
@@ -160,14 +156,11 @@ async fn decide(
     decision: HoldDecision,
 ) -> Result<TransactionPayload> {
     let (state, viewer) = parts(ctx)?;
-    let officer = viewer
-        .require_role(Role::Compliance)
-        .map_err(ApiError::from)?;
-    let id = parse_id(id, "id").map_err(ApiError::from)?;
-    let reason = reason(raw_reason).map_err(ApiError::from)?;
-    let outcome = entity::store::holds::decide(&state.db, officer.id, id, decision, &reason)
-        .await
-        .map_err(ApiError::from)?;
+    let officer = viewer.require_role(Role::Compliance)?;
+    let id = parse_id(id, "id")?;
+    let reason = reason(raw_reason)?;
+    let outcome =
+        entity::store::holds::decide(&state.db, officer.id, id, decision, &reason).await?;
     tracing::info!(officer.id = %officer.id, tx.id = %id, ?decision, "risk hold decided");
     Ok(TransactionPayload::new(outcome, false))
 }
@@ -213,10 +206,10 @@ impl StaffMoneyMutation {
         place_debt: Option<bool>,
     ) -> Result<TransactionPayload> {
         let (_, viewer) = parts(ctx)?;
-        viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        viewer.require_role(Role::Admin)?;
         let command = MoneyCommand::Reverse {
-            transaction_id: parse_id(&id, "id").map_err(ApiError::from)?,
-            reason: self::reason(&reason).map_err(ApiError::from)?,
+            transaction_id: parse_id(&id, "id")?,
+            reason: self::reason(&reason)?,
             allow_debt: place_debt.unwrap_or(false),
         };
         let executed = super::wallets::execute_money(ctx, &idempotency_key, command, None).await?;
@@ -235,9 +228,9 @@ impl StaffMoneyMutation {
         idempotency_key: String,
     ) -> Result<TransactionPayload> {
         let (_, viewer) = parts(ctx)?;
-        viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+        viewer.require_role(Role::Admin)?;
         let command = MoneyCommand::Refund {
-            transaction_id: parse_id(&id, "id").map_err(ApiError::from)?,
+            transaction_id: parse_id(&id, "id")?,
             amount: amount.0,
         };
         let executed = super::wallets::execute_money(ctx, &idempotency_key, command, None).await?;

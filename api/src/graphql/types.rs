@@ -1,11 +1,11 @@
 //! GraphQL object types. They are built from store records, never from rows.
 
-use async_graphql::{ComplexObject, Context, Enum, ID, Result, SimpleObject, Union};
+use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 use entity::store::records::{MoneyOutcome, TransactionRecord, UserRecord, WalletRecord};
 
 use super::scalars::Money;
-use crate::error::ApiError;
+use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
 /// A role.
@@ -130,9 +130,7 @@ impl User {
         if !matches!(viewer, crate::auth::Viewer::User(u) if u.id == self.user_id) {
             return Ok(None);
         }
-        let profile = entity::store::account::profile(&state.db, &state.pii, self.user_id)
-            .await
-            .map_err(ApiError::from)?;
+        let profile = entity::store::account::profile(&state.db, &state.pii, self.user_id).await?;
         Ok(Some(profile.into()))
     }
 
@@ -140,9 +138,7 @@ impl User {
     /// the provider's reviews and compliance decisions.
     async fn kyc_history(&self, ctx: &Context<'_>) -> Result<Vec<super::kyc::KycHistoryEntry>> {
         let state = ctx.data::<AppState>()?;
-        let list = entity::store::kyc::history(&state.db, self.user_id)
-            .await
-            .map_err(ApiError::from)?;
+        let list = entity::store::kyc::history(&state.db, self.user_id).await?;
         Ok(list.into_iter().map(Into::into).collect())
     }
 
@@ -158,8 +154,7 @@ impl User {
             self.user_id,
             &wallets,
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         Ok(list.into_iter().map(TierLimit::from).collect())
     }
 }

@@ -1,7 +1,7 @@
 //! Wallets, history and the money mutations.
 
 use async_graphql::connection::{Connection, EmptyFields};
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use domain::{Currency, DomainError, Email, IdempotencyKey};
 use domain::{MoneyCommand, Recipient};
@@ -12,7 +12,7 @@ use entity::store::wallets;
 use super::scalars::Money;
 use super::types::{Transaction, TransactionPayload, Wallet};
 use super::{PageRequest, parse_id, parts};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Result};
 
 /// Input of `deposit`.
 #[derive(InputObject, Debug)]
@@ -61,11 +61,9 @@ impl WalletQuery {
     /// One of the caller's wallets; `NOT_FOUND` for anyone else's.
     async fn wallet(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Wallet>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let id = parse_id(&id, "id").map_err(ApiError::from)?;
-        let wallet = wallets::get_owned(&state.db, user.id, id)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let id = parse_id(&id, "id")?;
+        let wallet = wallets::get_owned(&state.db, user.id, id).await?;
         Ok(Some(wallet.into()))
     }
 
@@ -81,8 +79,8 @@ impl WalletQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Transaction, EmptyFields, EmptyFields>> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let page = PageRequest::parse(first, after.as_deref()).map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let page = PageRequest::parse(first, after.as_deref())?;
         // The home screen's page, read with the session check.
         let home = match (&wallet_id, from, to, page.after) {
             (None, None, None, None) => ctx
@@ -95,13 +93,8 @@ impl WalletQuery {
             None => {
                 let wallets = match wallet_id {
                     Some(id) => {
-                        let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
-                        vec![
-                            wallets::get_owned(&state.db, user.id, id)
-                                .await
-                                .map_err(ApiError::from)?
-                                .id,
-                        ]
+                        let id = parse_id(&id, "walletId")?;
+                        vec![wallets::get_owned(&state.db, user.id, id).await?.id]
                     }
                     None => super::types::user_wallets(ctx, user.id)
                         .await?
@@ -114,8 +107,7 @@ impl WalletQuery {
                 {
                     return Err(ApiError::from(DomainError::bad_input(
                         "from must not be after to",
-                    ))
-                    .into());
+                    )));
                 }
                 history::list(
                     &state.db,
@@ -127,8 +119,7 @@ impl WalletQuery {
                         limit: page.limit,
                     },
                 )
-                .await
-                .map_err(ApiError::from)?
+                .await?
             }
         };
         Ok(page.connection(
@@ -164,7 +155,7 @@ pub(crate) async fn execute_money(
     command: MoneyCommand,
     step_up_token: Option<Option<&str>>,
 ) -> ApiResult<payments::Executed> {
-    let (state, viewer) = parts(ctx).map_err(|e| ApiError::Internal(anyhow::anyhow!(e.message)))?;
+    let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let key = IdempotencyKey::parse(idempotency_key)?;
     state
@@ -258,11 +249,9 @@ impl WalletMutation {
     /// the one already open.
     async fn open_wallet(&self, ctx: &Context<'_>, currency: String) -> Result<Wallet> {
         let (state, viewer) = parts(ctx)?;
-        let user = viewer.require_user().map_err(ApiError::from)?;
-        let currency = Currency::parse(&currency).map_err(ApiError::from)?;
-        let wallet = wallets::open(&state.db, user.id, currency)
-            .await
-            .map_err(ApiError::from)?;
+        let user = viewer.require_user()?;
+        let currency = Currency::parse(&currency)?;
+        let wallet = wallets::open(&state.db, user.id, currency).await?;
         Ok(wallet.into())
     }
 
@@ -279,15 +268,14 @@ impl WalletMutation {
         if state.settings.app_env == crate::config::AppEnv::Production {
             return Err(ApiError::from(DomainError::forbidden(
                 "the sandbox deposit rail is off in production: use startDeposit",
-            ))
-            .into());
+            )));
         }
-        let wallet_id = parse_id(&input.wallet_id, "walletId").map_err(ApiError::from)?;
+        let wallet_id = parse_id(&input.wallet_id, "walletId")?;
         let command = MoneyCommand::Deposit {
             wallet_id,
             amount: input.amount.0,
         };
-        Ok(run_money(ctx, &idempotency_key, command, None).await?)
+        run_money(ctx, &idempotency_key, command, None).await
     }
 
     /// Holds an amount for pay-out; the transaction stays PENDING until the
@@ -298,20 +286,19 @@ impl WalletMutation {
         input: WithdrawInput,
         idempotency_key: String,
     ) -> Result<TransactionPayload> {
-        let wallet_id = parse_id(&input.wallet_id, "walletId").map_err(ApiError::from)?;
-        let destination =
-            bounded_text(&input.destination, "destination", 255).map_err(ApiError::from)?;
+        let wallet_id = parse_id(&input.wallet_id, "walletId")?;
+        let destination = bounded_text(&input.destination, "destination", 255)?;
         if destination.is_empty() {
-            return Err(
-                ApiError::from(DomainError::bad_input("destination must not be empty")).into(),
-            );
+            return Err(ApiError::from(DomainError::bad_input(
+                "destination must not be empty",
+            )));
         }
         let command = MoneyCommand::Withdraw {
             wallet_id,
             amount: input.amount.0,
             destination,
         };
-        Ok(run_money(ctx, &idempotency_key, command, None).await?)
+        run_money(ctx, &idempotency_key, command, None).await
     }
 
     /// Sends money to another wallet of the same currency, by the
@@ -322,26 +309,21 @@ impl WalletMutation {
         input: TransferInput,
         idempotency_key: String,
     ) -> Result<TransactionPayload> {
-        let from_wallet_id =
-            parse_id(&input.from_wallet_id, "fromWalletId").map_err(ApiError::from)?;
+        let from_wallet_id = parse_id(&input.from_wallet_id, "fromWalletId")?;
         let to = match (&input.to_email, &input.to_wallet_id) {
-            (Some(email), None) => Recipient::Email(Email::parse(email).map_err(ApiError::from)?),
-            (None, Some(id)) => {
-                Recipient::Wallet(parse_id(id, "toWalletId").map_err(ApiError::from)?)
-            }
+            (Some(email), None) => Recipient::Email(Email::parse(email)?),
+            (None, Some(id)) => Recipient::Wallet(parse_id(id, "toWalletId")?),
             _ => {
                 return Err(ApiError::from(DomainError::bad_input(
                     "give exactly one of toEmail and toWalletId",
-                ))
-                .into());
+                )));
             }
         };
         let memo = input
             .memo
             .as_deref()
             .map(|m| bounded_text(m, "memo", 280))
-            .transpose()
-            .map_err(ApiError::from)?
+            .transpose()?
             .filter(|m| !m.is_empty());
         let command = MoneyCommand::Transfer {
             from_wallet_id,
@@ -349,12 +331,12 @@ impl WalletMutation {
             amount: input.amount.0,
             memo,
         };
-        Ok(run_money(
+        run_money(
             ctx,
             &idempotency_key,
             command,
             Some(input.step_up_token.as_deref()),
         )
-        .await?)
+        .await
     }
 }

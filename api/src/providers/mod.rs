@@ -56,7 +56,7 @@ impl From<ProviderError> for ApiError {
                 "the provider refused these details; check them and try again",
             )
             .into(),
-            other => ApiError::Internal(other.into()),
+            other => ApiError::internal(other),
         }
     }
 }
