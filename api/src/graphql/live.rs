@@ -13,7 +13,7 @@
 //! ended with `REPLAY_UNAVAILABLE`: the client refetches its state instead of
 //! silently missing events.
 
-use async_graphql::{Context, ErrorExtensions, ID, Result, SimpleObject, Subscription};
+use async_graphql::{Context, ErrorExtensions, ID, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::scalars::Money;
 use super::types::{Transaction, Wallet};
 use super::{parse_id, parts};
-use crate::error::{ApiError, coded};
+use crate::error::{ApiError, Result, coded};
 use crate::state::AppState;
 
 /// Events replayed per storage read.
@@ -190,13 +190,12 @@ fn payment_request_update(e: &Envelope) -> Result<PaymentRequestUpdate> {
 
 /// A body of another topic than the stream's: the hub routes by topic, so
 /// this is a bug, reported as an internal error.
-fn unexpected(e: &Envelope) -> async_graphql::Error {
+fn unexpected(e: &Envelope) -> ApiError {
     ApiError::internal(anyhow::anyhow!(
         "event {} of topic {} in the wrong stream",
         e.id,
         e.topic().as_str()
     ))
-    .into()
 }
 
 fn balance_update(e: &Envelope) -> Result<BalanceUpdate> {
@@ -267,7 +266,7 @@ fn user_events(
             Some(a) => a,
             None => match Box::pin(events::current_sequence(&state.db, user_id)).await {
                 Ok(seq) => seq,
-                Err(e) => { yield Err(ApiError::from(e).into()); return; }
+                Err(e) => { yield Err(ApiError::from(e)); return; }
             },
         };
         let mut replay = after.is_some();
@@ -277,7 +276,7 @@ fn user_events(
                     let from = last;
                     let page = match Box::pin(events::after_sequence(&state.db, user_id, topic, from, REPLAY_PAGE)).await {
                         Ok(p) => p,
-                        Err(e) => { yield Err(ApiError::from(e).into()); return; }
+                        Err(e) => { yield Err(ApiError::from(e)); return; }
                     };
                     // Checked after the read: events after `from` pruned
                     // before it (or while it ran) would be missing from the
@@ -286,11 +285,11 @@ fn user_events(
                         Ok(gone) if from < gone => {
                             yield Err(coded(ErrorCode::ReplayUnavailable, format!(
                                 "events up to sequence {gone} are no longer kept; refetch the state, then subscribe without afterSequence"
-                            )).extend_with(|_, ext| ext.set("keptAfterSequence", gone)));
+                            )).extend_with(|_, ext| ext.set("keptAfterSequence", gone)).into());
                             return;
                         }
                         Ok(_) => {}
-                        Err(e) => { yield Err(ApiError::from(e).into()); return; }
+                        Err(e) => { yield Err(ApiError::from(e)); return; }
                     }
                     let full = page.len() as u64 == REPLAY_PAGE;
                     for e in page {
@@ -323,7 +322,7 @@ fn user_events(
                 Some(Err(Interrupted::Lagged)) => {
                     yield Err(coded(ErrorCode::LimitExceeded, format!(
                         "this subscription fell behind and was ended; resubscribe with afterSequence: {last}"
-                    )).extend_with(|_, ext| ext.set("afterSequence", last)));
+                    )).extend_with(|_, ext| ext.set("afterSequence", last)).into());
                     return;
                 }
                 None => return,
@@ -359,11 +358,11 @@ fn all_events(state: AppState, topic: Topic) -> impl Stream<Item = Result<Arc<En
                     yield Err(coded(
                         ErrorCode::LimitExceeded,
                         "events may have been missed while the event bus reconnected; reload and resubscribe",
-                    ));
+                    ).into());
                     return;
                 }
                 Some(Err(Interrupted::Lagged)) => {
-                    yield Err(coded(ErrorCode::LimitExceeded, "this subscription fell behind and was ended; resubscribe"));
+                    yield Err(coded(ErrorCode::LimitExceeded, "this subscription fell behind and was ended; resubscribe").into());
                     return;
                 }
                 None => return,
@@ -380,8 +379,8 @@ fn own_events<T: Send + 'static>(
     convert: fn(&Envelope) -> Result<T>,
 ) -> Result<impl Stream<Item = Result<T>> + use<T>> {
     let (state, viewer) = parts(ctx)?;
-    let user = viewer.require_user().map_err(ApiError::from)?;
-    check_after(after).map_err(ApiError::from)?;
+    let user = viewer.require_user()?;
+    check_after(after)?;
     let events = user_events(state.clone(), user.id, topic, after);
     Ok(futures_util::StreamExt::map(events, move |e| {
         e.and_then(|e| convert(&e))
@@ -413,13 +412,13 @@ impl LiveSubscription {
     ) -> Result<impl Stream<Item = Result<BalanceUpdate>> + use<>> {
         let (state, viewer) = parts(ctx)?;
         let state = state.clone();
-        check_after(after_sequence).map_err(ApiError::from)?;
+        check_after(after_sequence)?;
         let events: std::pin::Pin<Box<dyn Stream<Item = Result<Arc<Envelope>>> + Send>> =
             if all_users == Some(true) {
-                viewer.require_role(Role::Admin).map_err(ApiError::from)?;
+                viewer.require_role(Role::Admin)?;
                 Box::pin(all_events(state.clone(), Topic::BalanceUpdated))
             } else {
-                let user = viewer.require_user().map_err(ApiError::from)?;
+                let user = viewer.require_user()?;
                 Box::pin(user_events(
                     state.clone(),
                     user.id,
@@ -429,12 +428,11 @@ impl LiveSubscription {
             };
         let wallet = match wallet_id {
             Some(id) => {
-                let user = viewer.require_user().map_err(ApiError::from)?;
-                let id = parse_id(&id, "walletId").map_err(ApiError::from)?;
+                let user = viewer.require_user()?;
+                let id = parse_id(&id, "walletId")?;
                 Some(
                     Box::pin(entity::store::wallets::get_owned(&state.db, user.id, id))
-                        .await
-                        .map_err(ApiError::from)?
+                        .await?
                         .id,
                 )
             }
