@@ -311,7 +311,7 @@ async fn apply_to(
         return Ok(EventOutcome::Unchanged);
     };
     let transaction_id = if next == IntentStatus::Succeeded {
-        let tx = super::payments::credit_card_deposit(
+        let tx = super::payments::rail::credit_card_deposit(
             txn,
             intent.user_id,
             intent.wallet_id,

@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use crate::entities::transactions;
 use crate::store::audit::{self, AuditRecord};
-use crate::store::payments::{
-    announce_transfer, stage_credited, stage_posting, store_credited, transaction_updated,
-    write_posting,
+use crate::store::payments::books::{
+    stage_credited, stage_posting, store_credited, transaction_updated, write_posting,
 };
+use crate::store::payments::transfer::announce_transfer;
 use crate::store::records::{MoneyOutcome, TransactionRecord};
 use crate::store::writes::Writes;
 use crate::store::{StoreResult, events, inconsistent, now, requests, risk, wallets};

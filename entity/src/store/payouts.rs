@@ -172,9 +172,13 @@ pub async fn apply_event(db: &DatabaseConnection, event: PayoutEvent) -> StoreRe
             EventOutcome::UnknownPayout
         }
         Some(p) => {
-            let settled =
-                super::payments::settle_withdrawal_in(&txn, None, p.transaction_id, event.outcome)
-                    .await;
+            let settled = super::payments::rail::settle_withdrawal_in(
+                &txn,
+                None,
+                p.transaction_id,
+                event.outcome,
+            )
+            .await;
             match settled {
                 Ok(_) => {
                     let status = match event.outcome {

@@ -30,7 +30,7 @@ use crate::entities::{payment_intents, refunds, transactions};
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::deposits::EventOutcome;
-use crate::store::payments::{
+use crate::store::payments::books::{
     NewTransaction, audit_money, insert_transaction, lock_exact, store_credited,
     transaction_updated, write_posting,
 };

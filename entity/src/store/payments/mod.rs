@@ -11,21 +11,15 @@
 //! - [`books`]: the writes every movement shares: the transaction row, its
 //!   ledger lines, credited balances, the audit record.
 
-mod books;
+pub(crate) mod books;
 mod exchange;
-mod rail;
-mod transfer;
+pub(crate) mod rail;
+pub(crate) mod transfer;
 
 pub use books::ledger_balances;
-pub(crate) use books::{
-    NewTransaction, audit_money, insert_transaction, lock_exact, stage_credited, stage_posting,
-    store_credited, transaction_updated, write_posting,
-};
 use exchange::exchange;
 pub use rail::settle_withdrawal;
 use rail::{SingleWallet, move_single};
-pub(crate) use rail::{credit_card_deposit, settle_withdrawal_in};
-pub(crate) use transfer::announce_transfer;
 use transfer::{TransferOrder, email_recipient, transfer};
 
 use domain::limits::TierLimits;
