@@ -42,9 +42,6 @@ impl ApiError {
 /// [`ApiError`]; another error type can still be named.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
-/// Result of resolver helpers.
-pub type ApiResult<T> = Result<T, ApiError>;
-
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         if e.code == ErrorCode::InternalServerError {

@@ -10,7 +10,7 @@ use domain::{DomainError, Role};
 use entity::store::audit::{self, AuditRecord};
 use uuid::Uuid;
 
-use crate::error::ApiResult;
+use crate::error::Result;
 use crate::state::AppState;
 
 /// Writes a security audit record; the request fails (masked, logged once)
@@ -22,7 +22,7 @@ pub async fn audit(
     subject_type: &str,
     subject_id: Option<Uuid>,
     details: serde_json::Value,
-) -> ApiResult<()> {
+) -> Result<()> {
     audit::record(
         &state.db,
         AuditRecord {

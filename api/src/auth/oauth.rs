@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 
 use super::webauthn::{kinds, lookup};
 use crate::config::{OauthProviderSettings, Settings};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
 /// Endpoints of one provider.
@@ -118,7 +118,7 @@ fn unavailable(provider: &str, err: impl std::fmt::Display) -> ApiError {
 async fn fetch_json<T: serde::de::DeserializeOwned>(
     provider: &str,
     request: reqwest::RequestBuilder,
-) -> ApiResult<T> {
+) -> Result<T> {
     request
         .send()
         .await
@@ -161,7 +161,7 @@ impl OauthProviders {
         })
     }
 
-    fn provider(&self, name: &str) -> ApiResult<&Provider> {
+    fn provider(&self, name: &str) -> Result<&Provider> {
         self.providers
             .get(&name.trim().to_ascii_lowercase())
             .ok_or_else(|| {
@@ -179,7 +179,7 @@ impl OauthProviders {
             })
     }
 
-    async fn endpoints(&self, provider: &Provider) -> ApiResult<Endpoints> {
+    async fn endpoints(&self, provider: &Provider) -> Result<Endpoints> {
         let p = &provider.settings;
         provider
             .endpoints
@@ -237,7 +237,7 @@ impl OauthProviders {
             .cloned()
     }
 
-    async fn discover(&self, name: &str, issuer: &str) -> ApiResult<Discovery> {
+    async fn discover(&self, name: &str, issuer: &str) -> Result<Discovery> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -260,7 +260,7 @@ impl OauthProviders {
         provider: &Provider,
         endpoints: &Endpoints,
         redirect_uri: &str,
-    ) -> ApiResult<
+    ) -> Result<
         BasicClient<
             oauth2::EndpointSet,
             oauth2::EndpointNotSet,
@@ -296,7 +296,7 @@ impl OauthProviders {
         state: &AppState,
         provider: &str,
         redirect_uri: &str,
-    ) -> ApiResult<Started> {
+    ) -> Result<Started> {
         let provider = self.provider(provider)?;
         if !self.redirect_uris.iter().any(|u| u == redirect_uri) {
             return Err(DomainError::bad_input(
@@ -345,7 +345,7 @@ impl OauthProviders {
         provider: &str,
         code: &str,
         csrf_state: &str,
-    ) -> ApiResult<(UserRecord, OauthOutcome)> {
+    ) -> Result<(UserRecord, OauthOutcome)> {
         let stale = || {
             ApiError::from(DomainError::unauthenticated(
                 "this sign-in is unknown, used or expired: start it again",

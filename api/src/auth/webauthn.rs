@@ -26,7 +26,7 @@ use webauthn_rs::prelude::{
 
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
 /// Flow kinds kept in `auth_flows`.
@@ -95,7 +95,7 @@ fn refused(code: ErrorCode, message: &str) -> ApiError {
     ApiError::from(DomainError::new(code, message))
 }
 
-fn parse_passkey(cred: &Credential) -> ApiResult<Passkey> {
+fn parse_passkey(cred: &Credential) -> Result<Passkey> {
     serde_json::from_str(&cred.passkey).map_err(|e| internal("stored passkey", e))
 }
 
@@ -106,13 +106,13 @@ pub async fn begin_registration(
     auth: &AuthUser,
     email: &str,
     display_name: &str,
-) -> ApiResult<Value> {
+) -> Result<Value> {
     let user_id = auth.id;
     let existing = security::credentials(&state.db, user_id).await?;
     let exclude = existing
         .iter()
         .map(|c| parse_passkey(c).map(|p| p.cred_id().clone()))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let (options, registration) = state
         .rp
         .webauthn
@@ -142,7 +142,7 @@ pub async fn finish_registration(
     auth: &AuthUser,
     credential: Value,
     name: &str,
-) -> ApiResult<Credential> {
+) -> Result<Credential> {
     let user_id = auth.id;
     let credential: RegisterPublicKeyCredential =
         serde_json::from_value(credential).map_err(|_| {
@@ -184,7 +184,7 @@ pub async fn begin_assertion(
     user_id: Uuid,
     kind: &str,
     flow_lookup: String,
-) -> ApiResult<Option<Value>> {
+) -> Result<Option<Value>> {
     let credentials = security::credentials(&state.db, user_id).await?;
     if credentials.is_empty() {
         return Ok(None);
@@ -192,7 +192,7 @@ pub async fn begin_assertion(
     let passkeys = credentials
         .iter()
         .map(parse_passkey)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let (options, authentication) = state
         .rp
         .webauthn
@@ -225,7 +225,7 @@ pub async fn finish_assertion(
     flow: Flow,
     assertion: Value,
     code: ErrorCode,
-) -> ApiResult<Uuid> {
+) -> Result<Uuid> {
     let user_id = flow
         .user_id
         .ok_or_else(|| internal("assertion flow", "no user"))?;
@@ -332,7 +332,7 @@ async fn audit_failure(state: &AppState, user_id: Uuid, ceremony: Ceremony, reas
 pub async fn issue_step_up_token(
     state: &AppState,
     user_id: Uuid,
-) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
+) -> Result<(String, chrono::DateTime<chrono::Utc>)> {
     let token = crate::auth::tokens::random_token();
     let expires_at = entity::store::now() + state.step_up.token_ttl;
     security::put_flow(
@@ -357,7 +357,7 @@ pub async fn require_step_up(
     user_id: Uuid,
     token: Option<&str>,
     reference: &str,
-) -> ApiResult<()> {
+) -> Result<()> {
     let required = || {
         ApiError::from(DomainError::new(
             ErrorCode::StepUpRequired,

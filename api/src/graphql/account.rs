@@ -11,7 +11,7 @@ use super::parts;
 use super::types::{AuthPayload, LoginResult, MfaChallenge, User};
 use crate::auth::webauthn::{self, kinds, lookup};
 use crate::auth::{Viewer, audit, audit_refusal, passwords, tokens};
-use crate::error::{ApiError, ApiResult, Result};
+use crate::error::{ApiError, Result};
 use crate::limits::ClientAddr;
 use crate::state::AppState;
 use serde_json::json;
@@ -83,7 +83,7 @@ pub(crate) async fn sign_in(
     user: UserRecord,
     method: &str,
     device: Option<&str>,
-) -> ApiResult<LoginResult> {
+) -> Result<LoginResult> {
     if user.closed_at.is_some() {
         return Err(DomainError::account_closed().into());
     }
@@ -133,7 +133,7 @@ pub(crate) async fn issue_session(
     user: UserRecord,
     sign_in: Option<&str>,
     device: Option<&str>,
-) -> ApiResult<AuthPayload> {
+) -> Result<AuthPayload> {
     // Also here: a second factor begun before the account closed.
     if user.closed_at.is_some() {
         return Err(DomainError::account_closed().into());
@@ -156,7 +156,7 @@ fn finish_session(
     user: UserRecord,
     family: Uuid,
     refresh: String,
-) -> ApiResult<AuthPayload> {
+) -> Result<AuthPayload> {
     let (access_token, expires_at) = state.keys.issue_access(user.id, family, &user.roles)?;
     Ok(AuthPayload {
         access_token,

@@ -9,7 +9,7 @@ use entity::store::deposits::{self, IntentRecord, Started};
 use super::scalars::Money;
 use super::wallets::DepositInput;
 use super::{parse_id, parts};
-use crate::error::{ApiError, ApiResult, Result};
+use crate::error::{ApiError, Result};
 
 /// Where a card deposit is.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl DepositQuery {
 #[derive(Default)]
 pub struct DepositMutation;
 
-async fn start(ctx: &Context<'_>, input: DepositInput, key: &str) -> ApiResult<DepositIntent> {
+async fn start(ctx: &Context<'_>, input: DepositInput, key: &str) -> Result<DepositIntent> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let key = IdempotencyKey::parse(key)?;

@@ -10,7 +10,7 @@ use entity::store::exchange::{self, QuoteRecord, QuoteRequest};
 use super::scalars::Money;
 use super::types::{Transaction, Wallet};
 use super::{parse_id, parts};
-use crate::error::{ApiError, ApiResult, Result};
+use crate::error::{ApiError, Result};
 
 /// A priced offer to exchange; use it with `exchange` before `expiresAt`.
 #[derive(SimpleObject, Debug, Clone)]
@@ -78,7 +78,7 @@ async fn quote(
     from_wallet_id: &ID,
     to_currency: &str,
     amount: Money,
-) -> ApiResult<ExchangeQuote> {
+) -> Result<ExchangeQuote> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let from_wallet_id = parse_id(from_wallet_id, "fromWalletId")?;

@@ -10,7 +10,7 @@ use entity::store::kyc::{self, HistoryEntry, Submission};
 
 use super::parts;
 use super::types::KycStatus;
-use crate::error::{ApiResult, Result};
+use crate::error::Result;
 use crate::state::AppState;
 
 /// Identity documents the provider checks.
@@ -131,7 +131,7 @@ async fn submit(
     state: &AppState,
     user_id: uuid::Uuid,
     input: SubmitKycInput,
-) -> ApiResult<KycApplication> {
+) -> Result<KycApplication> {
     let applicant = Applicant::parse(
         &input.first_name,
         &input.last_name,
@@ -223,7 +223,7 @@ impl KycMutation {
     }
 }
 
-async fn access_token(state: &AppState, user_id: uuid::Uuid) -> ApiResult<String> {
+async fn access_token(state: &AppState, user_id: uuid::Uuid) -> Result<String> {
     let client = state.kyc.as_ref().ok_or_else(|| {
         DomainError::new(
             ErrorCode::ProviderUnavailable,

@@ -10,7 +10,7 @@ use entity::store::requests::{self, NewRequest};
 use super::scalars::Money;
 use super::types::TransactionPayload;
 use super::{parse_id, parts};
-use crate::error::{ApiError, ApiResult, Result};
+use crate::error::{ApiError, Result};
 
 /// Where a payment request is in its life.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub(crate) async fn shown(
     db: &sea_orm::DatabaseConnection,
     requests: Vec<PaymentRequestRecord>,
     viewer: uuid::Uuid,
-) -> ApiResult<Vec<PaymentRequest>> {
+) -> Result<Vec<PaymentRequest>> {
     let other = |r: &PaymentRequestRecord| {
         if r.payer_id == viewer {
             r.requester_id
@@ -123,7 +123,7 @@ async fn shown_one(
     db: &sea_orm::DatabaseConnection,
     request: PaymentRequestRecord,
     viewer: uuid::Uuid,
-) -> ApiResult<PaymentRequest> {
+) -> Result<PaymentRequest> {
     let mut one = shown(db, vec![request], viewer).await?;
     one.pop()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a shown request vanished")))

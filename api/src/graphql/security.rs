@@ -12,7 +12,7 @@ use super::types::{AuthPayload, LoginResult};
 use super::{parse_id, parts};
 use crate::auth::webauthn::{self, kinds, lookup};
 use crate::auth::{audit, passwords};
-use crate::error::{ApiError, ApiResult, Result};
+use crate::error::{ApiError, Result};
 
 /// A registered WebAuthn credential (security key or passkey).
 #[derive(SimpleObject, Debug, Clone)]
@@ -96,7 +96,7 @@ fn credential_name(name: &str) -> Result<String, DomainError> {
     Ok(name.to_owned())
 }
 
-async fn step_up_options(ctx: &Context<'_>) -> ApiResult<Value> {
+async fn step_up_options(ctx: &Context<'_>) -> Result<Value> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     webauthn::begin_assertion(
@@ -398,7 +398,7 @@ async fn reauthenticate(
     current_password: Option<&str>,
     step_up_token: Option<&str>,
     purpose: &str,
-) -> ApiResult<()> {
+) -> Result<()> {
     state
         .limiter
         .hit(
@@ -453,7 +453,7 @@ async fn change_password(
     row: Option<entity::entities::users::Model>,
     input: ChangePasswordInput,
     new_password: Password,
-) -> ApiResult<()> {
+) -> Result<()> {
     let (state, _) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user_id = auth.id;
     let row = row.ok_or_else(|| DomainError::unauthenticated("the account no longer exists"))?;

@@ -12,7 +12,7 @@ use entity::store::wallets;
 use super::scalars::Money;
 use super::types::{Transaction, TransactionPayload, Wallet};
 use super::{PageRequest, parse_id, parts};
-use crate::error::{ApiError, ApiResult, Result};
+use crate::error::{ApiError, Result};
 
 /// Input of `deposit`.
 #[derive(InputObject, Debug)]
@@ -143,7 +143,7 @@ async fn run_money(
     idempotency_key: &str,
     command: MoneyCommand,
     step_up_token: Option<Option<&str>>,
-) -> ApiResult<TransactionPayload> {
+) -> Result<TransactionPayload> {
     let executed = execute_money(ctx, idempotency_key, command, step_up_token).await?;
     Ok(TransactionPayload::new(executed.outcome, executed.replayed))
 }
@@ -154,7 +154,7 @@ pub(crate) async fn execute_money(
     idempotency_key: &str,
     command: MoneyCommand,
     step_up_token: Option<Option<&str>>,
-) -> ApiResult<payments::Executed> {
+) -> Result<payments::Executed> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
     let key = IdempotencyKey::parse(idempotency_key)?;
