@@ -392,9 +392,9 @@ async fn run(
     respond(headers, response)
 }
 
-/// The HTTP response of executed (or refused) operations: their status, as
-/// GraphQL over HTTP asks for the content type the client accepts, and the
-/// body.
+/// The HTTP response of executed (or refused) operations: the status and
+/// content type GraphQL over HTTP asks for, given what the client accepts,
+/// `Retry-After` when a lone operation timed out, and the body.
 fn respond(headers: &HeaderMap, mut response: BatchResponse) -> Response {
     let single_request_error = match &mut response {
         BatchResponse::Single(r) => {
