@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use domain::{Role, WalletStatus, WithdrawalOutcome};
 use entity::store::{audit, payments, users, wallets};
 
-use super::types::{KycStatus, RoleGql, TransactionPayload, User, Wallet};
+use super::kyc::KycStatus;
+use super::types::{RoleGql, TransactionPayload, User, Wallet};
 use super::{PageRequest, parse_id, parts};
 use crate::error::{ApiError, Result};
 

@@ -9,9 +9,24 @@ use domain::{DomainError, ErrorCode};
 use entity::store::kyc::{self, HistoryEntry, Submission};
 
 use super::parts;
-use super::types::KycStatus;
 use crate::error::Result;
 use crate::state::AppState;
+
+/// Where a user is in identity verification.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::KycStatus")]
+pub enum KycStatus {
+    /// Nothing submitted.
+    NotStarted,
+    /// Submitted, waiting for the provider.
+    Pending,
+    /// With a compliance officer.
+    InReview,
+    /// Verified.
+    Approved,
+    /// Refused.
+    Rejected,
+}
 
 /// Identity documents the provider checks.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]

@@ -72,7 +72,7 @@ pub struct KycStatusEvent {
     /// Per-user, strictly increasing.
     pub sequence: i64,
     /// New status.
-    pub status: super::types::KycStatus,
+    pub status: super::kyc::KycStatus,
     /// KYC level reached.
     pub level: i32,
     /// Reviewer's reason (rejections).

@@ -1,7 +1,7 @@
 //! The account lifecycle from the user's side: the profile, closing the
 //! account, and the export of everything held about them.
 
-use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, SimpleObject};
+use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object};
 use domain::{DisplayName, DomainError};
 use entity::store::account::{self, ProfileUpdate};
 
@@ -9,51 +9,6 @@ use super::kyc::AddressInput;
 use super::parts;
 use super::types::User;
 use crate::error::{ApiError, Result};
-
-/// A postal address.
-#[derive(SimpleObject, Debug, Clone)]
-pub struct PostalAddress {
-    /// Street and number.
-    pub street: String,
-    /// Town or city.
-    pub city: String,
-    /// Postal code.
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-3 country code.
-    pub country: String,
-}
-
-impl From<domain::kyc::Address> for PostalAddress {
-    fn from(a: domain::kyc::Address) -> Self {
-        Self {
-            street: a.street,
-            city: a.city,
-            postal_code: a.postal_code,
-            country: a.country,
-        }
-    }
-}
-
-/// The user's personal details (stored encrypted; visible to the user only).
-#[derive(SimpleObject, Debug, Clone)]
-pub struct Profile {
-    /// Phone number, E.164 (`+447911123456`).
-    pub phone: Option<String>,
-    /// Postal address.
-    pub address: Option<PostalAddress>,
-    /// Preferred locale, BCP 47 (`en-GB`).
-    pub locale: Option<String>,
-}
-
-impl From<account::Profile> for Profile {
-    fn from(p: account::Profile) -> Self {
-        Self {
-            phone: p.phone,
-            address: p.address.map(Into::into),
-            locale: p.locale,
-        }
-    }
-}
 
 /// Input of `updateProfile`: a field left out stays, `null` clears it.
 #[derive(InputObject, Debug, Default)]

@@ -4,6 +4,7 @@ use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 use entity::store::records::{MoneyOutcome, TransactionRecord, UserRecord, WalletRecord};
 
+use super::kyc::{KycHistoryEntry, KycStatus};
 use super::scalars::Money;
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
@@ -42,22 +43,6 @@ impl From<domain::Role> for RoleGql {
             domain::Role::Admin => RoleGql::Admin,
         }
     }
-}
-
-/// Where a user is in identity verification.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(remote = "domain::KycStatus")]
-pub enum KycStatus {
-    /// Nothing submitted.
-    NotStarted,
-    /// Submitted, waiting for the provider.
-    Pending,
-    /// With a compliance officer.
-    InReview,
-    /// Verified.
-    Approved,
-    /// Refused.
-    Rejected,
 }
 
 /// The viewer's wallets, read at most once per HTTP query operation
@@ -125,7 +110,7 @@ impl User {
 
     /// The user's personal details; only the user themself sees them (null
     /// for anyone else).
-    async fn profile(&self, ctx: &Context<'_>) -> Result<Option<super::profile::Profile>> {
+    async fn profile(&self, ctx: &Context<'_>) -> Result<Option<Profile>> {
         let (state, viewer) = super::parts(ctx)?;
         if !matches!(viewer, crate::auth::Viewer::User(u) if u.id == self.user_id) {
             return Ok(None);
@@ -136,7 +121,7 @@ impl User {
 
     /// Every change of the user's KYC status, oldest first: submissions,
     /// the provider's reviews and compliance decisions.
-    async fn kyc_history(&self, ctx: &Context<'_>) -> Result<Vec<super::kyc::KycHistoryEntry>> {
+    async fn kyc_history(&self, ctx: &Context<'_>) -> Result<Vec<KycHistoryEntry>> {
         let state = ctx.data::<AppState>()?;
         let list = entity::store::kyc::history(&state.db, self.user_id).await?;
         Ok(list.into_iter().map(Into::into).collect())
@@ -396,4 +381,49 @@ pub enum LoginResult {
     AuthPayload(AuthPayload),
     /// A second factor is needed.
     MfaChallenge(MfaChallenge),
+}
+
+/// A postal address.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct PostalAddress {
+    /// Street and number.
+    pub street: String,
+    /// Town or city.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-3 country code.
+    pub country: String,
+}
+
+impl From<domain::kyc::Address> for PostalAddress {
+    fn from(a: domain::kyc::Address) -> Self {
+        Self {
+            street: a.street,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
+/// The user's personal details (stored encrypted; visible to the user only).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Profile {
+    /// Phone number, E.164 (`+447911123456`).
+    pub phone: Option<String>,
+    /// Postal address.
+    pub address: Option<PostalAddress>,
+    /// Preferred locale, BCP 47 (`en-GB`).
+    pub locale: Option<String>,
+}
+
+impl From<entity::store::account::Profile> for Profile {
+    fn from(p: entity::store::account::Profile) -> Self {
+        Self {
+            phone: p.phone,
+            address: p.address.map(Into::into),
+            locale: p.locale,
+        }
+    }
 }
