@@ -7,22 +7,19 @@ use domain::events::TransactionChange;
 use domain::{
     Amount, DomainError, HoldDecision, Posting, TransactionKind, TransactionStatus, WalletStatus,
 };
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect, TransactionTrait};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::entities::transactions;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::payments::books::{
-    stage_credited, stage_posting, store_credited, transaction_updated, write_posting,
+    set_status, stage_credited, stage_posting, store_credited, transaction_updated, write_posting,
 };
 use crate::store::payments::transfer::announce_transfer;
 use crate::store::records::{MoneyOutcome, TransactionRecord};
 use crate::store::writes::Writes;
-use crate::store::{StoreResult, events, inconsistent, now, requests, risk, wallets};
+use crate::store::{StoreResult, events, inconsistent, requests, risk, wallets};
 
 /// Releases or rejects a held movement (compliance, never their own).
 /// `wallet` in the result is the sender's.
@@ -80,18 +77,7 @@ pub async fn decide(
         (HoldDecision::Release, _) => TransactionStatus::Pending,
         (HoldDecision::Reject, _) => TransactionStatus::Failed,
     };
-    let at = now();
-    transactions::Entity::update_many()
-        .col_expr(transactions::Column::Status, Expr::value(status.as_str()))
-        .col_expr(transactions::Column::UpdatedAt, Expr::value(at))
-        .filter(transactions::Column::Id.eq(tx.id))
-        .exec(&txn)
-        .await?;
-    let tx = TransactionRecord {
-        status,
-        updated_at: at,
-        ..tx
-    };
+    let tx = set_status(&txn, &tx, status).await?;
     // The funds were frozen when the hold began, so a wallet frozen since
     // does not stop the decision.
     let from_after = match (decision, tx.kind) {

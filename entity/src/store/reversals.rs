@@ -31,7 +31,7 @@ use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::deposits::EventOutcome;
 use crate::store::payments::books::{
-    NewTransaction, audit_money, insert_transaction, lock_exact, store_credited,
+    NewTransaction, audit_money, insert_transaction, lock_exact, set_status, store_credited,
     transaction_updated, write_posting,
 };
 use crate::store::records::{MoneyOutcome, TransactionRecord};
@@ -45,25 +45,6 @@ async fn lock_original(txn: &impl ConnectionTrait, id: Uuid) -> StoreResult<Tran
             .await?
             .ok_or_else(|| DomainError::not_found("transaction"))?,
     )
-}
-
-async fn set_status(
-    txn: &impl ConnectionTrait,
-    tx: &TransactionRecord,
-    status: TransactionStatus,
-) -> StoreResult<TransactionRecord> {
-    let at = now();
-    transactions::Entity::update_many()
-        .col_expr(transactions::Column::Status, Expr::value(status.as_str()))
-        .col_expr(transactions::Column::UpdatedAt, Expr::value(at))
-        .filter(transactions::Column::Id.eq(tx.id))
-        .exec(txn)
-        .await?;
-    Ok(TransactionRecord {
-        status,
-        updated_at: at,
-        ..tx.clone()
-    })
 }
 
 /// The card payment a deposit came from, if it came from one.

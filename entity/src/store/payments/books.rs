@@ -8,6 +8,7 @@ use domain::{
     Amount, Balances, EntryAccount, EventBody, Posting, TransactionKind, TransactionStatus,
 };
 use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     QueryTrait,
@@ -19,7 +20,7 @@ use crate::entities::{ledger_entries, transactions};
 use crate::money::Money;
 use crate::store::audit::{self, AuditRecord};
 use crate::store::records::{TransactionRecord, WalletRecord};
-use crate::store::risk::{self};
+use crate::store::risk;
 use crate::store::writes::{self, Write, Writes};
 use crate::store::{StoreResult, events, inconsistent, now, wallets};
 
@@ -106,6 +107,26 @@ pub(crate) async fn insert_transaction(
     new: NewTransaction<'_>,
 ) -> StoreResult<TransactionRecord> {
     writes::at_once(txn, |w| stage_transaction(w, new)).await?
+}
+
+/// Moves a transaction to `status`; returns it as written.
+pub(crate) async fn set_status(
+    txn: &impl ConnectionTrait,
+    tx: &TransactionRecord,
+    status: TransactionStatus,
+) -> StoreResult<TransactionRecord> {
+    let at = now();
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(status.as_str()))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(at))
+        .filter(transactions::Column::Id.eq(tx.id))
+        .exec(txn)
+        .await?;
+    Ok(TransactionRecord {
+        status,
+        updated_at: at,
+        ..tx.clone()
+    })
 }
 
 /// Stages the transaction row; returns it as it will be written.

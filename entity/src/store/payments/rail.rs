@@ -7,20 +7,16 @@ use domain::{
     transaction::ensure_settleable,
 };
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use crate::entities::transactions;
 use crate::store::records::{MoneyOutcome, TransactionRecord};
 use crate::store::risk::{self, NewAlert};
-use crate::store::{StoreResult, events, inconsistent, limits, now, wallets};
+use crate::store::{StoreResult, events, inconsistent, limits, wallets};
 
 use super::books::{
-    NewTransaction, audit_money, insert_transaction, lock_exact, store_credited,
+    NewTransaction, audit_money, insert_transaction, lock_exact, set_status, store_credited,
     transaction_updated, write_posting,
 };
 use super::{Checks, hold_alert, screen};
@@ -224,19 +220,7 @@ pub(crate) async fn settle_withdrawal_in(
         &posting,
     )?;
     write_posting(txn, tx.id, &posting).await?;
-    let status = outcome.final_status();
-    let at = now();
-    transactions::Entity::update_many()
-        .col_expr(transactions::Column::Status, Expr::value(status.as_str()))
-        .col_expr(transactions::Column::UpdatedAt, Expr::value(at))
-        .filter(transactions::Column::Id.eq(tx.id))
-        .exec(txn)
-        .await?;
-    let tx = TransactionRecord {
-        status,
-        updated_at: at,
-        ..tx
-    };
+    let tx = set_status(txn, &tx, outcome.final_status()).await?;
     let before = wallet.balance();
     let wallet = match outcome {
         WithdrawalOutcome::Completed => wallets::store_balances(txn, &wallet, next).await?,
