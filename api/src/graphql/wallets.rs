@@ -3,8 +3,7 @@
 use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use domain::{Currency, DomainError, Email, IdempotencyKey};
-use domain::{MoneyCommand, Recipient};
+use domain::{Currency, DomainError, Email, IdempotencyKey, MoneyCommand, Recipient};
 use entity::store::history::{self, HistoryQuery};
 use entity::store::payments;
 use entity::store::wallets;
