@@ -29,6 +29,12 @@ impl From<Decimal> for Money {
 
 impl TryGetable for Money {
     fn try_get_by<I: ColIdx>(res: &QueryResult, idx: I) -> Result<Self, TryGetError> {
+        // PostgreSQL: the column is NUMERIC, which the driver decodes
+        // exactly. Asked as text first it would build a type-mismatch error
+        // (a formatted message) for every amount read.
+        if res.try_as_pg_row().is_some() {
+            return Decimal::try_get_by(res, idx).map(Money);
+        }
         match String::try_get_by(res, idx) {
             Ok(text) => domain::money::parse_exact(&text).map(Money).map_err(|e| {
                 TryGetError::DbErr(DbErr::Type(format!("stored amount is not exact: {e}")))
