@@ -117,14 +117,9 @@ pub async fn check_session(
                 .map(|found| found.map(|account| (account, None, None)))
         }
         ReadAlong::Wallets | ReadAlong::Home(_) => {
-            entity::store::users::load_for_session_with_wallets(
-                &state.db,
-                user.id,
-                user.session_id,
-                along.history(),
-            )
-            .await
-            .map(|found| found.map(|r| (r.user, Some(r.wallets), r.history)))
+            entity::store::session_reads::load(&state.db, user.id, user.session_id, along.history())
+                .await
+                .map(|found| found.map(|r| (r.user, Some(r.wallets), r.history)))
         }
     };
     match read {

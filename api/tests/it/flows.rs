@@ -319,7 +319,7 @@ async fn history_merges_every_wallet_and_side_newest_first_once_each() {
         let t = app
             .transfer(
                 &u,
-                json!({ "fromWalletId": usd, "toWalletId": other_usd, "amount": "1" }),
+                json!({ "fromWalletId": usd, "toWalletId": other_usd, "amount": "1", "memo": "rent" }),
                 "m-out",
             )
             .await;
@@ -410,6 +410,60 @@ async fn history_merges_every_wallet_and_side_newest_first_once_each() {
             .map(|e| e["node"]["id"].clone())
             .collect();
         assert_eq!(theirs, [outgoing, incoming, their_deposit]);
+
+        // What the session check reads along (on PostgreSQL one statement
+        // read by position) is what the other reads give, field by field:
+        // roles, every wallet column, every movement column.
+        use entity::store::{history, session_reads, users, wallets};
+        let id = uuid::Uuid::parse_str(&u.user_id).expect("user id");
+        users::grant_role_to(&app.db, None, id, domain::Role::Support)
+            .await
+            .expect("grant");
+        users::grant_role_to(&app.db, None, id, domain::Role::Compliance)
+            .await
+            .expect("grant");
+        let session = entity::entities::sessions::Entity::find()
+            .filter(entity::entities::sessions::Column::UserId.eq(id))
+            .one(&app.db)
+            .await
+            .expect("session")
+            .expect("a session");
+        let account = users::load(&app.db, id).await.expect("user").expect("user");
+        assert_eq!(account.roles.len(), 3, "{account:?}");
+        let wallets = wallets::list_for_user(&app.db, id).await.expect("wallets");
+        let ids: Vec<_> = wallets.iter().map(|w| w.id).collect();
+        for limit in [None, Some(1), Some(4), Some(50)] {
+            let read = session_reads::load(&app.db, id, session.id, limit)
+                .await
+                .expect("session read")
+                .expect("a live session");
+            assert_eq!(read.user, account);
+            assert_eq!(read.wallets, wallets);
+            match limit {
+                None => assert!(read.history.is_none()),
+                Some(limit) => {
+                    let page = history::list(&app.db, &history::HistoryQuery::newest(ids.clone(), limit))
+                        .await
+                        .expect("page");
+                    let along = read.history.expect("the page read along");
+                    assert_eq!(along.items, page.items, "first {limit}");
+                    assert_eq!(along.has_next, page.has_next, "first {limit}");
+                }
+            }
+        }
+        // Another user's session reads nothing.
+        let theirs = entity::entities::sessions::Entity::find()
+            .filter(entity::entities::sessions::Column::UserId.ne(id))
+            .one(&app.db)
+            .await
+            .expect("session")
+            .expect("their session");
+        assert!(
+            session_reads::load(&app.db, id, theirs.id, Some(20))
+                .await
+                .expect("session read")
+                .is_none()
+        );
     })
     .await;
 }

@@ -27,6 +27,7 @@ pub mod requests;
 pub mod reversals;
 pub mod risk;
 pub mod security;
+pub mod session_reads;
 pub mod sessions;
 pub mod users;
 pub mod wallets;

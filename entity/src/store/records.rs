@@ -36,6 +36,21 @@ pub struct UserRecord {
 impl UserRecord {
     /// Builds the record from the row and its role rows.
     pub fn from_row(row: users::Model, role_names: &[String]) -> Result<Self, StoreError> {
+        Ok(Self {
+            roles: Self::roles_of(role_names)?,
+            kyc_status: Self::kyc_status_of(row.id, &row.kyc_status)?,
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            kyc_level: row.kyc_level,
+            two_factor_enabled: row.two_factor_enabled,
+            closed_at: row.closed_at,
+            created_at: row.created_at,
+        })
+    }
+
+    /// The roles of the stored names, sorted, with `User` always among them.
+    pub(crate) fn roles_of(role_names: &[String]) -> Result<Vec<Role>, StoreError> {
         let mut roles = vec![Role::User];
         for name in role_names {
             let role =
@@ -45,18 +60,12 @@ impl UserRecord {
             }
         }
         roles.sort();
-        Ok(Self {
-            id: row.id,
-            email: row.email,
-            display_name: row.display_name,
-            roles,
-            kyc_status: KycStatus::parse(&row.kyc_status)
-                .map_err(|_| inconsistent(format!("user {} kyc status", row.id)))?,
-            kyc_level: row.kyc_level,
-            two_factor_enabled: row.two_factor_enabled,
-            closed_at: row.closed_at,
-            created_at: row.created_at,
-        })
+        Ok(roles)
+    }
+
+    /// User `id`'s stored KYC status.
+    pub(crate) fn kyc_status_of(id: Uuid, stored: &str) -> Result<KycStatus, StoreError> {
+        KycStatus::parse(stored).map_err(|_| inconsistent(format!("user {id} kyc status")))
     }
 }
 

@@ -3,17 +3,15 @@
 use domain::{DisplayName, DomainError, Email, Role};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, ExprTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::entities::{sessions, transactions, user_roles, users, wallets};
+use crate::entities::{sessions, user_roles, users};
 use crate::store::audit::{self, AuditRecord};
-use crate::store::history::{self, HistoryPage, HistoryQuery};
-use crate::store::records::{TransactionRecord, UserRecord, WalletRecord};
+use crate::store::records::UserRecord;
 use crate::store::{StoreError, StoreResult, now};
 
 /// Creates an account with the `user` role; refuses a taken e-mail.
@@ -124,170 +122,6 @@ pub async fn load_for_session(
     session_id: Uuid,
 ) -> StoreResult<Option<UserRecord>> {
     with_roles(db, id, Some(session_id)).await
-}
-
-/// What a query operation's session check reads along: the account's
-/// wallets, and the first page of its transaction history when the
-/// operation asks for one.
-#[derive(Debug, Clone)]
-pub struct SessionReads {
-    /// The account with its roles.
-    pub user: UserRecord,
-    /// Its wallets, oldest first.
-    pub wallets: Vec<WalletRecord>,
-    /// The newest `limit` transactions of all its wallets, when asked for:
-    /// the page [`history::list`] gives for those wallets without filters.
-    pub history: Option<HistoryPage>,
-}
-
-/// The account of a live session with its wallets (oldest first) and, with
-/// `history_limit`, the first page of its history, for a query operation
-/// (the home screen shows balances and the latest transactions): `None`
-/// when the session is unknown, revoked or not the user's. On PostgreSQL
-/// one statement reads the session, the account, its roles, its wallets
-/// and the page.
-pub async fn load_for_session_with_wallets(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    session_id: Uuid,
-    history_limit: Option<u64>,
-) -> StoreResult<Option<SessionReads>> {
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        let Some(user) = with_roles(db, id, Some(session_id)).await? else {
-            return Ok(None);
-        };
-        let wallets = super::wallets::list_for_user(db, id).await?;
-        let history = match history_limit {
-            Some(limit) => {
-                let ids = wallets.iter().map(|w| w.id).collect();
-                Some(history::list(db, &HistoryQuery::newest(ids, limit)).await?)
-            }
-            None => None,
-        };
-        return Ok(Some(SessionReads {
-            user,
-            wallets,
-            history,
-        }));
-    }
-    static WALLETS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static WITH_HISTORY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = match history_limit {
-        None => WALLETS.get_or_init(|| session_reads_sql(false)),
-        Some(_) => WITH_HISTORY.get_or_init(|| session_reads_sql(true)),
-    };
-    let mut values: Vec<sea_orm::Value> = vec![id.into(), session_id.into()];
-    if let Some(limit) = history_limit {
-        // One more than the page: whether another follows.
-        values.push(i64::try_from(limit + 1).unwrap_or(i64::MAX).into());
-    }
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            sql.as_str(),
-            values,
-        ))
-        .await?;
-    let mut rows = rows.iter().peekable();
-    let Some(first) = rows.next_if(|r| matches!(r.try_get::<i32>("", "part"), Ok(0))) else {
-        return Ok(None);
-    };
-    let roles: Option<String> = first.try_get("", "granted_roles")?;
-    let roles: Vec<String> = roles
-        .iter()
-        .flat_map(|r| r.split(','))
-        .map(str::to_owned)
-        .collect();
-    let user = UserRecord::from_row(users::Model::from_query_result(first, "")?, &roles)?;
-    let mut wallets = Vec::new();
-    let mut movements = Vec::new();
-    for row in std::iter::once(first).chain(rows) {
-        if row.try_get::<i32>("", "part")? == 0 {
-            if let Some(wallet) = Option::<wallets::Model>::from_query_result(row, "w_")? {
-                wallets.push(WalletRecord::try_from(wallet)?);
-            }
-        } else {
-            movements.push(transactions::Model::from_query_result(row, "t_")?);
-        }
-    }
-    let history = match history_limit {
-        Some(limit) => {
-            let (items, has_next) = history::split_page(movements, limit);
-            Some(HistoryPage {
-                items: items
-                    .into_iter()
-                    .map(TransactionRecord::try_from)
-                    .collect::<Result<_, _>>()?,
-                has_next,
-            })
-        }
-        None => None,
-    };
-    Ok(Some(SessionReads {
-        user,
-        wallets,
-        history,
-    }))
-}
-
-/// [`load_for_session_with_wallets`]'s statement: rows of `part` 0 are the
-/// account (roles folded in) once per wallet (`w_` columns; one row with
-/// none when it has no wallet), rows of `part` 1 the history page (`t_`
-/// columns), newest first; nothing at all unless the session is live.
-/// The page is [`history::list`]'s for all the wallets: each wallet's
-/// newest sent and received movements through their indexes, a movement
-/// between two of them in its sender's branch only, merged and cut.
-fn session_reads_sql(history: bool) -> String {
-    let user_columns = users::Column::iter()
-        .map(|c| format!("u.{0} AS {0}", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let wallet_columns = wallets::Column::iter()
-        .map(|c| format!("w.{0} AS w_{0}", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let live = "WITH live AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM sessions s \
-                 WHERE s.id = $2 AND s.user_id = $1 AND s.revoked_at IS NULL) AS ok), \
-               mine AS MATERIALIZED (SELECT * FROM wallets WHERE user_id = $1 AND (SELECT ok FROM live))";
-    let account = |movement_nulls: &str| {
-        format!(
-            "SELECT 0 AS part, {user_columns}, \
-               (SELECT string_agg(r.role, ',') FROM user_roles r WHERE r.user_id = u.id) AS granted_roles, \
-               {wallet_columns}{movement_nulls} \
-             FROM users u LEFT JOIN mine w ON true \
-             WHERE u.id = $1 AND (SELECT ok FROM live)"
-        )
-    };
-    if !history {
-        return format!("{live} {} ORDER BY w_created_at, w_id", account(""));
-    }
-    let nulls = |n: usize| vec!["NULL"; n].join(", ");
-    let movement_nulls = transactions::Column::iter()
-        .map(|c| format!(", NULL AS t_{}", c.as_str()))
-        .collect::<String>();
-    let movement_columns = transactions::Column::iter()
-        .map(|c| format!("t.{0}", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let order = "ORDER BY created_at DESC, id DESC LIMIT $3";
-    format!(
-        "{live}, \
-         page AS (SELECT * FROM (\
-             SELECT t.* FROM mine w CROSS JOIN LATERAL (\
-               SELECT * FROM transactions WHERE from_wallet_id = w.id {order}) t \
-             UNION ALL \
-             SELECT t.* FROM mine w CROSS JOIN LATERAL (\
-               SELECT * FROM transactions WHERE to_wallet_id = w.id \
-               AND (from_wallet_id IS NULL OR from_wallet_id NOT IN (SELECT id FROM mine)) {order}) t\
-           ) p {order}) \
-         {account} \
-         UNION ALL \
-         SELECT 1, {user_nulls}, NULL, {wallet_nulls}, {movement_columns} FROM page t \
-         ORDER BY part, w_created_at, w_id, t_created_at DESC, t_id DESC",
-        account = account(&movement_nulls),
-        user_nulls = nulls(users::Column::iter().count()),
-        wallet_nulls = nulls(wallets::Column::iter().count()),
-    )
 }
 
 /// The user joined to its role rows (one row per role, one without),
