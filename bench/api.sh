@@ -8,7 +8,8 @@
 # Usage: bench/api.sh [seconds per measurement] [rounds]   (10, 2)
 # Environment: TEST_POSTGRES_URL, REDIS_URL, CARGO_TARGET_DIR as for the tests;
 # DATABASE_MAX_CONNECTIONS, the database pool of wallet-bff and, shared by
-# its workers, of PostGraphile (10).
+# its workers, of PostGraphile (10); BENCH_SSLMODE, how every client reaches
+# PostgreSQL (disable, or require).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh

@@ -9,7 +9,8 @@
 #
 # Usage: bench/read_pair.sh <wallet-bff A> <wallet-bff B> [pairs] [seconds]   (5, 10)
 # Environment: TEST_POSTGRES_URL, REDIS_URL as for the tests;
-# DATABASE_MAX_CONNECTIONS, the pool of both builds (10).
+# DATABASE_MAX_CONNECTIONS, the pool of both builds (10); BENCH_SSLMODE,
+# how both reach PostgreSQL (disable, or require), as in api_load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh
@@ -25,17 +26,19 @@ ensure_postgres
 ensure_redis
 
 base=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+sslmode=${BENCH_SSLMODE:-disable}
+case $sslmode in disable | require) ;; *) echo "BENCH_SSLMODE=$sslmode: disable or require" >&2; exit 1 ;; esac
 db="wallet_bench_pair_$$"
 dir=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  psql "$base/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  psql "$base/postgres?sslmode=$sslmode" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
-psql "$base/postgres" -qc "CREATE DATABASE $db"
+psql "$base/postgres?sslmode=$sslmode" -qc "CREATE DATABASE $db"
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -46,7 +49,7 @@ serve() {
   local port
   port=$(free_port)
   mkdir -p "$2"
-  env -i PATH="$PATH" DATABASE_URL="$base/$db" REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
+  env -i PATH="$PATH" DATABASE_URL="$base/$db?sslmode=$sslmode" REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
     DATABASE_MAX_CONNECTIONS="${DATABASE_MAX_CONNECTIONS:-10}" DATA_DIR="$2" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-bench-secret-bench-secret-00 \
     ACCESS_TOKEN_TTL_SECS=7200 RATE_LIMITS_ENABLED=false TIER_LIMITS='0:*:*=1000000000/1000000000' \
     RUST_LOG=warn "$1" serve >"$2/log" 2>&1 &

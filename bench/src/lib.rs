@@ -89,11 +89,29 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+/// How every client of a measurement reaches PostgreSQL: `BENCH_SSLMODE`,
+/// `disable` (the default) or `require`, the same for wallet-bff, PostGraphile,
+/// pgbench and psql. Left to themselves they differ: sqlx and libpq take TLS
+/// when the server offers it (`prefer`), node-postgres does not, and TLS
+/// costs both ends of every round trip.
+pub fn sslmode() -> anyhow::Result<&'static str> {
+    match std::env::var("BENCH_SSLMODE").as_deref() {
+        Err(_) | Ok("disable") => Ok("disable"),
+        Ok("require") => Ok("require"),
+        Ok(other) => bail!("BENCH_SSLMODE={other:?}: `disable` or `require`"),
+    }
+}
+
+/// The URL of `database` on [`pg_url`]'s server, with [`sslmode`].
+pub fn database_url(database: &str) -> anyhow::Result<String> {
+    Ok(format!("{}/{database}?sslmode={}", pg_url(), sslmode()?))
+}
+
 /// Runs one statement with `psql` on `database` of [`pg_url`].
 pub fn psql(database: &str, sql: &str) -> anyhow::Result<()> {
     let status = Command::new("psql")
         .args([
-            &format!("{}/{database}", pg_url()),
+            &database_url(database)?,
             "-q",
             "-v",
             "ON_ERROR_STOP=1",
@@ -116,9 +134,14 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// The server's warnings and errors a run passes on to its own standard
+/// error; the rest are counted.
+const PASSED_ON: usize = 20;
+
 /// Starts `cmd` (the server binary with its `serve` arguments and
 /// environment; `BIND_ADDR` is set here) and waits for the address it
-/// prints.
+/// prints. Its first warnings and errors go to standard error, so a run
+/// that went wrong says why.
 pub fn start_server(mut cmd: Command) -> anyhow::Result<(Killed, String)> {
     let mut child = cmd
         .env("BIND_ADDR", "127.0.0.1:0")
@@ -130,10 +153,19 @@ pub fn start_server(mut cmd: Command) -> anyhow::Result<(Killed, String)> {
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut passed = 0;
         for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
         {
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                passed += 1;
+                if passed <= PASSED_ON {
+                    eprintln!("server: {line}");
+                } else if passed == PASSED_ON + 1 {
+                    eprintln!("server: (further warnings and errors not shown)");
+                }
+            }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let _ = tx.send(
                     rest.split_whitespace()

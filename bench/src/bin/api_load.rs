@@ -28,13 +28,17 @@
 //! `TEST_POSTGRES_URL` and `REDIS_URL`; needs `psql`, `pgbench`, `wrk`.
 //! `DATABASE_MAX_CONNECTIONS` sets the server's database pool (10, its
 //! default); PostGraphile's two workers share the same number.
+//! `BENCH_SSLMODE` (`disable`, or `require`) is how all of them, pgbench
+//! included, reach PostgreSQL: one transport for every contender.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bench::{Killed, check_ledger, free_port, gql, median, pg_url, psql, register, scalar};
+use bench::{
+    Killed, check_ledger, database_url, free_port, gql, median, psql, register, scalar, sslmode,
+};
 use futures_util::StreamExt;
 use sea_orm::{Database, DatabaseConnection};
 use serde_json::json;
@@ -212,7 +216,7 @@ fn pgbench(database: &str, secs: u64, script: Option<&str>) -> anyhow::Result<f6
         cmd.args(["-f", file]);
     }
     let out = cmd
-        .arg(format!("{}/{database}", pg_url()))
+        .arg(database_url(database)?)
         .stderr(Stdio::piped())
         .output()
         .context("running pgbench")?;
@@ -244,10 +248,17 @@ fn start_server(
 fn start_postgraphile(bin: &str, database_url: &str) -> anyhow::Result<(Killed, String)> {
     let port = free_port()?;
     let pool = bench::database_pool()?;
+    // node-postgres reads `sslmode=require` as `verify-full` unless asked
+    // for libpq's meaning (encrypted, certificate not checked), as the
+    // others have it.
+    let database_url = match sslmode()? {
+        "require" => format!("{database_url}&uselibpqcompat=true"),
+        _ => database_url.to_owned(),
+    };
     let child = Command::new(bin)
         .args([
             "-c",
-            database_url,
+            &database_url,
             "--schema",
             "public,bench",
             "--host",
@@ -338,6 +349,17 @@ async fn behind(db: &DatabaseConnection) -> anyhow::Result<String> {
         parts.push(format!(
             "{what}: {n} (attempts up to {attempts}, {secs:.1} s)"
         ));
+    }
+    // And what the database's other sessions are doing: a delivery claimed
+    // and not finished is in hand somewhere, waiting or gone.
+    let sessions = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT state || coalesce(' on ' || wait_event_type || ':' || wait_event, '')                || coalesce(', in a transaction for ' || round(extract(epoch FROM now() - xact_start)::numeric, 1) || ' s', '')                || ': ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS what              FROM pg_stat_activity              WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'              ORDER BY xact_start",
+        ))
+        .await?;
+    for row in sessions {
+        parts.push(format!("session {}", row.try_get::<String>("", "what")?));
     }
     Ok(parts.join("; "))
 }
@@ -531,7 +553,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("wallet-bff-bench-api-{pid}"));
     std::fs::create_dir_all(&dir)?;
-    let app_url = format!("{}/{app_db}", pg_url());
+    let app_url = database_url(&app_db)?;
     let (server, addr) = start_server(&binary, &app_url, &dir)?;
     let http = reqwest::Client::new();
 
@@ -549,7 +571,7 @@ async fn main() -> anyhow::Result<()> {
     psql(&app_db, BENCH_SCHEMA)?;
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", &TPCB_SCALE.to_string()])
-        .arg(format!("{}/{tpcb_db}", pg_url()))
+        .arg(database_url(&tpcb_db)?)
         .stderr(Stdio::null())
         .status()
         .context("running pgbench -i")?;
@@ -616,8 +638,9 @@ async fn main() -> anyhow::Result<()> {
     drop(pgl);
     drop(server);
     println!(
-        "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}; database pool {}",
-        bench::database_pool()?
+        "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}; database pool {}; sslmode={} for every client",
+        bench::database_pool()?,
+        sslmode()?
     );
     println!(
         "| round | wallet-bff read/s | PostGraphile 4 read/s | plain-SQL floor/s | wallet-bff transfers/s | notifier caught up after | pgbench TPC-B/s |"
