@@ -172,8 +172,10 @@ impl Layout {
 }
 
 /// One cell of the statement's rows: the part that fills it, with what,
-/// and the NULL of its type the other parts put there (typed, as UNION
-/// resolves a column's type from its first two branches).
+/// and the NULL of its type the other parts put there. Typed, because
+/// PostgreSQL resolves a UNION's column types branch by branch: a movement
+/// column NULL in both the account and the wallet branches would become
+/// text before it met the movements' uuid or numeric.
 struct Cell {
     part: i32,
     value: String,
