@@ -16,6 +16,7 @@ mod limits;
 mod money_race;
 mod notify;
 mod oauth;
+mod pool;
 mod precision;
 mod push;
 mod realtime;
