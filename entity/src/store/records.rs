@@ -37,7 +37,7 @@ impl UserRecord {
     /// Builds the record from the row and its role rows.
     pub fn from_row(row: users::Model, role_names: &[String]) -> Result<Self, StoreError> {
         Ok(Self {
-            roles: Self::roles_of(role_names)?,
+            roles: Self::roles_of(role_names.iter().map(String::as_str))?,
             kyc_status: Self::kyc_status_of(row.id, &row.kyc_status)?,
             id: row.id,
             email: row.email,
@@ -50,7 +50,9 @@ impl UserRecord {
     }
 
     /// The roles of the stored names, sorted, with `User` always among them.
-    pub(crate) fn roles_of(role_names: &[String]) -> Result<Vec<Role>, StoreError> {
+    pub(crate) fn roles_of<'n>(
+        role_names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<Vec<Role>, StoreError> {
         let mut roles = vec![Role::User];
         for name in role_names {
             let role =

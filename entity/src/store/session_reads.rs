@@ -68,9 +68,9 @@ pub async fn load(
             history,
         }));
     }
-    static WALLETS: OnceLock<String> = OnceLock::new();
-    static WITH_HISTORY: OnceLock<String> = OnceLock::new();
-    let sql = match history_limit {
+    static WALLETS: OnceLock<(String, Layout)> = OnceLock::new();
+    static WITH_HISTORY: OnceLock<(String, Layout)> = OnceLock::new();
+    let (sql, layout) = match history_limit {
         None => WALLETS.get_or_init(|| statement(false)),
         Some(_) => WITH_HISTORY.get_or_init(|| statement(true)),
     };
@@ -86,7 +86,6 @@ pub async fn load(
             values,
         ))
         .await?;
-    let layout = Layout::get();
     let mut user = None;
     let mut wallets = Vec::new();
     let mut movements = Vec::new();
@@ -162,11 +161,17 @@ struct Layout {
 }
 
 impl Layout {
-    fn get() -> Self {
-        let wallet = 1 + ACCOUNT_COLUMNS.len() + 1;
+    /// Where [`cells`] put each part (after the `part` cell itself).
+    fn of(cells: &[Cell]) -> Self {
+        let start = |part: i32| {
+            1 + cells
+                .iter()
+                .position(|c| c.part == part)
+                .expect("every part has cells")
+        };
         Layout {
-            wallet,
-            movement: wallet + wallets::Column::iter().count(),
+            wallet: start(WALLET_PART),
+            movement: start(MOVEMENT_PART),
         }
     }
 }
@@ -182,7 +187,7 @@ struct Cell {
     null: String,
 }
 
-/// The rows' cells after `part`, in [`Layout`]'s order.
+/// The rows' cells after `part`: the account's, the wallet's, the movement's.
 fn cells() -> Vec<Cell> {
     fn of<C: ColumnTrait + IdenStatic>(part: i32, table: &str, column: C) -> Cell {
         let null = match column.def().get_column_type() {
@@ -220,9 +225,11 @@ fn cells() -> Vec<Cell> {
 /// [`load`]'s statement on PostgreSQL: nothing at all unless the session is
 /// live. The page is [`history::list`]'s for all the wallets: each wallet's
 /// newest sent and received movements through their indexes, a movement
-/// between two of them in its sender's branch only, merged and cut.
-fn statement(history: bool) -> String {
+/// between two of them in its sender's branch only, merged and cut. With
+/// it, where its rows put each part.
+fn statement(history: bool) -> (String, Layout) {
     let cells = cells();
+    let layout = Layout::of(&cells);
     let row = |part: i32| {
         let values = cells
             .iter()
@@ -255,11 +262,11 @@ fn statement(history: bool) -> String {
         row(WALLET_PART),
     );
     if !history {
-        return format!("{live} {parts} {order}");
+        return (format!("{live} {parts} {order}"), layout);
     }
     let page_order = "ORDER BY created_at DESC, id DESC LIMIT $3";
     let movement = row(MOVEMENT_PART);
-    format!(
+    let sql = format!(
         "{live}, \
          page AS (SELECT * FROM (\
              SELECT t.* FROM mine w CROSS JOIN LATERAL (\
@@ -272,7 +279,8 @@ fn statement(history: bool) -> String {
          {parts} \
          UNION ALL {movement} FROM page t \
          {order}"
-    )
+    );
+    (sql, layout)
 }
 
 /// A row's columns, read in order from a position.
@@ -308,17 +316,12 @@ fn account(c: &mut Columns<'_>) -> StoreResult<UserRecord> {
     let two_factor_enabled = c.next()?;
     let closed_at = c.next()?;
     let created_at = c.next()?;
-    let roles: Option<String> = c.next()?;
-    let roles: Vec<String> = roles
-        .iter()
-        .flat_map(|r| r.split(','))
-        .map(str::to_owned)
-        .collect();
+    let roles: Option<&str> = c.next()?;
     Ok(UserRecord {
         id,
         email,
         display_name,
-        roles: UserRecord::roles_of(&roles)?,
+        roles: UserRecord::roles_of(roles.into_iter().flat_map(|r| r.split(',')))?,
         kyc_status: UserRecord::kyc_status_of(id, &kyc_status)?,
         kyc_level,
         two_factor_enabled,
