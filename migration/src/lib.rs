@@ -33,6 +33,7 @@ pub mod m20261203_000001_money_control;
 pub mod m20261203_000002_outbox_trace;
 pub mod m20261204_000001_outbox_waiting;
 pub mod m20261204_000002_limit_usage;
+pub mod m20261207_000001_queue_indexes;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_outbox_trace::Migration),
             Box::new(m20261204_000001_outbox_waiting::Migration),
             Box::new(m20261204_000002_limit_usage::Migration),
+            Box::new(m20261207_000001_queue_indexes::Migration),
         ]
     }
 }

@@ -156,20 +156,15 @@ pub async fn claim_due(
     }
     let at = now();
     let backend = db.get_database_backend();
-    let list = vec!["?"; channels.len()].join(", ");
-    let sql = CLAIM_SQL.replace("{channels}", &list);
-    let mut values: Vec<sea_orm::Value> = vec![
-        DeliveryStatus::Sending.as_str().into(),
-        (at + lease).into(),
-        at.into(),
-        DeliveryStatus::Pending.as_str().into(),
-        DeliveryStatus::Failed.as_str().into(),
-        at.into(),
-        DeliveryStatus::Sending.as_str().into(),
-        at.into(),
-    ];
-    values.extend(channels.iter().map(|c| sea_orm::Value::from(c.as_str())));
-    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = claim_sql(channels.len());
+    let mut values: Vec<sea_orm::Value> = vec![(at + lease).into(), at.into()];
+    for _ in 0..2 {
+        values.push(at.into());
+        values.extend(channels.iter().map(|c| sea_orm::Value::from(c.as_str())));
+        values.push(limit.into());
+    }
+    values.push(limit.into());
     // A claim is one statement, atomic without a transaction around it. On
     // PostgreSQL the same statement reads the claimed deliveries' events: a
     // second read that failed would leave them claimed, untried, until
@@ -264,13 +259,34 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
-const CLAIM_SQL: &str = "UPDATE deliveries SET status = ?, attempts = attempts + 1, \
-     lease_until = ?, updated_at = ? \
-     WHERE id IN (SELECT id FROM deliveries \
-       WHERE ((status IN (?, ?) AND next_attempt_at <= ?) OR (status = ? AND lease_until < ?)) \
-       AND channel IN ({channels}) \
-       ORDER BY next_attempt_at LIMIT ?{lock}) \
-     RETURNING *";
+/// The claim of [`claim_due`] over `channels` channels, with `{lock}`
+/// where each branch locks what it takes: the oldest due of the waiting
+/// deliveries (pending, failed) and of those whose lease ran out, each read
+/// in order through its own partial index (which is why the statuses are
+/// written out rather than bound), the oldest of both claimed. Its values:
+/// the lease's end and the time; then for each branch the time, the
+/// channels and the limit; then the limit.
+fn claim_sql(channels: usize) -> String {
+    use DeliveryStatus::{Failed, Pending, Sending};
+    let channels = vec!["?"; channels].join(", ");
+    format!(
+        "UPDATE deliveries SET status = '{sending}', attempts = attempts + 1, \
+           lease_until = ?, updated_at = ? \
+         WHERE id IN (SELECT id FROM (\
+             SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM deliveries \
+               WHERE status IN ('{pending}', '{failed}') AND next_attempt_at <= ? \
+               AND channel IN ({channels}) ORDER BY next_attempt_at LIMIT ?{{lock}}) waiting \
+             UNION ALL \
+             SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM deliveries \
+               WHERE status = '{sending}' AND lease_until < ? \
+               AND channel IN ({channels}) ORDER BY lease_until LIMIT ?{{lock}}) expired\
+           ) due ORDER BY next_attempt_at LIMIT ?) \
+         RETURNING *",
+        sending = Sending.as_str(),
+        pending = Pending.as_str(),
+        failed = Failed.as_str(),
+    )
+}
 
 /// Gives a claimed delivery back untried (the worker is stopping, or cannot
 /// read its event): due again after `after`, the attempt not counted.
