@@ -355,7 +355,13 @@ async fn behind(db: &DatabaseConnection) -> anyhow::Result<String> {
     let sessions = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT state || coalesce(' on ' || wait_event_type || ':' || wait_event, '')                || coalesce(', in a transaction for ' || round(extract(epoch FROM now() - xact_start)::numeric, 1) || ' s', '')                || ': ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS what              FROM pg_stat_activity              WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'              ORDER BY xact_start",
+            "SELECT state || coalesce(' on ' || wait_event_type || ':' || wait_event, '') \
+               || coalesce(', in a transaction for ' \
+                  || round(extract(epoch FROM now() - xact_start)::numeric, 1) || ' s', '') \
+               || ': ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS what \
+             FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' \
+             ORDER BY xact_start",
         ))
         .await?;
     for row in sessions {
