@@ -2,11 +2,12 @@
 //!
 //! Each round takes a batch of unpublished events in one database
 //! transaction, publishes them to the bus in per-user sequence order, marks
-//! them published and commits. On PostgreSQL the statement that reads the
-//! batch first takes a transaction-scoped advisory lock (and reads nothing
-//! without it), so when several relays run (one per API instance) one of
-//! them publishes at a time: events are published once in
-//! normal operation and a user's events stay in order. A relay that dies
+//! them published and commits. On PostgreSQL the round first takes a
+//! transaction-scoped advisory lock (and reads nothing without it), then
+//! reads the batch in a statement of its own, whose snapshot includes the
+//! marks of the relay that held the lock before; so when several relays
+//! run (one per API instance) one of them publishes at a time: events are
+//! published once in normal operation and a user's events stay in order. A relay that dies
 //! mid-batch rolls back; the next round publishes the batch again (at least
 //! once: consumers dedupe by event id and sequence).
 //!
