@@ -34,6 +34,7 @@ pub mod m20261203_000002_outbox_trace;
 pub mod m20261204_000001_outbox_waiting;
 pub mod m20261204_000002_limit_usage;
 pub mod m20261207_000001_queue_indexes;
+pub mod m20261207_000002_deliveries_dead_index;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_outbox_waiting::Migration),
             Box::new(m20261204_000002_limit_usage::Migration),
             Box::new(m20261207_000001_queue_indexes::Migration),
+            Box::new(m20261207_000002_deliveries_dead_index::Migration),
         ]
     }
 }
