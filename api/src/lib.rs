@@ -207,6 +207,7 @@ pub async fn serve(
                 listen_url,
                 planner,
                 wake_deliveries: deliverer.as_ref().map(|d| d.wake.clone()),
+                hand_off: deliverer.as_ref().and_then(|d| d.hand_off.clone()),
             },
             cancel.child_token(),
         );

@@ -1,7 +1,8 @@
 //! The delivery workers: a pool of tasks of their own, apart from the relay,
 //! so a slow or dead SMTP server never delays the live path, and workers of
 //! their own per channel, so it never delays in-app notifications or push. Each takes due
-//! deliveries under a lease, renders the event, hands it to its channel and
+//! deliveries under a lease (the in-app workers are also handed what the
+//! relay planned, already under one: [`HandOff`]), renders the event, hands it to its channel and
 //! records the outcome: sent, failed with the next attempt time (exponential
 //! backoff, full jitter, at least the `Retry-After` asked for), or dead after
 //! the last attempt.
@@ -28,7 +29,7 @@ use domain::{Envelope, EventBody};
 use entity::store::deliveries::{self, Claimed, DeliveryRecord};
 use entity::store::users;
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -60,11 +61,80 @@ pub struct DeliveryStats {
     pub retried: AtomicU64,
     /// Deliveries that became dead letters.
     pub dead: AtomicU64,
+    /// In-app deliveries the relay handed over as it planned them, which
+    /// no claim had to take.
+    pub handed: AtomicU64,
 }
 
 /// Deliveries a worker of a batched channel (in-app) takes at once: they
 /// are written in one transaction, with no outside call to wait for.
 const BATCHED: u64 = 64;
+
+/// Relay rounds whose in-app deliveries may wait, handed over, for this
+/// instance's in-app workers; when they are all taken, a round plans its
+/// in-app deliveries for a claim instead: a backlog waits in the database,
+/// for claims, in order. A round whose lease ran out while it waited is
+/// left to them too.
+const HANDED_ROUNDS: usize = 32;
+
+/// Handed-over deliveries an in-app worker takes together, the rounds that
+/// waited merged: the more of a user's notices one statement writes, the
+/// fewer statements (the workers fall behind a busy relay otherwise).
+const HANDED_BATCH: usize = 512;
+
+/// In-app deliveries handed by the relay to this instance's in-app workers
+/// as it plans them, so that no claim has to take them: the relay writes
+/// them already taken ([`Planned::taken_until`]), and after its commit
+/// passes them over with their events. One update per delivery (its mark)
+/// instead of two.
+#[derive(Debug, Clone)]
+pub struct HandOff {
+    tx: mpsc::Sender<Round>,
+    lease: chrono::Duration,
+}
+
+/// One relay round's handed-over deliveries.
+#[derive(Debug)]
+struct Round {
+    /// When their lease ends: after it, a claim may have taken them.
+    until: chrono::DateTime<chrono::Utc>,
+    taken: Vec<Claimed>,
+}
+
+/// Room for one relay round's in-app deliveries, reserved before the round
+/// plans them.
+pub struct HandOffSlot<'a> {
+    permit: mpsc::Permit<'a, Round>,
+    /// When the lease of the deliveries planned taken ends.
+    pub taken_until: chrono::DateTime<chrono::Utc>,
+}
+
+impl HandOff {
+    /// Room for a round, if the workers are not already that far behind.
+    pub fn reserve(&self) -> Option<HandOffSlot<'_>> {
+        let permit = self.tx.try_reserve().ok()?;
+        Some(HandOffSlot {
+            permit,
+            taken_until: entity::store::now() + self.lease,
+        })
+    }
+}
+
+impl HandOffSlot<'_> {
+    /// Passes the round's taken deliveries to the workers, once the round
+    /// committed them.
+    pub fn hand(self, taken: Vec<Claimed>) {
+        if !taken.is_empty() {
+            self.permit.send(Round {
+                until: self.taken_until,
+                taken,
+            });
+        }
+    }
+}
+
+/// The receiving end of the [`HandOff`], shared by the in-app workers.
+type Handed = Arc<Mutex<mpsc::Receiver<Round>>>;
 
 /// The running worker pool.
 pub struct Deliverer {
@@ -72,6 +142,11 @@ pub struct Deliverer {
     pub wake: Arc<Notify>,
     /// Counters.
     pub stats: Arc<DeliveryStats>,
+    /// Where the relay hands in-app deliveries over (when this instance
+    /// runs in-app workers).
+    pub hand_off: Option<HandOff>,
+    handed: Option<Handed>,
+    db: DatabaseConnection,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -84,6 +159,8 @@ struct Worker {
     config: DeliveryConfig,
     stats: Arc<DeliveryStats>,
     wake: Arc<Notify>,
+    /// Deliveries the relay handed over (the batched, in-app, channel's).
+    handed: Option<Handed>,
     cancel: CancellationToken,
 }
 
@@ -99,18 +176,30 @@ impl Deliverer {
         let wake = Arc::new(Notify::new());
         let stats = Arc::new(DeliveryStats::default());
         let tracker = TaskTracker::new();
+        let (mut hand_off, mut handed) = (None, None);
         for channel in channels {
             // In-app deliveries are one quick transaction per batch.
             let count = match channel.kind() {
                 domain::notify::Channel::InApp => (config.workers / 4).max(1),
                 _ => config.workers.max(1),
             };
+            let mut own = None;
+            if channel.kind() == domain::notify::Channel::InApp {
+                let (tx, rx) = mpsc::channel(HANDED_ROUNDS);
+                hand_off = Some(HandOff {
+                    tx,
+                    lease: lease(&config),
+                });
+                own = Some(Arc::new(Mutex::new(rx)));
+                handed.clone_from(&own);
+            }
             let worker = Arc::new(Worker {
                 db: db.clone(),
                 channel,
                 config: config.clone(),
                 stats: stats.clone(),
                 wake: wake.clone(),
+                handed: own,
                 cancel: cancel.clone(),
             });
             for _ in 0..count {
@@ -121,16 +210,73 @@ impl Deliverer {
         Self {
             wake,
             stats,
+            hand_off,
+            handed,
+            db,
             cancel,
             tracker,
         }
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops the workers and waits for them. Call it after the relay
+    /// stopped: deliveries handed over but not yet delivered are given
+    /// back, due at once, for whichever instance runs next.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.tracker.wait().await;
+        let Some(handed) = self.handed else { return };
+        let mut handed = handed.lock().await;
+        handed.close();
+        while let Some(round) = handed.recv().await {
+            for claimed in round.taken {
+                if let Err(err) =
+                    deliveries::unclaim(&self.db, &claimed.delivery, chrono::Duration::zero()).await
+                {
+                    tracing::warn!(delivery.id = %claimed.delivery.id, error = %err, "giving a delivery back failed; its lease will run out");
+                }
+            }
+        }
     }
+}
+
+/// `first` and the handed-over rounds waiting after it, up to
+/// [`HANDED_BATCH`] deliveries.
+fn with_waiting(handed: &mut mpsc::Receiver<Round>, first: Round) -> Vec<Round> {
+    let mut count = first.taken.len();
+    let mut rounds = vec![first];
+    while count < HANDED_BATCH {
+        match handed.try_recv() {
+            Ok(more) => {
+                count += more.taken.len();
+                rounds.push(more);
+            }
+            Err(_) => break,
+        }
+    }
+    rounds
+}
+
+/// The deliveries of `rounds` still under their lease at `now`; the
+/// others, left to the claims, are counted in `expired`.
+fn still_ours(
+    rounds: Vec<Round>,
+    now: chrono::DateTime<chrono::Utc>,
+    expired: &mut usize,
+) -> Vec<Claimed> {
+    let mut ours = Vec::new();
+    for round in rounds {
+        if round.until > now {
+            ours.extend(round.taken);
+        } else {
+            *expired += round.taken.len();
+        }
+    }
+    ours
+}
+
+/// The lease under which a worker holds what it took.
+fn lease(config: &DeliveryConfig) -> chrono::Duration {
+    chrono::Duration::from_std(config.lease).unwrap_or_else(|_| chrono::Duration::seconds(60))
 }
 
 impl Worker {
@@ -139,6 +285,10 @@ impl Worker {
         loop {
             if self.cancel.is_cancelled() {
                 return;
+            }
+            if let Some(batch) = self.next_handed() {
+                self.process_handed(batch).await;
+                continue;
             }
             let lease = self.lease();
             let channels = [self.channel.kind()];
@@ -165,6 +315,7 @@ impl Worker {
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.wake.notified() => {}
+                    Some(batch) = self.handed() => self.process_handed(batch).await,
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = self.cancel.cancelled() => return,
                 }
@@ -196,8 +347,25 @@ impl Worker {
     }
 
     fn lease(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.config.lease)
-            .unwrap_or_else(|_| chrono::Duration::seconds(60))
+        lease(&self.config)
+    }
+
+    /// A batch the relay handed over, if one waits.
+    fn next_handed(&self) -> Option<Vec<Round>> {
+        let mut handed = self.handed.as_ref()?.try_lock().ok()?;
+        let first = handed.try_recv().ok()?;
+        Some(with_waiting(&mut handed, first))
+    }
+
+    /// The next batch the relay hands over; never, for a worker that is not
+    /// handed any, or once the hand-off closed.
+    async fn handed(&self) -> Option<Vec<Round>> {
+        let Some(handed) = &self.handed else {
+            return std::future::pending().await;
+        };
+        let mut handed = handed.lock().await;
+        let first = handed.recv().await?;
+        Some(with_waiting(&mut handed, first))
     }
 
     /// One delivery, traced as part of the trace of the change its event
@@ -208,6 +376,25 @@ impl Worker {
             delivery, event, ..
         } = claimed;
         self.deliver(delivery, event).instrument(span).await;
+    }
+
+    /// Rounds the relay handed over, those whose lease ran out while they
+    /// waited left to the claims.
+    async fn process_handed(&self, rounds: Vec<Round>) {
+        let mut expired = 0;
+        let batch = still_ours(rounds, entity::store::now(), &mut expired);
+        if expired > 0 {
+            tracing::warn!(
+                deliveries = expired,
+                "handed-over in-app deliveries waited out their lease; left to the claims"
+            );
+        }
+        self.stats
+            .handed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if !batch.is_empty() {
+            self.process_batch(batch).await;
+        }
     }
 
     /// A batch of a [batched](Channel::batched) channel: the other parties'
@@ -382,4 +569,76 @@ fn span(claimed: &Claimed) -> tracing::Span {
     );
     entity::trace::continue_from(&span, claimed.trace_parent.as_deref());
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use domain::events::KycStatusChanged;
+    use domain::notify::{Channel, DeliveryStatus};
+
+    fn claimed(at: DateTime<Utc>) -> Claimed {
+        let user_id = uuid::Uuid::now_v7();
+        let event = Envelope {
+            id: uuid::Uuid::now_v7(),
+            user_id,
+            sequence: 1,
+            occurred_at: at,
+            body: EventBody::KycStatusChanged(KycStatusChanged {
+                status: domain::KycStatus::Approved,
+                level: 1,
+                reason: None,
+            }),
+        };
+        Claimed {
+            delivery: DeliveryRecord {
+                id: uuid::Uuid::now_v7(),
+                event_id: event.id,
+                user_id,
+                channel: Channel::InApp,
+                target: String::new(),
+                status: DeliveryStatus::Sending,
+                attempts: 1,
+                next_attempt_at: at,
+                last_error: None,
+                sent_at: None,
+                created_at: at,
+            },
+            event,
+            trace_parent: None,
+        }
+    }
+
+    fn round(until: DateTime<Utc>, n: usize) -> Round {
+        Round {
+            until,
+            taken: (0..n).map(|_| claimed(until)).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_rounds_are_taken_together_up_to_the_batch_and_expired_ones_left() {
+        let now = Utc::now();
+        let (tx, mut rx) = mpsc::channel(HANDED_ROUNDS);
+        let live = now + chrono::Duration::seconds(30);
+        tx.send(round(live, 300)).await.expect("send");
+        tx.send(round(now - chrono::Duration::seconds(1), 100))
+            .await
+            .expect("send");
+        tx.send(round(live, 200)).await.expect("send");
+        tx.send(round(live, 5)).await.expect("send");
+        let first = rx.try_recv().expect("first");
+        // 300 + 100 + 200 reach the batch: the fourth round waits.
+        let rounds = with_waiting(&mut rx, first);
+        assert_eq!(
+            rounds.iter().map(|r| r.taken.len()).collect::<Vec<_>>(),
+            vec![300, 100, 200]
+        );
+        let mut expired = 0;
+        let ours = still_ours(rounds, now, &mut expired);
+        assert_eq!((ours.len(), expired), (500, 100));
+        let rest = rx.try_recv().expect("the fourth round");
+        assert_eq!(rest.taken.len(), 5);
+    }
 }

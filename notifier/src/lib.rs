@@ -18,6 +18,6 @@ pub mod plan;
 pub mod relay;
 pub mod templates;
 
-pub use deliver::{Deliverer, DeliveryConfig, DeliveryStats};
+pub use deliver::{Deliverer, DeliveryConfig, DeliveryStats, HandOff};
 pub use plan::Planner;
 pub use relay::{Relay, RelayConfig, RelayStats};

@@ -65,10 +65,12 @@ impl Planner {
             let prefs = prefs.get(&event.user_id).cloned().unwrap_or_default();
             let mut add = |channel: Channel, target: String| {
                 planned.push(Planned {
+                    id: Uuid::now_v7(),
                     event_id: event.id,
                     user_id: event.user_id,
                     channel,
                     target,
+                    taken_until: None,
                 });
             };
             for channel in self.enabled.iter().copied() {

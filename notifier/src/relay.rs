@@ -12,15 +12,18 @@
 //! once: consumers dedupe by event id and sequence).
 //!
 //! In the same transaction the relay plans each event's deliveries (see
-//! [`crate::plan`]) and, once it committed, wakes the delivery workers. It
+//! [`crate::plan`]) and, once it committed, wakes the delivery workers. The
+//! in-app ones it writes already taken and hands to this instance's in-app
+//! workers with their events ([`HandOff`]), so no claim has to take them. It
 //! never waits for a delivery: e-mail and push run in their own pool.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use entity::store::deliveries;
+use entity::store::deliveries::{self, Claimed};
 use entity::store::events::{self, OUTBOX_CHANNEL};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use subscriptions::{Bus, Outgoing, Payload};
@@ -28,6 +31,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::deliver::HandOff;
 use crate::plan::Planner;
 
 /// Advisory lock key of the relay leader ("wbffrly").
@@ -51,6 +55,9 @@ pub struct RelayConfig {
     pub planner: Planner,
     /// Wakes the delivery workers after a batch planned deliveries.
     pub wake_deliveries: Option<Arc<Notify>>,
+    /// This instance's in-app workers, to hand the in-app deliveries a
+    /// batch plans to, rather than leave them for a claim.
+    pub hand_off: Option<HandOff>,
 }
 
 /// Counters for health and metrics.
@@ -121,8 +128,9 @@ async fn run(
                 return;
             }
             match round(&db, &bus, &config).await {
-                Ok((published, planned)) => {
-                    if planned > 0
+                Ok((published, to_claim)) => {
+                    // Handed-over deliveries wake their workers themselves.
+                    if to_claim > 0
                         && let Some(workers) = &config.wake_deliveries
                     {
                         workers.notify_waiters();
@@ -167,7 +175,7 @@ async fn run(
 }
 
 /// One batch; returns how many events were published and how many
-/// deliveries were planned.
+/// deliveries were planned for a claim (not handed over).
 async fn round(
     db: &DatabaseConnection,
     bus: &Bus,
@@ -203,7 +211,7 @@ async fn round(
                 // in-app notifications with the change: planning them would
                 // notify twice.
                 if row.version >= 1 {
-                    published.push(envelope.clone());
+                    published.push((envelope.clone(), row.trace_parent.clone()));
                 }
                 outgoing.push(Outgoing {
                     payload: Payload::Event(envelope),
@@ -229,17 +237,41 @@ async fn round(
         .await
         .with_context(|| format!("publishing a batch of {} events", outgoing.len()))?;
     drop(outgoing);
-    let refs: Vec<&domain::Envelope> = published.iter().map(|e| e.as_ref()).collect();
-    let planned = config
+    let refs: Vec<&domain::Envelope> = published.iter().map(|(e, _)| e.as_ref()).collect();
+    let mut planned = config
         .planner
         .plan(&txn, &refs)
         .await
         .context("planning deliveries")?;
-    deliveries::plan_with_published(&txn, &planned, &ids)
+    let at = entity::store::now();
+    let slot = config.hand_off.as_ref().and_then(HandOff::reserve);
+    let mut taken = Vec::new();
+    if let Some(slot) = &slot {
+        let by_id: HashMap<_, _> = published.iter().map(|(e, t)| (e.id, (e, t))).collect();
+        for p in planned
+            .iter_mut()
+            .filter(|p| p.channel == domain::notify::Channel::InApp)
+        {
+            let Some((event, trace_parent)) = by_id.get(&p.event_id) else {
+                continue;
+            };
+            p.taken_until = Some(slot.taken_until);
+            taken.push(Claimed {
+                delivery: p.taken(at),
+                event: event.as_ref().clone(),
+                trace_parent: (*trace_parent).clone(),
+            });
+        }
+    }
+    deliveries::plan_with_published(&txn, &planned, &ids, at)
         .await
         .context("marking events published and planning their deliveries")?;
     txn.commit().await.context("committing relay batch")?;
-    Ok((ids.len(), planned.len()))
+    let handed = taken.len();
+    if let Some(slot) = slot {
+        slot.hand(taken);
+    }
+    Ok((ids.len(), planned.len() - handed))
 }
 
 /// Wakes the relay on every `NOTIFY`, reconnecting as needed.

@@ -193,6 +193,11 @@ async fn render(app: &crate::state::AppState) -> Response {
                 "Deliveries that became dead letters (this instance).",
                 &d.dead,
             ),
+            (
+                "wallet_bff_notify_handed_over_total",
+                "In-app deliveries the relay handed to this instance's workers as it planned them, without a claim.",
+                &d.handed,
+            ),
         ] {
             metric(
                 &mut out,

@@ -612,3 +612,107 @@ async fn in_app_notices_written_in_batches_each_get_their_own_sequence() {
     })
     .await;
 }
+
+/// The relay hands a batch's in-app deliveries to its own instance's
+/// in-app workers as it plans them: written already taken, they are marked
+/// sent with no claim in between (one attempt, counted by
+/// `wallet_bff_notify_handed_over_total`). One written taken whose worker
+/// never marks it (its instance died after the relay's commit) is taken
+/// again by a claim once its lease ran out, and delivered.
+#[tokio::test]
+async fn in_app_deliveries_are_handed_to_the_workers_and_one_never_marked_is_taken_again() {
+    use domain::notify::Channel;
+    use entity::entities::{deliveries, notifications};
+    use entity::store::deliveries::{Planned, plan_with_published};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    crate::support::on_both_with(
+        |s| s.notify.poll_interval = Duration::from_millis(100),
+        |app| async move {
+            let (alice, aw, bob, bw) = pair(&app, "handed").await;
+            transfer(&app, &alice, &aw, &bw, "1", "handed-1").await;
+            let bob_id = uuid::Uuid::parse_str(&bob.user_id).expect("uuid");
+            let in_app = || async {
+                deliveries::Entity::find()
+                    .filter(deliveries::Column::Channel.eq(Channel::InApp.as_str()))
+                    .all(&app.db)
+                    .await
+                    .expect("deliveries")
+            };
+            // The transfer's two notices, and any of the deposit's.
+            for _ in 0..100 {
+                let rows = in_app().await;
+                if rows.len() >= 2 && rows.iter().all(|d| d.status == "SENT") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let rows = in_app().await;
+            let seen: Vec<_> = rows
+                .iter()
+                .map(|d| (d.status.as_str(), d.attempts))
+                .collect();
+            assert!(rows.len() >= 2, "{rows:#?}");
+            assert_eq!(seen, vec![("SENT", 1); rows.len()], "{rows:#?}");
+            let metrics = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            let handed = format!("wallet_bff_notify_handed_over_total {}\n", rows.len());
+            assert!(
+                metrics.contains(&handed),
+                "every in-app delivery was handed over: {metrics}"
+            );
+
+            // Bob's notice of the transfer, planned again as if a relay had
+            // handed it to a worker that died (under its own target, past
+            // the unique key): taken, its lease already over.
+            let received = rows
+                .iter()
+                .find(|d| d.user_id == bob_id)
+                .expect("bob's in-app delivery");
+            let lost = Planned {
+                id: uuid::Uuid::now_v7(),
+                event_id: received.event_id,
+                user_id: bob_id,
+                channel: Channel::InApp,
+                target: "lost-hand-off".to_owned(),
+                taken_until: Some(entity::store::now() - chrono::Duration::seconds(1)),
+            };
+            let at = entity::store::now() - chrono::Duration::seconds(2);
+            plan_with_published(&app.db, std::slice::from_ref(&lost), &[], at)
+                .await
+                .expect("plan");
+            let mut row = None;
+            for _ in 0..100 {
+                row = deliveries::Entity::find_by_id(lost.id)
+                    .one(&app.db)
+                    .await
+                    .expect("delivery");
+                if row.as_ref().is_some_and(|d| d.status == "SENT") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let row = row.expect("the lost delivery");
+            assert_eq!(
+                (row.status.as_str(), row.attempts),
+                ("SENT", 2),
+                "taken again by a claim, its second attempt: {row:?}"
+            );
+            let notices = notifications::Entity::find()
+                .filter(notifications::Column::UserId.eq(bob_id))
+                .filter(notifications::Column::SourceEventId.eq(received.event_id))
+                .all(&app.db)
+                .await
+                .expect("notifications");
+            assert_eq!(notices.len(), 2, "the first notice and the retaken one");
+        },
+    )
+    .await;
+}

@@ -1,6 +1,8 @@
 //! Delivery records of the notifier: one per (event, channel, target),
 //! planned by the relay in the transaction that publishes the event, taken
-//! by workers under a lease, and marked when the channel accepted it.
+//! by workers under a lease (or planned already taken, for a worker of the
+//! relay's instance: [`Planned::taken_until`]), and marked when the channel
+//! accepted it.
 //!
 //! A worker takes due deliveries with `FOR UPDATE SKIP LOCKED` (PostgreSQL),
 //! so several instances share the work without taking one twice; on SQLite
@@ -88,6 +90,8 @@ pub struct Claimed {
 /// One delivery to plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
+    /// The delivery's id.
+    pub id: Uuid,
     /// The event.
     pub event_id: Uuid,
     /// Its user.
@@ -96,30 +100,64 @@ pub struct Planned {
     pub channel: Channel,
     /// The address, the device's id, or empty for in-app.
     pub target: String,
+    /// Taken at once by a worker of the planning instance, under a lease
+    /// ending then: written `SENDING` with its first attempt counted, as a
+    /// claim would leave it, so no claim has to take it. Should that worker
+    /// never mark it, it is taken again once the lease ran out, as any
+    /// claimed delivery is.
+    pub taken_until: Option<DateTime<Utc>>,
+}
+
+impl Planned {
+    /// The delivery as written by [`plan_with_published`] at `at`, once
+    /// [taken](Planned::taken_until): what its worker holds.
+    pub fn taken(&self, at: DateTime<Utc>) -> DeliveryRecord {
+        DeliveryRecord {
+            id: self.id,
+            event_id: self.event_id,
+            user_id: self.user_id,
+            channel: self.channel,
+            target: self.target.clone(),
+            status: DeliveryStatus::Sending,
+            attempts: 1,
+            next_attempt_at: at,
+            last_error: None,
+            sent_at: None,
+            created_at: at,
+        }
+    }
 }
 
 /// The relay's writes of a round, in one statement on PostgreSQL: the
 /// planned deliveries (ones planned before, as the relay publishes at least
-/// once, stay as they are) and the events marked published
-/// ([`events::mark_published`]).
+/// once, stay as they are; a taken one of those is then not written, and
+/// its worker finds nothing to mark) and the events marked published
+/// ([`events::mark_published`]), all at `at`.
 pub async fn plan_with_published(
     db: &impl ConnectionTrait,
     planned: &[Planned],
     published: &[Uuid],
+    at: DateTime<Utc>,
 ) -> StoreResult<()> {
     let mut writes = Writes::new(db);
-    let at = now();
     for chunk in planned.chunks(500) {
         let rows = chunk.iter().map(|p| deliveries::ActiveModel {
-            id: sea_orm::Set(Uuid::now_v7()),
+            id: sea_orm::Set(p.id),
             event_id: sea_orm::Set(p.event_id),
             user_id: sea_orm::Set(p.user_id),
             channel: sea_orm::Set(p.channel.as_str().to_owned()),
             target: sea_orm::Set(p.target.clone()),
-            status: sea_orm::Set(DeliveryStatus::Pending.as_str().to_owned()),
-            attempts: sea_orm::Set(0),
+            status: sea_orm::Set(
+                match p.taken_until {
+                    Some(_) => DeliveryStatus::Sending,
+                    None => DeliveryStatus::Pending,
+                }
+                .as_str()
+                .to_owned(),
+            ),
+            attempts: sea_orm::Set(i64::from(p.taken_until.is_some())),
             next_attempt_at: sea_orm::Set(at),
-            lease_until: sea_orm::Set(None),
+            lease_until: sea_orm::Set(p.taken_until),
             last_error: sea_orm::Set(None),
             sent_at: sea_orm::Set(None),
             created_at: sea_orm::Set(at),

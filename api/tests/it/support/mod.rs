@@ -630,8 +630,17 @@ where
     F: Fn(Arc<TestApp>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    on_both_with(|_| {}, f).await;
+}
+
+/// Runs a test body on both backends, the settings tweaked.
+pub async fn on_both_with<F, Fut>(tweak: impl Fn(&mut Settings), f: F)
+where
+    F: Fn(Arc<TestApp>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     for backend in [Backend::Postgres, Backend::Sqlite] {
-        let app = Arc::new(TestApp::spawn(backend).await);
+        let app = Arc::new(TestApp::spawn_with(backend, &tweak).await);
         f(app).await;
     }
 }
