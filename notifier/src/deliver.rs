@@ -256,22 +256,18 @@ fn with_waiting(handed: &mut mpsc::Receiver<Round>, first: Round) -> Vec<Round> 
     rounds
 }
 
-/// The deliveries of `rounds` still under their lease at `now`; the
-/// others, left to the claims, are counted in `expired`.
-fn still_ours(
-    rounds: Vec<Round>,
-    now: chrono::DateTime<chrono::Utc>,
-    expired: &mut usize,
-) -> Vec<Claimed> {
-    let mut ours = Vec::new();
+/// The deliveries of `rounds` still under their lease at `now`, and how
+/// many others are left to the claims.
+fn still_ours(rounds: Vec<Round>, now: chrono::DateTime<chrono::Utc>) -> (Vec<Claimed>, usize) {
+    let (mut ours, mut expired) = (Vec::new(), 0);
     for round in rounds {
         if round.until > now {
             ours.extend(round.taken);
         } else {
-            *expired += round.taken.len();
+            expired += round.taken.len();
         }
     }
-    ours
+    (ours, expired)
 }
 
 /// The lease under which a worker holds what it took.
@@ -282,14 +278,21 @@ fn lease(config: &DeliveryConfig) -> chrono::Duration {
 impl Worker {
     async fn run(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(200);
+        let mut claimed_at = tokio::time::Instant::now();
         loop {
             if self.cancel.is_cancelled() {
                 return;
             }
             if let Some(batch) = self.next_handed() {
                 self.process_handed(batch).await;
-                continue;
+                // What waits for a claim (planned while the hand-off was
+                // full, or left by a dead instance) is looked for at least
+                // once a poll interval, however busy the hand-off keeps us.
+                if claimed_at.elapsed() < self.config.poll_interval {
+                    continue;
+                }
             }
+            claimed_at = tokio::time::Instant::now();
             let lease = self.lease();
             let channels = [self.channel.kind()];
             let size = if self.channel.batched() {
@@ -381,8 +384,7 @@ impl Worker {
     /// Rounds the relay handed over, those whose lease ran out while they
     /// waited left to the claims.
     async fn process_handed(&self, rounds: Vec<Round>) {
-        let mut expired = 0;
-        let batch = still_ours(rounds, entity::store::now(), &mut expired);
+        let (batch, expired) = still_ours(rounds, entity::store::now());
         if expired > 0 {
             tracing::warn!(
                 deliveries = expired,
@@ -635,8 +637,7 @@ mod tests {
             rounds.iter().map(|r| r.taken.len()).collect::<Vec<_>>(),
             vec![300, 100, 200]
         );
-        let mut expired = 0;
-        let ours = still_ours(rounds, now, &mut expired);
+        let (ours, expired) = still_ours(rounds, now);
         assert_eq!((ours.len(), expired), (500, 100));
         let rest = rx.try_recv().expect("the fourth round");
         assert_eq!(rest.taken.len(), 5);
