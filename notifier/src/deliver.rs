@@ -578,7 +578,8 @@ mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
     use domain::events::KycStatusChanged;
-    use domain::notify::{Channel, DeliveryStatus};
+    use domain::notify::Channel;
+    use entity::store::deliveries::Planned;
 
     fn claimed(at: DateTime<Utc>) -> Claimed {
         let user_id = uuid::Uuid::now_v7();
@@ -593,20 +594,16 @@ mod tests {
                 reason: None,
             }),
         };
+        let planned = Planned {
+            id: uuid::Uuid::now_v7(),
+            event_id: event.id,
+            user_id,
+            channel: Channel::InApp,
+            target: String::new(),
+            taken_until: Some(at),
+        };
         Claimed {
-            delivery: DeliveryRecord {
-                id: uuid::Uuid::now_v7(),
-                event_id: event.id,
-                user_id,
-                channel: Channel::InApp,
-                target: String::new(),
-                status: DeliveryStatus::Sending,
-                attempts: 1,
-                next_attempt_at: at,
-                last_error: None,
-                sent_at: None,
-                created_at: at,
-            },
+            delivery: planned.taken(at),
             event,
             trace_parent: None,
         }

@@ -7,9 +7,9 @@
 //! reads the batch in a statement of its own, whose snapshot includes the
 //! marks of the relay that held the lock before; so when several relays
 //! run (one per API instance) one of them publishes at a time: events are
-//! published once in normal operation and a user's events stay in order. A relay that dies
-//! mid-batch rolls back; the next round publishes the batch again (at least
-//! once: consumers dedupe by event id and sequence).
+//! published once in normal operation and a user's events stay in order.
+//! A relay that dies mid-batch rolls back; the next round publishes the
+//! batch again (at least once: consumers dedupe by event id and sequence).
 //!
 //! In the same transaction the relay plans each event's deliveries (see
 //! [`crate::plan`]) and, once it committed, wakes the delivery workers. The

@@ -353,15 +353,7 @@ async fn metrics_count_operations_durations_errors_and_refusals() {
         )
         .await;
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     let at =
         |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
     assert_eq!(

@@ -654,15 +654,7 @@ async fn in_app_deliveries_are_handed_to_the_workers_and_one_never_marked_is_tak
                 .collect();
             assert!(rows.len() >= 2, "{rows:#?}");
             assert_eq!(seen, vec![("SENT", 1); rows.len()], "{rows:#?}");
-            let metrics = app
-                .client
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
+            let metrics = app.metrics().await;
             let handed = format!("wallet_bff_notify_handed_over_total {}\n", rows.len());
             assert!(
                 metrics.contains(&handed),

@@ -385,6 +385,18 @@ impl TestApp {
     }
 
     /// POSTs an operation; returns the whole response body.
+    /// The text of `/metrics` on the main address.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let mut req = self
             .client
