@@ -9,10 +9,7 @@ use sea_orm::DatabaseConnection;
 use subscriptions::Bus;
 use tokio::sync::watch;
 
-use std::collections::BTreeMap;
-
-use domain::Currency;
-use rust_decimal::Decimal;
+use domain::step_up::TransferThresholds;
 
 use crate::auth::oauth::OauthProviders;
 use crate::auth::tokens::TokenKeys;
@@ -65,16 +62,7 @@ pub struct StepUpPolicy {
     /// Lifetime of a step-up token.
     pub token_ttl: Duration,
     /// Transfers of at least this amount need a step-up token.
-    pub transfer_thresholds: BTreeMap<Currency, Decimal>,
-}
-
-impl StepUpPolicy {
-    /// Whether transferring `amount` of `currency` needs a step-up token.
-    pub fn transfer_needs_step_up(&self, currency: Currency, amount: Decimal) -> bool {
-        self.transfer_thresholds
-            .get(&currency)
-            .is_none_or(|threshold| amount >= *threshold)
-    }
+    pub transfer_thresholds: TransferThresholds,
 }
 
 /// Shutdown signal and gauges shared by the hub, relay and WebSockets.
@@ -118,7 +106,7 @@ impl AppState {
         let oauth = OauthProviders::from_settings(&settings)?;
         let step_up = StepUpPolicy {
             token_ttl: Duration::seconds(settings.step_up_token_ttl_secs),
-            transfer_thresholds: settings.step_up_thresholds.clone(),
+            transfer_thresholds: TransferThresholds::new(settings.step_up_thresholds.clone()),
         };
         Ok(Self {
             db,

@@ -66,6 +66,7 @@ pub mod payments;
 pub mod records;
 pub mod requests;
 pub mod risk;
+pub mod step_up;
 pub mod transaction;
 
 pub use command::{MoneyCommand, Recipient};

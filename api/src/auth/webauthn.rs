@@ -358,12 +358,7 @@ pub async fn require_step_up(
     token: Option<&str>,
     reference: &str,
 ) -> Result<()> {
-    let required = || {
-        ApiError::from(DomainError::new(
-            ErrorCode::StepUpRequired,
-            "confirm with your security key first: call beginStepUp and finishStepUp, then pass the stepUpToken",
-        ))
-    };
+    let required = || ApiError::from(domain::step_up::required());
     let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 128) else {
         return Err(required());
     };

@@ -14,7 +14,7 @@
 //! | `ACCESS_TOKEN_TTL_SECS` | `900` | access token lifetime |
 //! | `REFRESH_TOKEN_TTL_SECS` | `2592000` | refresh token lifetime (30 days) |
 //! | `IDEMPOTENCY_KEY_RETENTION_SECS` | `86400` | how long keys are kept (at least 24 h) |
-//! | `IDEMPOTENCY_KEY_LEASE_SECS` | `30` | how long a crashed request blocks its key |
+//! | `IDEMPOTENCY_KEY_LEASE_SECS` | `30` | how long a crashed `startDeposit` request blocks its key (a money movement's key is free once its transaction ends) |
 //! | `GRAPHIQL_ENABLED` | `true` in development, `false` in production | serve GraphiQL at `GET /graphql` |
 //! | `GRAPHQL_INTROSPECTION` | `true` in development, `false` in production | allow schema introspection |
 //! | `GRAPHQL_FIELD_SUGGESTIONS` | as `GRAPHQL_INTROSPECTION` | "did you mean ...?" in validation errors (they reveal field names) |

@@ -230,7 +230,7 @@ impl RequestMutation {
             ctx,
             &idempotency_key,
             MoneyCommand::PayRequest { request_id },
-            Some(step_up_token.as_deref()),
+            step_up_token.as_deref(),
         )
         .await?;
         Ok(TransactionPayload::new(executed.outcome, executed.replayed))

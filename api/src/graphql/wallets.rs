@@ -3,7 +3,8 @@
 use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use domain::{Currency, DomainError, Email, IdempotencyKey, MoneyCommand, Recipient};
+use domain::{Currency, DomainError, Email, ErrorCode, IdempotencyKey, MoneyCommand, Recipient};
+use entity::StoreError;
 use entity::store::history::{self, HistoryQuery};
 use entity::store::payments;
 use entity::store::wallets;
@@ -134,14 +135,14 @@ impl WalletQuery {
 #[derive(Default)]
 pub struct WalletMutation;
 
-/// Runs a money mutation: rate limit, step-up for large transfers
-/// (`step_up_token` is `Some` for transfers, holding what the client sent),
-/// then the idempotent execution.
+/// Runs a money mutation: rate limit, then the idempotent execution, with
+/// the step-up token the client sent for a transfer (`None` for movements
+/// that never need one).
 async fn run_money(
     ctx: &Context<'_>,
     idempotency_key: &str,
     command: MoneyCommand,
-    step_up_token: Option<Option<&str>>,
+    step_up_token: Option<&str>,
 ) -> Result<TransactionPayload> {
     let executed = execute_money(ctx, idempotency_key, command, step_up_token).await?;
     Ok(TransactionPayload::new(executed.outcome, executed.replayed))
@@ -152,7 +153,7 @@ pub(crate) async fn execute_money(
     ctx: &Context<'_>,
     idempotency_key: &str,
     command: MoneyCommand,
-    step_up_token: Option<Option<&str>>,
+    step_up_token: Option<&str>,
 ) -> Result<payments::Executed> {
     let (state, viewer) = parts(ctx).map_err(|e| ApiError::internal(anyhow::anyhow!(e.message)))?;
     let user = viewer.require_user()?;
@@ -164,62 +165,35 @@ pub(crate) async fn execute_money(
             state.settings.rate_money_per_user,
         )
         .await?;
-    // Needs a step-up: a transfer at or above its currency's threshold.
-    let step_up = match (&command, step_up_token) {
-        (
-            MoneyCommand::Transfer {
-                from_wallet_id,
-                amount,
-                ..
-            },
-            Some(token),
-        ) => {
-            let wallet = wallets::get_owned(&state.db, user.id, *from_wallet_id).await?;
-            state
-                .step_up
-                .transfer_needs_step_up(wallet.currency, *amount)
-                .then_some(token)
-        }
-        (MoneyCommand::PayRequest { request_id }, Some(token)) => {
-            let request = entity::store::requests::get(&state.db, user.id, *request_id).await?;
-            state
-                .step_up
-                .transfer_needs_step_up(request.currency, request.amount)
-                .then_some(token)
-        }
-        _ => None,
+    let mut checks = payments::Checks {
+        limits: &state.settings.kyc.limits,
+        risk: entity::store::risk::RiskContext {
+            rules: &state.settings.payments.risk,
+            session_id: Some(user.session_id),
+        },
+        step_up: Some(&state.step_up.transfer_thresholds),
     };
-    let executed = match payments::claim(&state.db, user.id, &key, &command, state.key_policy)
-        .await?
-    {
-        // A retry of a completed request replays its result, whatever
-        // became of the step-up token it was sent with.
-        payments::Claimed::Replayed(executed) => *executed,
-        payments::Claimed::Fresh(fresh) => {
-            if let Some(token) = step_up {
-                // Bound to the key and to what the transfer does: a retry
-                // of the same request may reuse it, a different one may not.
-                let reference = format!(
-                    "transfer:{}:{}",
-                    key.as_str(),
-                    command.fingerprint().as_str()
-                );
-                let checked =
-                    crate::auth::webauthn::require_step_up(state, user.id, token, &reference).await;
-                if let Err(refused) = checked {
-                    fresh.release(&state.db).await;
-                    return Err(refused);
-                }
-            }
-            let checks = payments::Checks {
-                limits: &state.settings.kyc.limits,
-                risk: entity::store::risk::RiskContext {
-                    rules: &state.settings.payments.risk,
-                    session_id: Some(user.session_id),
-                },
-            };
-            fresh.run(&state.db, user.id, &command, checks).await?
+    let execute =
+        |checks| payments::execute(&state.db, user.id, &key, &command, state.key_policy, checks);
+    let executed = match execute(checks).await {
+        // A transfer at or above its currency's threshold, fresh work (a
+        // retry of a completed request replays its result, whatever became
+        // of the token it was sent with): the token is spent on it, and it
+        // runs again confirmed. Bound to the key and to what the transfer
+        // does, a retry of the same request may reuse the token, a
+        // different one may not.
+        Err(StoreError::Domain(refused)) if refused.code == ErrorCode::StepUpRequired => {
+            let reference = format!(
+                "transfer:{}:{}",
+                key.as_str(),
+                command.fingerprint().as_str()
+            );
+            crate::auth::webauthn::require_step_up(state, user.id, step_up_token, &reference)
+                .await?;
+            checks.step_up = None;
+            execute(checks).await?
         }
+        executed => executed?,
     };
     let t = &executed.outcome.transaction;
     tracing::info!(
@@ -334,7 +308,7 @@ impl WalletMutation {
             ctx,
             &idempotency_key,
             command,
-            Some(input.step_up_token.as_deref()),
+            input.step_up_token.as_deref(),
         )
         .await
     }

@@ -185,6 +185,7 @@ async fn keys_are_kept_for_their_retention_and_purged_after() {
                 rules: &domain::risk::RiskRules::default(),
                 session_id: None,
             },
+            step_up: None,
         },
     )
     .await
@@ -223,65 +224,172 @@ async fn keys_are_kept_for_their_retention_and_purged_after() {
 }
 
 #[tokio::test]
-async fn work_that_outlived_its_lease_and_was_taken_over_commits_nothing() {
-    use entity::store::payments::{self, Checks, Claimed};
+async fn a_movement_in_flight_holds_its_key_and_one_whose_connection_died_frees_it_at_once() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
     let app = TestApp::spawn(Backend::Postgres).await;
-    let s = app.register("outlived@example.com").await;
+    let s = app.register("held@example.com").await;
     let w = app.open_wallet(&s, "USD").await;
     let user = Uuid::parse_str(&s.user_id).expect("uuid");
     let cmd = MoneyCommand::Deposit {
         wallet_id: Uuid::parse_str(&w).expect("uuid"),
-        amount: Decimal::from(3),
+        amount: Decimal::from(4),
     };
+    let key = IdempotencyKey::parse("held").expect("key");
+    let policy = KeyPolicy {
+        retention: Duration::hours(24),
+        lease: Duration::seconds(30),
+    };
+    // A request whose movement has held the key and not committed yet.
+    let txn = app.db.begin().await.expect("begin");
+    let holding = idempotency::hold(
+        &txn,
+        user,
+        &key,
+        cmd.operation(),
+        &cmd.fingerprint(),
+        policy,
+    )
+    .await
+    .expect("hold");
+    assert!(matches!(holding, idempotency::Holding::Fresh(_)));
+    let busy = app.deposit(&s, &w, "4", "held").await;
+    assert_eq!(error_code(&busy), "IDEMPOTENCY_KEY_IN_USE");
+    // Another key of the same user is not held.
+    let other = app.deposit(&s, &w, "4", "not-held").await;
+    assert_eq!(data(&other, "deposit")["replayed"], false);
+
+    // The holder dies: its connection ends mid-transaction.
+    let pid: i32 = txn
+        .query_one_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .expect("pid")
+        .expect("row")
+        .try_get("", "pid")
+        .expect("pid");
+    app.db
+        .execute_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            format!("SELECT pg_terminate_backend({pid})"),
+        ))
+        .await
+        .expect("terminate");
+    drop(txn);
+    // No lease to wait out: the retry goes through at once, and once only.
+    let retried = app.deposit(&s, &w, "4", "held").await;
+    assert_eq!(data(&retried, "deposit")["replayed"], false, "{retried}");
+    let again = app.deposit(&s, &w, "4", "held").await;
+    assert_eq!(data(&again, "deposit")["replayed"], true);
+    assert_eq!(deposits(&app).await, 2);
+    assert_eq!(data(&app.wallet(&s, &w).await, "wallet")["balance"], "8.00");
+}
+
+#[tokio::test]
+async fn a_key_past_its_retention_is_free_for_another_request() {
+    on_both(|app| async move {
+        let s = app.register("retained@example.com").await;
+        let w = app.open_wallet(&s, "USD").await;
+        let user = Uuid::parse_str(&s.user_id).expect("uuid");
+        let wallet_id = Uuid::parse_str(&w).expect("uuid");
+        let limits = domain::limits::TierLimits::uniform(domain::limits::Limit {
+            per_transaction: Decimal::from(100),
+            daily: Decimal::from(100),
+        });
+        let rules = domain::risk::RiskRules::default();
+        let checks = entity::store::payments::Checks {
+            limits: &limits,
+            risk: entity::store::risk::RiskContext {
+                rules: &rules,
+                session_id: None,
+            },
+            step_up: None,
+        };
+        let key = IdempotencyKey::parse("reused-later").expect("key");
+        let run = |amount: i64, retention| {
+            let cmd = MoneyCommand::Deposit {
+                wallet_id,
+                amount: Decimal::from(amount),
+            };
+            let db = app.db.clone();
+            let key = key.clone();
+            async move {
+                entity::store::payments::execute(
+                    &db,
+                    user,
+                    &key,
+                    &cmd,
+                    KeyPolicy {
+                        retention,
+                        lease: Duration::seconds(30),
+                    },
+                    checks,
+                )
+                .await
+                .expect("execute")
+            }
+        };
+        // Used with a retention that has already passed...
+        assert!(!run(2, Duration::seconds(-1)).await.replayed);
+        // ...the key takes another request, which keeps it for its own.
+        assert!(!run(3, Duration::hours(24)).await.replayed);
+        assert!(run(3, Duration::hours(24)).await.replayed);
+        let other = app.deposit(&s, &w, "2", "reused-later").await;
+        assert_eq!(error_code(&other), "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(deposits(&app).await, 2);
+        assert_eq!(data(&app.wallet(&s, &w).await, "wallet")["balance"], "5.00");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_completion_that_outlived_its_lease_and_was_taken_over_commits_nothing() {
+    use sea_orm::TransactionTrait;
+    // The leases of work with a provider's call in it (`startDeposit`).
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.register("outlived@example.com").await;
+    let user = Uuid::parse_str(&s.user_id).expect("uuid");
     let key = IdempotencyKey::parse("slow").expect("key");
-    let limits = domain::limits::TierLimits::uniform(domain::limits::Limit {
-        per_transaction: Decimal::from(100),
-        daily: Decimal::from(100),
-    });
-    let rules = domain::risk::RiskRules::default();
-    let checks = || Checks {
-        limits: &limits,
-        risk: entity::store::risk::RiskContext {
-            rules: &rules,
-            session_id: None,
-        },
-    };
+    let fingerprint = domain::Fingerprint::of("start_deposit", &json!({ "amount": "3" }));
     let policy = |lease| KeyPolicy {
         retention: Duration::hours(24),
         lease,
     };
+    let claim = |lease| {
+        idempotency::claim(
+            &app.db,
+            user,
+            &key,
+            "start_deposit",
+            &fingerprint,
+            policy(lease),
+        )
+    };
     // The first holder's lease has run out before its work commits...
-    let Claimed::Fresh(slow) =
-        payments::claim(&app.db, user, &key, &cmd, policy(Duration::seconds(-1)))
-            .await
-            .expect("claim")
-    else {
+    let Claim::Fresh(slow) = claim(Duration::seconds(-1)).await.expect("claim") else {
         panic!("the key was new");
     };
     // ...and a retry took the key over.
-    let Claimed::Fresh(retry) =
-        payments::claim(&app.db, user, &key, &cmd, policy(Duration::seconds(30)))
-            .await
-            .expect("takeover")
-    else {
+    let Claim::Fresh(retry) = claim(Duration::seconds(30)).await.expect("takeover") else {
         panic!("the expired claim is taken over, not replayed");
     };
-    let late = payments::FreshClaim::run(slow, &app.db, user, &cmd, checks()).await;
-    let err = late.expect_err("the outlived work must not commit");
+    let txn = app.db.begin().await.expect("begin");
+    let late = idempotency::complete(&txn, &slow, json!({ "by": "slow" })).await;
+    let err = late.expect_err("the outlived work must not complete the key");
     assert!(
         matches!(&err, entity::StoreError::Domain(e) if e.code == domain::ErrorCode::IdempotencyKeyInUse),
         "{err}"
     );
-    assert_eq!(deposits(&app).await, 0, "the late work rolled back");
-    let done = retry
-        .run(&app.db, user, &cmd, checks())
+    drop(txn);
+    let txn = app.db.begin().await.expect("begin");
+    idempotency::complete(&txn, &retry, json!({ "by": "retry" }))
         .await
-        .expect("the new holder's work commits");
-    assert!(!done.replayed);
-    assert_eq!(deposits(&app).await, 1);
+        .expect("the new holder completes the key");
+    txn.commit().await.expect("commit");
     // The key now replays the new holder's result.
-    assert_eq!(
-        data(&app.deposit(&s, &w, "3", "slow").await, "deposit")["replayed"],
-        true
-    );
+    let Claim::Replay(stored) = claim(Duration::seconds(30)).await.expect("replay") else {
+        panic!("the key completed");
+    };
+    assert_eq!(stored, json!({ "by": "retry" }));
 }

@@ -45,9 +45,20 @@ pub enum StoreError {
     /// Stored data broke an invariant; details are for the logs only.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
+    /// Another request wrote the idempotency key after this transaction
+    /// read it: nothing of the transaction happened, and running it again
+    /// finds what became of the key.
+    #[error("the idempotency key was written by another request meanwhile")]
+    KeyTaken,
 }
 
 impl StoreError {
+    /// Whether the failed transaction may simply run again: it lost a
+    /// deadlock, or its idempotency key was written meanwhile.
+    pub fn worth_running_again(&self) -> bool {
+        matches!(self, StoreError::KeyTaken) || self.lost_a_deadlock()
+    }
+
     /// Whether the database rolled the transaction back to break a deadlock
     /// or a serialization conflict (SQLSTATE `40P01`, `40001`): nothing of
     /// it happened, and running it again may succeed.

@@ -24,6 +24,7 @@ use transfer::{TransferOrder, email_recipient, transfer};
 
 use domain::limits::TierLimits;
 use domain::risk::{Assessment, RiskDecision};
+use domain::step_up::TransferThresholds;
 use domain::{
     Amount, DomainError, ErrorCode, IdempotencyKey, MoneyCommand, Posting, Recipient,
     TransactionKind, TransactionStatus,
@@ -32,7 +33,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::store::idempotency::{self, Claim, KeyPolicy};
+use crate::store::idempotency::{self, Holding, KeyPolicy};
 use crate::store::records::{MoneyOutcome, TransactionRecord};
 use crate::store::risk::{self, NewAlert, RiskContext};
 use crate::store::writes::Writes;
@@ -49,6 +50,9 @@ pub struct Checks<'a> {
     pub limits: &'a TierLimits,
     /// Risk rules and the session asking.
     pub risk: RiskContext<'a>,
+    /// The amounts from which a transfer needs a step-up, unless the
+    /// request confirmed one (`None`).
+    pub step_up: Option<&'a TransferThresholds>,
 }
 
 /// The outcome of a money mutation and whether it was replayed from its key.
@@ -60,114 +64,13 @@ pub struct Executed {
     pub replayed: bool,
 }
 
-/// What claiming a money mutation's idempotency key found.
-#[derive(Debug)]
-pub enum Claimed {
-    /// The key already completed this very request: its first result.
-    Replayed(Box<Executed>),
-    /// The key is ours; nothing has moved yet.
-    Fresh(FreshClaim),
-}
-
-/// A claimed key whose work has not run: [`FreshClaim::run`] it, or
-/// [`FreshClaim::release`] it when a check made after the claim refuses
-/// (so that only fresh work meets that check, never a replay).
-#[derive(Debug)]
-pub struct FreshClaim {
-    lease: idempotency::Lease,
-}
-
-/// Claims the idempotency key of a money mutation.
-pub async fn claim(
-    db: &DatabaseConnection,
-    user_id: Uuid,
-    key: &IdempotencyKey,
-    command: &MoneyCommand,
-    policy: KeyPolicy,
-) -> StoreResult<Claimed> {
-    let fingerprint = command.fingerprint();
-    match idempotency::claim(db, user_id, key, command.operation(), &fingerprint, policy).await? {
-        Claim::Replay(stored) => {
-            let outcome: MoneyOutcome = serde_json::from_value(stored)
-                .map_err(|e| inconsistent(format!("stored idempotent result: {e}")))?;
-            Ok(Claimed::Replayed(Box::new(Executed {
-                outcome,
-                replayed: true,
-            })))
-        }
-        Claim::Fresh(lease) => Ok(Claimed::Fresh(FreshClaim { lease })),
-    }
-}
-
-impl FreshClaim {
-    /// Moves the money in one transaction that also completes the key,
-    /// within the user's tier limits and risk rules. A movement the risk
-    /// rules block leaves an alert, written after the refusal rolled back.
-    pub async fn run(
-        self,
-        db: &DatabaseConnection,
-        user_id: Uuid,
-        command: &MoneyCommand,
-        checks: Checks<'_>,
-    ) -> StoreResult<Executed> {
-        let lease = &self.lease;
-        let mut blocked: Option<NewAlert>;
-        let mut tries = 1;
-        let attempt = loop {
-            blocked = None;
-            let attempt = async {
-                let txn = db.begin().await?;
-                let mut writes = Writes::new(&txn);
-                let outcome =
-                    apply(&txn, &mut writes, user_id, command, checks, &mut blocked).await?;
-                let stored = serde_json::to_value(&outcome)
-                    .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
-                idempotency::stage_complete(&mut writes, lease, stored);
-                writes.flush(&txn).await?;
-                txn.commit().await?;
-                Ok::<_, StoreError>(outcome)
-            }
-            .instrument(super::transaction_span(db, command.operation()))
-            .await;
-            match attempt {
-                // The database chose this transaction to break a deadlock
-                // and rolled it back whole: the key is still ours, so the
-                // work runs again rather than failing a valid request.
-                Err(err) if err.lost_a_deadlock() && tries < TRIES => {
-                    tracing::warn!(error = %err, attempt = tries, "money transaction lost a deadlock; running it again");
-                    tries += 1;
-                }
-                attempt => break attempt,
-            }
-        };
-        match attempt {
-            Ok(outcome) => Ok(Executed {
-                outcome,
-                replayed: false,
-            }),
-            Err(err) => {
-                // Nothing moved: forget the claim so the client may retry the key.
-                self.release(db).await;
-                if let Some(alert) = blocked
-                    && let Err(e) = risk::record_alert(db, &alert).await
-                {
-                    tracing::error!(error = %e, user.id = %user_id, "writing a risk alert failed");
-                }
-                Err(err)
-            }
-        }
-    }
-
-    /// Forgets the claim without doing the work; a failure leaves a lease
-    /// that expires.
-    pub async fn release(self, db: &DatabaseConnection) {
-        if let Err(err) = idempotency::release(db, &self.lease).await {
-            tracing::warn!(error = %err, "could not release idempotency key; its lease will expire");
-        }
-    }
-}
-
-/// Runs a money mutation under an idempotency key.
+/// Runs a money mutation under an idempotency key: one transaction holds
+/// the key, moves the money within the user's tier limits, risk rules and
+/// step-up thresholds, and records the result to replay. A key that
+/// already completed this very request replays its first result. A
+/// movement the risk rules block leaves an alert, written after the
+/// refusal rolled back; any other refusal leaves nothing, so the key can be
+/// retried.
 pub async fn execute(
     db: &DatabaseConnection,
     user_id: Uuid,
@@ -176,9 +79,70 @@ pub async fn execute(
     policy: KeyPolicy,
     checks: Checks<'_>,
 ) -> StoreResult<Executed> {
-    match claim(db, user_id, key, command, policy).await? {
-        Claimed::Replayed(executed) => Ok(*executed),
-        Claimed::Fresh(fresh) => fresh.run(db, user_id, command, checks).await,
+    let fingerprint = command.fingerprint();
+    let mut blocked: Option<NewAlert>;
+    let mut tries = 1;
+    let attempt = loop {
+        blocked = None;
+        let attempt = async {
+            let txn = db.begin().await?;
+            let held = match idempotency::hold(
+                &txn,
+                user_id,
+                key,
+                command.operation(),
+                &fingerprint,
+                policy,
+            )
+            .await?
+            {
+                Holding::Fresh(held) => held,
+                Holding::Replay(stored) => {
+                    let outcome: MoneyOutcome = serde_json::from_value(stored)
+                        .map_err(|e| inconsistent(format!("stored idempotent result: {e}")))?;
+                    return Ok(Executed {
+                        outcome,
+                        replayed: true,
+                    });
+                }
+            };
+            let mut writes = Writes::new(&txn);
+            let outcome = apply(&txn, &mut writes, user_id, command, checks, &mut blocked).await?;
+            let stored = serde_json::to_value(&outcome)
+                .map_err(|e| inconsistent(format!("serializing result: {e}")))?;
+            idempotency::stage_record(&mut writes, held, stored);
+            writes.flush(&txn).await?;
+            txn.commit().await?;
+            Ok::<_, StoreError>(Executed {
+                outcome,
+                replayed: false,
+            })
+        }
+        .instrument(super::transaction_span(db, command.operation()))
+        .await;
+        match attempt {
+            // The database chose this transaction to break a deadlock, or
+            // another request wrote the key after it was read: it rolled
+            // back whole, so it runs again rather than failing a valid
+            // request (and then finds what became of the key).
+            Err(err) if err.worth_running_again() && tries < TRIES => {
+                tracing::warn!(error = %err, attempt = tries, "money transaction rolled back; running it again");
+                tries += 1;
+            }
+            attempt => break attempt,
+        }
+    };
+    match attempt {
+        Err(StoreError::KeyTaken) => Err(idempotency::in_use().into()),
+        Err(err) => {
+            if let Some(alert) = blocked
+                && let Err(e) = risk::record_alert(db, &alert).await
+            {
+                tracing::error!(error = %e, user.id = %user_id, "writing a risk alert failed");
+            }
+            Err(err)
+        }
+        done => done,
     }
 }
 

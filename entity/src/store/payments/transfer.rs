@@ -28,8 +28,9 @@ pub(super) struct TransferOrder {
     pub(super) memo: Option<String>,
 }
 
-/// Moves an amount between two wallets of one currency, within the limits
-/// and the risk rules: a held transfer only freezes the sender's funds.
+/// Moves an amount between two wallets of one currency, within the limits,
+/// the risk rules and the step-up thresholds: a held transfer only freezes
+/// the sender's funds.
 pub(super) async fn transfer(
     txn: &impl ConnectionTrait,
     writes: &mut Writes,
@@ -54,6 +55,9 @@ pub(super) async fn transfer(
         return Err(DomainError::not_found("wallet").into());
     }
     let amount = Amount::new(order.amount, from.currency)?;
+    if let Some(thresholds) = checks.step_up {
+        thresholds.check(amount)?;
+    }
     let posting = Posting::transfer(from.id, to.id, amount);
     let from_next = from
         .balances()
