@@ -276,8 +276,9 @@ pub enum Holding {
 /// Inside a money movement's transaction, first: holds the key and reads
 /// it. On PostgreSQL the transaction-scoped advisory lock of the user's key
 /// is taken, if free, in the statement that reads the row; held by another
-/// transaction, the key is in flight (`IDEMPOTENCY_KEY_IN_USE`). SQLite runs
-/// one transaction at a time, so the read alone tells.
+/// transaction, the key is in flight (`IDEMPOTENCY_KEY_IN_USE`) unless its
+/// row already shows it completed. SQLite runs one transaction at a time,
+/// so the read alone tells.
 ///
 /// The read's snapshot may predate the lock by a moment, and so miss the
 /// result of the request that held it and committed in that moment: the
@@ -291,7 +292,8 @@ pub async fn hold(
     fingerprint: &Fingerprint,
     policy: KeyPolicy,
 ) -> StoreResult<Holding> {
-    let row = if txn.get_database_backend() == DatabaseBackend::Postgres {
+    // SQLite's one transaction at a time holds every key it reads.
+    let (held, row) = if txn.get_database_backend() == DatabaseBackend::Postgres {
         let found = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
@@ -306,20 +308,21 @@ pub async fn hold(
             ))
             .await?
             .ok_or_else(|| inconsistent("holding an idempotency key read no row"))?;
-        if !found.try_get::<bool>("", "held")? {
-            return Err(in_use().into());
-        }
-        match found.try_get::<Option<Uuid>>("", "id")? {
+        let row = match found.try_get::<Option<Uuid>>("", "id")? {
             Some(_) => Some(keys::Model::from_query_result(&found, "")?),
             None => None,
-        }
+        };
+        (found.try_get::<bool>("", "held")?, row)
     } else {
-        keys::Entity::find()
+        let row = keys::Entity::find()
             .filter(keys::Column::UserId.eq(user_id))
             .filter(keys::Column::Key.eq(key.as_str()))
             .one(txn)
-            .await?
+            .await?;
+        (true, row)
     };
+    // A completed key replays (and another request's is refused) even
+    // while a retry holds it.
     let over = match row {
         None => None,
         Some(row) => match judge(&row, operation, fingerprint, now())? {
@@ -327,6 +330,9 @@ pub async fn hold(
             found => Some(Seen::new(&row, &found)),
         },
     };
+    if !held {
+        return Err(in_use().into());
+    }
     Ok(Holding::Fresh(Held {
         user_id,
         key: key.as_str().to_owned(),
