@@ -66,21 +66,21 @@ pub struct DeliveryStats {
     pub handed: AtomicU64,
 }
 
-/// Deliveries a worker of a batched channel (in-app) takes at once: they
-/// are written in one transaction, with no outside call to wait for.
-const BATCHED: u64 = 64;
+/// Deliveries a worker of a batched channel (in-app) takes at once, by a
+/// claim or from the hand-off (the rounds that waited merged): the more of
+/// a user's notices one statement writes, the fewer statements. A worker
+/// kept busy by hand-offs claims only once a poll interval, so a claim
+/// takes as many as a hand-off, or a backlog left to the claims outgrows
+/// the workers.
+const BATCHED: usize = 512;
 
 /// Relay rounds whose in-app deliveries may wait, handed over, for this
 /// instance's in-app workers; when they are all taken, a round plans its
 /// in-app deliveries for a claim instead: a backlog waits in the database,
 /// for claims, in order. A round whose lease ran out while it waited is
-/// left to them too.
+/// left to them too. (With room for 64 or 256 rounds, the soak's overloaded
+/// workers let whole rounds wait out their 60 s lease.)
 const HANDED_ROUNDS: usize = 32;
-
-/// Handed-over deliveries an in-app worker takes together, the rounds that
-/// waited merged: the more of a user's notices one statement writes, the
-/// fewer statements (the workers fall behind a busy relay otherwise).
-const HANDED_BATCH: usize = 512;
 
 /// In-app deliveries handed by the relay to this instance's in-app workers
 /// as it plans them, so that no claim has to take them: the relay writes
@@ -240,11 +240,11 @@ impl Deliverer {
 }
 
 /// `first` and the handed-over rounds waiting after it, up to
-/// [`HANDED_BATCH`] deliveries.
+/// [`BATCHED`] deliveries.
 fn with_waiting(handed: &mut mpsc::Receiver<Round>, first: Round) -> Vec<Round> {
     let mut count = first.taken.len();
     let mut rounds = vec![first];
-    while count < HANDED_BATCH {
+    while count < BATCHED {
         match handed.try_recv() {
             Ok(more) => {
                 count += more.taken.len();
@@ -296,7 +296,7 @@ impl Worker {
             let lease = self.lease();
             let channels = [self.channel.kind()];
             let size = if self.channel.batched() {
-                self.config.batch.max(BATCHED)
+                self.config.batch.max(BATCHED as u64)
             } else {
                 self.config.batch
             };

@@ -13,7 +13,7 @@
 //! | `FCM_TIMEOUT_SECS` | `10` | longest FCM request |
 //! | `PUSH_MAX_DEVICES` | `10` | push devices per user |
 //! | `NOTIFY_WORKERS` | `8` | delivery workers per channel (e-mail, push; in-app gets a quarter) per instance; `0` runs none here |
-//! | `NOTIFY_BATCH` | `4` | e-mail and push deliveries a worker takes at once (in-app workers take at least 64, and up to 512 handed over by the relay, and write them in one statement per user on PostgreSQL, one transaction elsewhere) |
+//! | `NOTIFY_BATCH` | `4` | e-mail and push deliveries a worker takes at once (in-app workers take up to 512, or `NOTIFY_BATCH` if more, claimed or handed over by the relay, and write them in one statement per user on PostgreSQL, one transaction elsewhere) |
 //! | `NOTIFY_LEASE_SECS` | `60` | how long a taken delivery belongs to its worker; after a crash it is sent again once this ran out |
 //! | `NOTIFY_POLL_INTERVAL_MS` | `1000` | how often idle workers look for due deliveries (the local relay also wakes them) |
 //! | `NOTIFY_MAX_ATTEMPTS` | `8` | attempts per delivery, the first included; then a dead letter |
