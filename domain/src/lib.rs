@@ -16,6 +16,7 @@
 //! - [`payments`]: card deposits through the payment provider: intent lifecycle, minor units.
 //! - [`requests`]: payment requests: who may answer them, and their expiry.
 //! - [`risk`]: risk rules scored inside the money transaction: allow, hold for review, or block.
+//! - [`step_up`]: the transfer amounts, per currency, that need a second factor confirmed.
 //! - [`records`]: wallets, transactions and notifications as values (what events carry and the API shows).
 //! - [`transaction`]: kinds and states of money movements.
 
