@@ -104,12 +104,7 @@ pub async fn claim(
             // The key was free: the row is ours, as written.
             return Ok(Claim::Fresh(Lease { id, token }));
         }
-        let row = keys::Entity::find()
-            .filter(keys::Column::UserId.eq(user_id))
-            .filter(keys::Column::Key.eq(key.as_str()))
-            .one(db)
-            .await?;
-        let Some(row) = row else {
+        let Some(row) = find(db, user_id, key).await? else {
             continue; // purged or released between the two statements
         };
         let found = match judge(&row, operation, fingerprint, at)? {
@@ -122,6 +117,19 @@ pub async fn claim(
         }
     }
     Err(in_use().into())
+}
+
+/// A user's key's row, if the key was used.
+async fn find(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+) -> StoreResult<Option<keys::Model>> {
+    Ok(keys::Entity::find()
+        .filter(keys::Column::UserId.eq(user_id))
+        .filter(keys::Column::Key.eq(key.as_str()))
+        .one(db)
+        .await?)
 }
 
 /// What a key's row says to a request that has its operation and
@@ -314,12 +322,7 @@ pub async fn hold(
         };
         (found.try_get::<bool>("", "held")?, row)
     } else {
-        let row = keys::Entity::find()
-            .filter(keys::Column::UserId.eq(user_id))
-            .filter(keys::Column::Key.eq(key.as_str()))
-            .one(txn)
-            .await?;
-        (true, row)
+        (true, find(txn, user_id, key).await?)
     };
     // A completed key replays (and another request's is refused) even
     // while a retry holds it.
