@@ -9,7 +9,8 @@
 # Environment: TEST_POSTGRES_URL, REDIS_URL, CARGO_TARGET_DIR as for the tests;
 # DATABASE_MAX_CONNECTIONS, the database pool of wallet-bff and, shared by
 # its workers, of PostGraphile (10); BENCH_SSLMODE, how every client reaches
-# PostgreSQL (disable, or require).
+# PostgreSQL (disable, or require); BENCH_NOTIFIER=off, wallet-bff without
+# its outbox relay and notifier (what a transfer's own transaction costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh

@@ -23,6 +23,12 @@
 //! event is published and no delivery is due; the table shows how long that
 //! took.
 //!
+//! `BENCH_NOTIFIER=off` runs the server without its outbox relay and
+//! notifier (`OUTBOX_RELAY_ENABLED=false`, `NOTIFY_WORKERS=0`): the events
+//! stay in the outbox and nothing is waited for. Not how the server runs;
+//! it tells what a transfer's own transaction costs against TPC-B, apart
+//! from the notices it causes.
+//!
 //! Usage: `api_load <wallet-bff> <postgraphile bin> [seconds] [rounds]`
 //! (10 s, 2 rounds); `bench/api.sh` builds and runs it. Reads
 //! `TEST_POSTGRES_URL` and `REDIS_URL`; needs `psql`, `pgbench`, `wrk`.
@@ -241,7 +247,11 @@ fn start_server(
 ) -> anyhow::Result<(Killed, String)> {
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let cmd = bench::load_server_command(binary, database_url, &redis_url, data_dir);
+    let mut cmd = bench::load_server_command(binary, database_url, &redis_url, data_dir);
+    if !notifier_on()? {
+        cmd.env("OUTBOX_RELAY_ENABLED", "false")
+            .env("NOTIFY_WORKERS", "0");
+    }
     bench::start_server(cmd).with_context(|| format!("starting {binary}"))
 }
 
@@ -290,11 +300,25 @@ fn start_postgraphile(bin: &str, database_url: &str) -> anyhow::Result<(Killed, 
     Ok((server, addr))
 }
 
+/// Whether the server runs its outbox relay and notifier (`BENCH_NOTIFIER`:
+/// `on`, the default, or `off`).
+fn notifier_on() -> anyhow::Result<bool> {
+    match std::env::var("BENCH_NOTIFIER").as_deref() {
+        Err(_) | Ok("on") => Ok(true),
+        Ok("off") => Ok(false),
+        Ok(other) => bail!("BENCH_NOTIFIER={other}: on or off"),
+    }
+}
+
 /// Waits until every event is published and no delivery is due or in
 /// hand: the notifier caught up with what the transfers wrote, so the next
 /// measurement does not share the machine with it. How long that took.
 async fn drain(db: &DatabaseConnection) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    if !notifier_on()? {
+        // Nothing publishes the events; nothing to wait for.
+        return Ok(Duration::ZERO);
+    }
     let mut told = false;
     loop {
         let left = scalar(
@@ -644,9 +668,14 @@ async fn main() -> anyhow::Result<()> {
     drop(pgl);
     drop(server);
     println!(
-        "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}; database pool {}; sslmode={} for every client",
+        "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}; database pool {}; sslmode={} for every client; notifier {}",
         bench::database_pool()?,
-        sslmode()?
+        sslmode()?,
+        if notifier_on()? {
+            "on"
+        } else {
+            "off (BENCH_NOTIFIER)"
+        }
     );
     println!(
         "| round | wallet-bff read/s | PostGraphile 4 read/s | plain-SQL floor/s | wallet-bff transfers/s | notifier caught up after | pgbench TPC-B/s |"
