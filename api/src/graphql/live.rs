@@ -47,27 +47,27 @@ pub struct BalanceUpdate {
     pub delta: Money,
     /// The transaction that caused it.
     pub transaction_id: ID,
-    /// Commit time.
+    /// When the change was committed.
     pub occurred_at: DateTime<Utc>,
 }
 
 /// Money received from another user.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct TransactionEvent {
-    /// Event id.
+    /// Event id (dedupe by it).
     pub id: ID,
     /// Per-user, strictly increasing.
     pub sequence: i64,
     /// The transfer.
     pub transaction: Transaction,
-    /// Commit time.
+    /// When the change was committed.
     pub occurred_at: DateTime<Utc>,
 }
 
 /// A change of the user's KYC status.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct KycStatusEvent {
-    /// Event id.
+    /// Event id (dedupe by it).
     pub id: ID,
     /// Per-user, strictly increasing.
     pub sequence: i64,
@@ -77,7 +77,7 @@ pub struct KycStatusEvent {
     pub level: i32,
     /// Reviewer's reason (rejections).
     pub reason: Option<String>,
-    /// Commit time.
+    /// When the change was committed.
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -100,7 +100,7 @@ pub enum TransactionChange {
 /// A movement of the caller that changed after it was made.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct TransactionUpdate {
-    /// Event id.
+    /// Event id (dedupe by it).
     pub id: ID,
     /// Per-user, strictly increasing.
     pub sequence: i64,
@@ -112,7 +112,7 @@ pub struct TransactionUpdate {
     pub compensation: Option<Transaction>,
     /// The reason staff gave.
     pub reason: Option<String>,
-    /// Commit time.
+    /// When the change was committed.
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -131,7 +131,7 @@ pub enum PaymentRequestChange {
 /// A payment request made to or by the caller, made or answered.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct PaymentRequestUpdate {
-    /// Event id.
+    /// Event id (dedupe by it).
     pub id: ID,
     /// Per-user, strictly increasing.
     pub sequence: i64,
@@ -147,7 +147,7 @@ pub struct PaymentRequestUpdate {
     pub direction: super::requests::RequestDirection,
     /// The transfer that paid it.
     pub transaction_id: Option<ID>,
-    /// Commit time.
+    /// When the change was committed.
     pub occurred_at: DateTime<Utc>,
 }
 

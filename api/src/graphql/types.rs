@@ -80,7 +80,7 @@ pub(crate) async fn user_wallets(
 #[derive(SimpleObject, Debug, Clone)]
 #[graphql(complex)]
 pub struct User {
-    /// Id.
+    /// The account's identifier (a UUID), the same in every event about it.
     pub id: ID,
     /// E-mail address.
     pub email: String,
@@ -88,7 +88,7 @@ pub struct User {
     pub display_name: String,
     /// Roles, always including USER.
     pub roles: Vec<RoleGql>,
-    /// KYC status.
+    /// Where identity verification stands; `kycHistory` has each change.
     pub kyc_status: KycStatus,
     /// KYC level reached.
     pub kyc_level: i32,
@@ -147,7 +147,7 @@ impl User {
 /// One limit on the user's movements and what remains of it.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct TierLimit {
-    /// Currency code.
+    /// The currency of the amounts, e.g. "USD".
     pub currency: String,
     /// The kind of movement limited.
     pub kind: TransactionKind,
@@ -190,7 +190,7 @@ impl From<UserRecord> for User {
 /// Whether a wallet may move money.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WalletStatus {
-    /// Normal.
+    /// Sends and receives money.
     Active,
     /// Frozen by an administrator.
     Frozen,
@@ -201,24 +201,25 @@ pub enum WalletStatus {
 /// A wallet in one currency.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Wallet {
-    /// Id.
+    /// The wallet's identifier (a UUID), as money mutations and
+    /// `transactions(walletId:)` name it.
     pub id: ID,
     /// Currency code, e.g. "USD".
     pub currency: String,
     /// Total: available plus frozen.
     pub balance: Money,
-    /// Spendable now.
+    /// Spendable now: the balance less the frozen part.
     pub available_balance: Money,
     /// Held for pending withdrawals, refunds and movements under risk review.
     pub frozen_balance: Money,
     /// What the owner owes after a reversal the balance could not cover;
     /// money arriving in the wallet repays it first.
     pub debt: Money,
-    /// Status.
+    /// Whether the wallet may move money.
     pub status: WalletStatus,
     /// Incremented by every change; newer is larger.
     pub version: i64,
-    /// Last change.
+    /// When its balances or status last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -250,7 +251,7 @@ pub enum TransactionKind {
     Deposit,
     /// Pay-out to the payment rail.
     Withdrawal,
-    /// Between wallets.
+    /// From one user's wallet to another wallet of the same currency.
     Transfer,
     /// Between two of the user's wallets in different currencies.
     Exchange,
@@ -268,26 +269,29 @@ pub enum TransactionStatus {
     /// Held by the risk checks: the funds are set aside until compliance
     /// releases or rejects the movement (`transactionUpdated` tells which).
     Held,
-    /// Done.
+    /// Done: the balances changed.
     Completed,
     /// Refused by the rail or by compliance; holds released.
     Failed,
-    /// Undone.
+    /// Undone by staff; a `REVERSAL` transaction names it as `originalId`.
     Reversed,
 }
 
-/// A deposit, withdrawal or transfer.
+/// A movement of money: a deposit, withdrawal, transfer, exchange, refund
+/// or reversal.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Transaction {
-    /// Id.
+    /// The movement's identifier (a UUID), the same in its events and
+    /// notifications.
     pub id: ID,
-    /// Kind.
+    /// What moved the money.
     pub kind: TransactionKind,
-    /// Status.
+    /// Where it is in its life; `transactionUpdated` tells of each change.
     pub status: TransactionStatus,
-    /// Positive amount.
+    /// The amount moved, always positive: `fromWalletId` and `toWalletId`
+    /// give the direction.
     pub amount: Money,
-    /// Currency code.
+    /// The currency of `amount`, e.g. "USD".
     pub currency: String,
     /// Debited wallet (none for deposits).
     pub from_wallet_id: Option<ID>,
@@ -297,7 +301,7 @@ pub struct Transaction {
     pub memo: Option<String>,
     /// Withdrawal destination.
     pub destination: Option<String>,
-    /// Creation time.
+    /// When it was made; history pages are newest first by it.
     pub created_at: DateTime<Utc>,
     /// Last status change.
     pub updated_at: DateTime<Utc>,
@@ -333,7 +337,7 @@ impl From<TransactionRecord> for Transaction {
 /// The result of a money mutation.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct TransactionPayload {
-    /// The transaction.
+    /// The movement the mutation made (the first time, when replayed).
     pub transaction: Transaction,
     /// The caller's wallet after the change.
     pub wallet: Wallet,

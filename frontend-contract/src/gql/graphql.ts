@@ -269,14 +269,14 @@ export type TransactionKind =
   | 'REFUND'
   /** Staff undid a transfer or deposit; `originalId` names it. */
   | 'REVERSAL'
-  /** Between wallets. */
+  /** From one user's wallet to another wallet of the same currency. */
   | 'TRANSFER'
   /** Pay-out to the payment rail. */
   | 'WITHDRAWAL';
 
 /** Where a transaction is in its life. */
 export type TransactionStatus =
-  /** Done. */
+  /** Done: the balances changed. */
   | 'COMPLETED'
   /** Refused by the rail or by compliance; holds released. */
   | 'FAILED'
@@ -287,7 +287,7 @@ export type TransactionStatus =
   | 'HELD'
   /** Waiting for the payment rail. */
   | 'PENDING'
-  /** Undone. */
+  /** Undone by staff; a `REVERSAL` transaction names it as `originalId`. */
   | 'REVERSED';
 
 /** Input of `transfer`: exactly one of `toEmail` and `toWalletId`. */
@@ -323,7 +323,7 @@ export type UpdateProfileInput = {
 
 /** Whether a wallet may move money. */
 export type WalletStatus =
-  /** Normal. */
+  /** Sends and receives money. */
   | 'ACTIVE'
   /** The account was closed. */
   | 'CLOSED'
