@@ -78,7 +78,7 @@ const BATCHED: usize = 512;
 /// instance's in-app workers; when they are all taken, a round plans its
 /// in-app deliveries for a claim instead: a backlog waits in the database,
 /// for claims, in order. A round whose lease ran out while it waited is
-/// left to them too. (With room for 64 or 256 rounds, the soak's overloaded
+/// left to them too. (With room for 256 rounds, the soak's overloaded
 /// workers let whole rounds wait out their 60 s lease.)
 const HANDED_ROUNDS: usize = 32;
 

@@ -244,11 +244,12 @@ fn start_server(
     binary: &str,
     database_url: &str,
     data_dir: &Path,
+    notifier: bool,
 ) -> anyhow::Result<(Killed, String)> {
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let mut cmd = bench::load_server_command(binary, database_url, &redis_url, data_dir);
-    if !notifier_on()? {
+    if !notifier {
         cmd.env("OUTBOX_RELAY_ENABLED", "false")
             .env("NOTIFY_WORKERS", "0");
     }
@@ -312,10 +313,11 @@ fn notifier_on() -> anyhow::Result<bool> {
 
 /// Waits until every event is published and no delivery is due or in
 /// hand: the notifier caught up with what the transfers wrote, so the next
-/// measurement does not share the machine with it. How long that took.
-async fn drain(db: &DatabaseConnection) -> anyhow::Result<Duration> {
+/// measurement does not share the machine with it. How long that took;
+/// nothing is waited for without a `notifier`.
+async fn drain(db: &DatabaseConnection, notifier: bool) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    if !notifier_on()? {
+    if !notifier {
         // Nothing publishes the events; nothing to wait for.
         return Ok(Duration::ZERO);
     }
@@ -568,6 +570,7 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(2)
         .max(1);
+    let notifier = notifier_on()?;
 
     let pid = std::process::id();
     let (app_db, tpcb_db) = (
@@ -584,7 +587,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("wallet-bff-bench-api-{pid}"));
     std::fs::create_dir_all(&dir)?;
     let app_url = database_url(&app_db)?;
-    let (server, addr) = start_server(&binary, &app_url, &dir)?;
+    let (server, addr) = start_server(&binary, &app_url, &dir, notifier)?;
     let http = reqwest::Client::new();
 
     let started = Instant::now();
@@ -592,7 +595,7 @@ async fn main() -> anyhow::Result<()> {
     load_history(&http, &addr, &users).await?;
     let loaded = started.elapsed();
     let books: DatabaseConnection = Database::connect(&app_url).await?;
-    let caught_up = drain(&books).await?;
+    let caught_up = drain(&books, notifier).await?;
     println!(
         "loaded {USERS} users and {LOAD_TRANSFERS} transfers in {:.1} s; the notifier caught up {:.1} s later",
         loaded.as_secs_f64(),
@@ -640,7 +643,7 @@ async fn main() -> anyhow::Result<()> {
         let floor_tps = pgbench(&app_db, secs, Some(&floor))?;
         let transfers = wrk(&write_script(&dir, round)?, &format!("http://{addr}"), secs)?;
         // TPC-B gets the machine to itself, as the read scripts did.
-        let behind = drain(&books).await?;
+        let behind = drain(&books, notifier).await?;
         let tpcb = pgbench(&tpcb_db, secs, None)?;
         for (name, l) in [
             ("read", &ours),
@@ -671,7 +674,7 @@ async fn main() -> anyhow::Result<()> {
         "{CONNECTIONS} connections, {THREADS} wrk threads, {secs} s per measurement, {rounds} rounds; TPC-B at scale {TPCB_SCALE}; database pool {}; sslmode={} for every client; notifier {}",
         bench::database_pool()?,
         sslmode()?,
-        if notifier_on()? {
+        if notifier {
             "on"
         } else {
             "off (BENCH_NOTIFIER)"
