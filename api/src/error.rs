@@ -141,9 +141,12 @@ pub fn enforce_codes(errors: &mut [ServerError]) {
                 || err.message.starts_with("Query is too complex")
                 || err.message.starts_with("The recursion depth of the query"));
         // async-graphql's own complaints about the request: they carry the
-        // field's path but are about the variables sent.
+        // field's path but are about the values sent (a scalar's parser
+        // refusing a value validation let through, such as `true` for a
+        // `Decimal`, says "Expected input type").
         let is_request_error = err.path.is_empty()
             || err.message.starts_with("Failed to parse")
+            || err.message.starts_with("Expected input type ")
             || err.message.starts_with("Invalid value for argument")
             || (err.message.starts_with("Variable ") && err.message.ends_with(" is not defined."));
         let code = if err.message == "PersistedQueryNotFound" {

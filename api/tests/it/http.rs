@@ -654,6 +654,39 @@ async fn a_missing_variable_is_bad_user_input_not_an_internal_error() {
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
 }
 
+/// A value of the wrong kind for a scalar that validation lets through
+/// (`Decimal` and `DateTime` are strings of a form only their parser knows)
+/// is the client's mistake: `BAD_USER_INPUT`, not an internal error, in a
+/// variable's input object as in a literal argument.
+#[tokio::test]
+async fn a_value_of_the_wrong_kind_for_a_scalar_is_bad_user_input() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let s = app.register("wrong-kind@example.com").await;
+    let wallet = app.open_wallet(&s, "USD").await;
+    let to = app.register("wrong-kind-to@example.com").await;
+    let to_wallet = app.open_wallet(&to, "USD").await;
+    let transfer = app
+        .transfer(
+            &s,
+            json!({ "fromWalletId": wallet, "toWalletId": to_wallet, "amount": true }),
+            "wrong-kind-1",
+        )
+        .await;
+    assert_eq!(error_code(&transfer), "BAD_USER_INPUT", "{transfer}");
+    let message = transfer["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("\"Decimal\""), "{transfer}");
+    let page = app
+        .gql(
+            Some(&s.token),
+            "{ transactions(from: true) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&page), "BAD_USER_INPUT", "{page}");
+    let message = page["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("\"DateTime\""), "{page}");
+}
+
 /// Runs a contract test script of `frontend-contract/tests/` against the
 /// server; it prints `ok` when every check held.
 async fn contract_script(app: &TestApp, name: &str) {
