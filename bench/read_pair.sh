@@ -64,6 +64,7 @@ serve() {
 
 serve "$a" "$dir/a"
 port_a=$PORT
+pid_a=${pids[-1]}
 # Users, wallets and history, through the first build (it migrates).
 python3 - "$port_a" "$dir/tokens" <<'EOF'
 import json, random, sys, urllib.request
@@ -97,6 +98,13 @@ with open(tokens, "w") as f:
 EOF
 serve "$b" "$dir/b"
 port_b=$PORT
+pid_b=${pids[-1]}
+
+# CPU time (user and system) the process $1 has used, in clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+ticks_per_sec=$(getconf CLK_TCK)
 
 cat >"$dir/read.lua" <<EOF
 local tokens = {}
@@ -121,16 +129,24 @@ for port in "$port_a" "$port_b"; do
   fi
 done
 
-echo "| pair | build | read/s | p99 | not 200 |"
-echo "|---|---|---|---|---|"
+# The server's CPU per read is its CPU time over the run divided by the
+# reads answered: the server's own cost of a read, apart from PostgreSQL's
+# (on this kind of shared machine it moves with the load about as much as
+# the rate does).
+echo "| pair | build | read/s | p99 | not 200 | server CPU per read |"
+echo "|---|---|---|---|---|---|"
 for pair in $(seq "$pairs"); do
   for side in A B; do
-    port=$port_a
-    [ "$side" = B ] && port=$port_b
+    port=$port_a pid=$pid_a
+    [ "$side" = B ] && port=$port_b pid=$pid_b
+    before=$(cpu_ticks "$pid")
     out=$(wrk -t 2 -c 32 -d "$secs" --latency -s "$dir/read.lua" "http://127.0.0.1:$port/graphql")
+    after=$(cpu_ticks "$pid")
     rate=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
     bad=$(awk '/Non-2xx/ { print $5 }' <<<"$out")
-    echo "| $pair | $side | $rate | $p99 | ${bad:-0} |"
+    reads=$(awk '/requests in/ { print $1 }' <<<"$out")
+    cpu=$(awk -v t=$((after - before)) -v hz="$ticks_per_sec" -v n="$reads" 'BEGIN { printf "%.0f µs", t / hz * 1e6 / n }')
+    echo "| $pair | $side | $rate | $p99 | ${bad:-0} | $cpu |"
   done
 done
