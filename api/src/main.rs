@@ -166,7 +166,7 @@ async fn run(command: Command, settings: api::config::Settings) -> anyhow::Resul
             let db = api::open_database(&settings).await?;
             let user = entity::store::users::grant_role(&db, None, &email, role)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .with_context(|| format!("granting the role {}", role.as_str()))?;
             tracing::info!(user.id = %user.id, role = role.as_str(), "role granted");
             Ok(())
         }
