@@ -213,7 +213,15 @@ fn duration_ms(v: &str) -> anyhow::Result<f64> {
 /// pgbench's transactions per second at the bench's connections and
 /// threads for `secs`, prepared statements, no vacuum; `script` is a file of
 /// its own or, when `None`, its built-in TPC-B.
-fn pgbench(database: &str, secs: u64, script: Option<&str>) -> anyhow::Result<f64> {
+/// What pgbench measured: its transactions a second, and their mean
+/// latency in ms (with its clients each waiting for an answer, the clients
+/// divided by the rate).
+struct Pgbench {
+    tps: f64,
+    latency_ms: f64,
+}
+
+fn pgbench(database: &str, secs: u64, script: Option<&str>) -> anyhow::Result<Pgbench> {
     let mut cmd = Command::new("pgbench");
     cmd.args(["-n", "-M", "prepared"])
         .args(["-c", &CONNECTIONS.to_string(), "-j", &THREADS.to_string()])
@@ -233,11 +241,20 @@ fn pgbench(database: &str, secs: u64, script: Option<&str>) -> anyhow::Result<f6
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let tps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .with_context(|| format!("no tps in pgbench's output: {text}"))?;
-    Ok(tps.split_whitespace().next().unwrap_or_default().parse()?)
+    let number = |prefix: &str| -> anyhow::Result<f64> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .with_context(|| format!("no {prefix:?} in pgbench's output: {text}"))?;
+        let value = line.split_whitespace().next().unwrap_or_default();
+        value
+            .parse()
+            .with_context(|| format!("pgbench's {prefix:?} is not a number: {line}"))
+    };
+    Ok(Pgbench {
+        tps: number("tps = ")?,
+        latency_ms: number("latency average = ")?,
+    })
 }
 
 fn start_server(
@@ -636,15 +653,16 @@ async fn main() -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     let (mut vs_pgl, mut vs_floor, mut vs_tpcb, mut p99s) = (vec![], vec![], vec![], vec![]);
+    let mut floor_latencies = vec![];
     let mut answered = 0;
     for round in 1..=rounds {
         let ours = wrk(&read, &format!("http://{addr}"), secs)?;
         let theirs = wrk(&read_pgl, &format!("http://{pgl_addr}"), secs)?;
-        let floor_tps = pgbench(&app_db, secs, Some(&floor))?;
+        let floor = pgbench(&app_db, secs, Some(&floor))?;
         let transfers = wrk(&write_script(&dir, round)?, &format!("http://{addr}"), secs)?;
         // TPC-B gets the machine to itself, as the read scripts did.
         let behind = drain(&books, notifier).await?;
-        let tpcb = pgbench(&tpcb_db, secs, None)?;
+        let tpcb = pgbench(&tpcb_db, secs, None)?.tps;
         for (name, l) in [
             ("read", &ours),
             ("PostGraphile read", &theirs),
@@ -660,12 +678,13 @@ async fn main() -> anyhow::Result<()> {
         }
         answered += transfers.ok;
         vs_pgl.push(ours.per_sec / theirs.per_sec);
-        vs_floor.push(ours.per_sec / floor_tps);
+        vs_floor.push(ours.per_sec / floor.tps);
+        floor_latencies.push(floor.latency_ms);
         vs_tpcb.push(transfers.per_sec / tpcb);
         p99s.push(ours.p99_ms);
         rows.push(format!(
-            "| {round} | {:.0} (p99 {:.1} ms) | {:.0} (p99 {:.1} ms) | {:.0} | {:.0} (p99 {:.1} ms) | {:.1} s | {:.0} |",
-            ours.per_sec, ours.p99_ms, theirs.per_sec, theirs.p99_ms, floor_tps, transfers.per_sec, transfers.p99_ms, behind.as_secs_f64(), tpcb
+            "| {round} | {:.0} (p99 {:.1} ms) | {:.0} (p99 {:.1} ms) | {:.0} (mean {:.1} ms) | {:.0} (p99 {:.1} ms) | {:.1} s | {:.0} |",
+            ours.per_sec, ours.p99_ms, theirs.per_sec, theirs.p99_ms, floor.tps, floor.latency_ms, transfers.per_sec, transfers.p99_ms, behind.as_secs_f64(), tpcb
         ));
     }
     drop(pgl);
@@ -688,11 +707,12 @@ async fn main() -> anyhow::Result<()> {
         println!("{r}");
     }
     println!(
-        "median ratios: read / PostGraphile {:.2}, read / floor {:.2}, transfers / TPC-B {:.2}; read p99 {:.1} ms",
+        "median ratios: read / PostGraphile {:.2}, read / floor {:.2}, transfers / TPC-B {:.2}; read p99 {:.1} ms (the floor's own mean latency {:.1} ms)",
         median(vs_pgl),
         median(vs_floor),
         median(vs_tpcb),
-        median(p99s)
+        median(p99s),
+        median(floor_latencies)
     );
     check_books(&books, answered, (CONNECTIONS * rounds) as u64).await?;
     books.close().await?;
